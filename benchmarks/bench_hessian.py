@@ -1,0 +1,163 @@
+"""Cost of the group-Hessian top eigenvalues λ(H_a) relative to one gradient pass.
+
+On the bundled Adult data (race groups; synthetic 30k x 100 data with 5 groups if
+``fairprune_sk.datasets.load_adult`` is unavailable) with an MLP (hidden 64, 64):
+
+1. time of λ(H_a) for all groups (Lanczos and power iteration, default ``tol``) divided by the
+   time of one full gradient pass over the training data;
+2. time vs data size (25 %, 50 %, 100 %) at a fixed number of Hessian-vector products;
+3. time vs ``max_iter`` (10, 20, 40) on all the data, with ``tol=0`` so every iteration runs.
+
+Every ratio is measured in the same run (best of ``--repeats``), so machine speed cancels.
+
+    python benchmarks/bench_hessian.py [--repeats 2] [--synthetic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from fairprune_sk.diagnostics import _Evaluator, top_hessian_eigenvalue
+from fairprune_sk.models import MLP
+
+
+def load_data(synthetic: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Preprocessed float32 X, class indices y, group codes and a description."""
+    if not synthetic:
+        try:
+            from fairprune_sk.datasets import load_adult
+        except ImportError:
+            synthetic = True
+    if synthetic:
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(30_000, 100)).astype(np.float32)
+        w = rng.normal(size=100)
+        y = (X @ w + rng.normal(scale=3.0, size=len(X)) > 0).astype(np.int64)
+        groups = rng.choice(5, size=len(X), p=[0.6, 0.2, 0.1, 0.06, 0.04])
+        return X, y, groups, "synthetic 30000 x 100, 5 groups"
+    data = load_adult(sensitive="race")
+    X = data.preprocessor.fit_transform(data.X_train)
+    X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
+    y = np.asarray(data.y_train, dtype=np.int64)
+    race = np.asarray(data.A_train["race"])
+    _, groups = np.unique(race, return_inverse=True)
+    return X, y, groups, f"Adult train {X.shape[0]} x {X.shape[1]}, {groups.max() + 1} race groups"
+
+
+def train(X: np.ndarray, y: np.ndarray, epochs: int = 3) -> nn.Module:
+    """A few epochs of SGD so the Hessian is that of a fitted net, not of a random one."""
+    torch.manual_seed(0)
+    module = MLP(X.shape[1], 2, hidden_units=(64, 64))
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9)
+    x_all, y_all = torch.as_tensor(X), torch.as_tensor(y)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(X)).split(256):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(module(x_all[idx]), y_all[idx]).backward()
+            optimizer.step()
+    module.zero_grad(set_to_none=True)
+    return module.eval()
+
+
+def best_of(repeats: int, fn) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
+def gradient_pass(module: nn.Module, X: np.ndarray, y: np.ndarray, batch_size: int) -> None:
+    """One full gradient of the mean loss: forward + backward over all minibatches."""
+    module.zero_grad(set_to_none=True)
+    for start in range(0, len(X), batch_size):
+        x = torch.as_tensor(X[start : start + batch_size])
+        t = torch.as_tensor(y[start : start + batch_size])
+        (nn.functional.cross_entropy(module(x), t, reduction="sum") / len(X)).backward()
+    module.zero_grad(set_to_none=True)
+
+
+def eigenvalues(module, X, y, groups, *, method="lanczos", max_iter=100, tol=1e-4,
+                batch_size=1024):
+    """λ(H_a) and Hessian-vector products used, for every group."""
+    out = []
+    with _Evaluator(module) as ev:
+        for g in range(groups.max() + 1):
+            idx = np.flatnonzero(groups == g)
+            res = ev.top_eigenvalue(X, y, idx, method=method, max_iter=max_iter, tol=tol,
+                                    seed=g, batch_size=batch_size)
+            out.append((res.value, res.n_iter))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--synthetic", action="store_true", help="use synthetic 30k x 100 data")
+    parser.add_argument("--batch-size", type=int, default=1024)
+    args = parser.parse_args()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+
+    X, y, groups, description = load_data(args.synthetic)
+    module = train(X, y)
+    bs = args.batch_size
+    n_params = sum(p.numel() for p in module.parameters())
+    print(f"data: {description}; MLP(64, 64) with {n_params} parameters; "
+          f"batch_size={bs}; torch threads={torch.get_num_threads()}; best of {args.repeats}")
+    print(f"group sizes: {np.bincount(groups).tolist()}")
+
+    t_grad, _ = best_of(args.repeats, lambda: gradient_pass(module, X, y, bs))
+    print(f"\none full gradient pass: {t_grad:.3f} s")
+
+    print("\n1. λ(H_a) for all groups, default tol=1e-4, max_iter=100")
+    print(f"{'method':<9}{'time s':>9}{'/ grad pass':>13}{'HVPs (all groups)':>19}  λ per group")
+    for method in ("lanczos", "power"):
+        t, res = best_of(args.repeats, lambda m=method: eigenvalues(module, X, y, groups,
+                                                                    method=m, batch_size=bs))
+        hvps = sum(n for _, n in res)
+        values = ", ".join(f"{v:.4g}" for v, _ in res)
+        print(f"{method:<9}{t:>9.2f}{t / t_grad:>13.1f}{hvps:>19d}  [{values}]")
+
+    fixed = 20
+    print(f"\n2. time vs data size (Lanczos, max_iter={fixed}, tol=0, all groups)")
+    print(f"{'fraction':<10}{'rows':>8}{'time s':>9}{'ratio to 100%':>15}{'/ (HVPs x grad pass)':>22}")
+    rows = []
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(X))
+    for fraction in (0.25, 0.5, 1.0):
+        keep = np.sort(order[: int(fraction * len(X))])
+        Xs, ys, gs = X[keep], y[keep], groups[keep]
+        t, _ = best_of(args.repeats, lambda Xs=Xs, ys=ys, gs=gs: eigenvalues(
+            module, Xs, ys, gs, max_iter=fixed, tol=0.0, batch_size=bs))
+        rows.append((fraction, len(keep), t))
+    for fraction, n, t in rows:
+        per_hvp = t / (fixed * t_grad * fraction)
+        print(f"{fraction:<10.2f}{n:>8d}{t:>9.2f}{t / rows[-1][2]:>15.2f}{per_hvp:>22.2f}")
+
+    print("\n3. time vs max_iter (Lanczos, tol=0, all data, all groups)")
+    print(f"{'max_iter':<10}{'time s':>9}{'ratio to 10':>13}{'/ (max_iter x grad pass)':>26}")
+    rows = []
+    for max_iter in (10, 20, 40):
+        t, _ = best_of(args.repeats, lambda k=max_iter: eigenvalues(
+            module, X, y, groups, max_iter=k, tol=0.0, batch_size=bs))
+        rows.append((max_iter, t))
+    for max_iter, t in rows:
+        print(f"{max_iter:<10d}{t:>9.2f}{t / rows[0][1]:>13.2f}{t / (max_iter * t_grad):>26.2f}")
+
+    # the public function on one group, as a user would call it
+    g = int(np.argmin(np.bincount(groups)))
+    mask = groups == g
+    t, value = best_of(1, lambda: top_hessian_eigenvalue(module, X[mask], y[mask],
+                                                         random_state=0, batch_size=bs))
+    print(f"\npublic top_hessian_eigenvalue on the smallest group ({mask.sum()} rows): "
+          f"{value:.4g} in {t:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

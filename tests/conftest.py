@@ -1,0 +1,45 @@
+"""Shared fixtures: small, fast data and nets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.datasets import make_classification
+
+from fairprune_sk import PrunableNetClassifier
+from fairprune_sk.models import MLP
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tabular():
+    """600 samples, 8 features, binary y and a 3-valued group with a small minority."""
+    X, y = make_classification(
+        n_samples=600, n_features=8, n_informative=5, random_state=0, class_sep=1.0
+    )
+    rng = np.random.default_rng(0)
+    group = rng.choice(np.array(["a", "b", "c"]), size=len(y), p=[0.7, 0.2, 0.1])
+    return X.astype(np.float64), y, pd.Series(group, name="group")
+
+
+def make_net(**params) -> PrunableNetClassifier:
+    defaults = dict(
+        module=MLP,
+        module__hidden_units=(16, 16),
+        max_epochs=5,
+        lr=0.1,
+        batch_size=64,
+        random_state=0,
+        verbose=0,
+    )
+    defaults.update(params)
+    return PrunableNetClassifier(**defaults)
+
+
+@pytest.fixture
+def fitted_net(tabular):
+    X, y, _ = tabular
+    return make_net().fit(X, y)

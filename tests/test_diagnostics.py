@@ -1,0 +1,501 @@
+"""Tests of fairprune_sk.diagnostics: HVPs, eigenvalues, gradient norms, GroupDiagnostics."""
+
+from __future__ import annotations
+
+import copy
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from skorch import NeuralNetClassifier
+from torch import nn
+from torch.func import functional_call
+from torch.nn.utils import prune
+
+from fairprune_sk import ExcessRiskFrame, PrunableNetClassifier
+from fairprune_sk.diagnostics import (
+    GroupDiagnostics,
+    _lanczos,
+    _power_iteration,
+    boundary_closeness,
+    group_gradient_norms,
+    hessian_vector_product,
+    output_gradient_norms,
+    top_hessian_eigenvalue,
+)
+from fairprune_sk.models import MLP, SmallCNN
+
+matplotlib.use("Agg")
+
+
+# --------------------------------------------------------------------------------------------
+# helpers: a tiny float64 net (59 parameters) and its dense Hessian
+# --------------------------------------------------------------------------------------------
+def tiny_net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+
+
+@pytest.fixture
+def tiny_data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = rng.integers(0, 3, size=40)
+    groups = (np.arange(40) % 3 == 0).astype(int)  # 14 samples in group 1, 26 in group 0
+    return X, y, groups
+
+
+def mean_loss_of_flat(module: nn.Module, X: np.ndarray, y: np.ndarray):
+    """J(θ; D) as a function of the flattened parameters (the reference for the tests)."""
+    names = [n for n, _ in module.named_parameters()]
+    shapes = [p.shape for p in module.parameters()]
+    numels = [p.numel() for p in module.parameters()]
+    x, t = torch.as_tensor(X), torch.as_tensor(y)
+
+    def loss(flat: torch.Tensor) -> torch.Tensor:
+        parts = [c.view(s) for c, s in zip(torch.split(flat, numels), shapes, strict=True)]
+        logits = functional_call(module, dict(zip(names, parts, strict=True)), (x,))
+        return nn.functional.cross_entropy(logits, t)
+
+    flat = torch.cat([p.detach().reshape(-1) for p in module.parameters()])
+    return loss, flat
+
+
+def dense_hessian(module, X, y) -> torch.Tensor:
+    loss, flat = mean_loss_of_flat(module, X, y)
+    return torch.autograd.functional.hessian(loss, flat)
+
+
+# --------------------------------------------------------------------------------------------
+# Hessian-vector products and the top eigenvalue
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("batch_size", [7, 1024])
+def test_hvp_equals_dense_hessian_times_vector(tiny_data, batch_size):
+    X, y, _ = tiny_data
+    module = tiny_net()
+    H = dense_hessian(module, X, y)
+    v = torch.randn(H.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    hv = hessian_vector_product(module, X, y, v, batch_size=batch_size)
+    torch.testing.assert_close(hv, H @ v, rtol=1e-10, atol=1e-12)
+
+
+def test_top_eigenvalue_matches_eigvalsh(tiny_data):
+    X, y, _ = tiny_data
+    module = tiny_net()
+    eigenvalues = np.linalg.eigvalsh(dense_hessian(module, X, y).numpy())
+    # In this setup the largest eigenvalue is also the largest in magnitude, so power
+    # iteration (largest |λ|) and Lanczos (largest λ) must both find it.
+    assert eigenvalues.max() > abs(eigenvalues.min())
+    for method in ("lanczos", "power"):
+        top = top_hessian_eigenvalue(
+            module, X, y, method=method, max_iter=1000, tol=1e-8, random_state=0
+        )
+        assert top == pytest.approx(eigenvalues.max(), rel=1e-2), method
+
+
+def test_lanczos_finds_largest_algebraic_and_power_largest_magnitude():
+    # A symmetric operator whose most negative eigenvalue dominates in magnitude.
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.normal(size=(30, 30)))
+    eig = np.concatenate([[-5.0], np.linspace(0.0, 3.0, 29)])
+    A = torch.as_tensor(Q @ np.diag(eig) @ Q.T)
+    v0 = torch.as_tensor(rng.normal(size=30))
+    lanczos = _lanczos(lambda v: A @ v, v0, max_iter=100, tol=1e-10)
+    power = _power_iteration(lambda v: A @ v, v0, max_iter=2000, tol=1e-12)
+    assert lanczos.converged and lanczos.value == pytest.approx(3.0, rel=1e-8)
+    assert power.converged and power.value == pytest.approx(-5.0, rel=1e-6)
+
+
+def test_top_eigenvalue_warns_when_not_converged(tiny_data):
+    X, y, _ = tiny_data
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        top_hessian_eigenvalue(tiny_net(), X, y, max_iter=2, tol=1e-12, random_state=0)
+
+
+def test_top_eigenvalue_is_reproducible_with_random_state(tiny_data):
+    X, y, _ = tiny_data
+    a = top_hessian_eigenvalue(tiny_net(), X, y, max_iter=5, tol=0, random_state=3)
+    b = top_hessian_eigenvalue(tiny_net(), X, y, max_iter=5, tol=0, random_state=3)
+    assert a == b
+
+
+# --------------------------------------------------------------------------------------------
+# group gradient norms
+# --------------------------------------------------------------------------------------------
+def test_group_gradient_norms_match_full_batch_autograd(tiny_data):
+    X, y, groups = tiny_data
+    module = tiny_net()
+    expected = []
+    for g in (0, 1):
+        mask = groups == g
+        loss, flat = mean_loss_of_flat(module, X[mask], y[mask])
+        flat.requires_grad_(True)
+        (gradient,) = torch.autograd.grad(loss(flat), flat)
+        expected.append(float(gradient.norm()))
+    full = group_gradient_norms(module, X, y, groups, batch_size=1024)
+    small = group_gradient_norms(module, X, y, groups, batch_size=7)
+    np.testing.assert_allclose(full, expected, rtol=1e-10)
+    np.testing.assert_allclose(small, expected, rtol=1e-10)
+
+
+def test_proposition1_smaller_group_has_larger_gradient_norm():
+    # Two groups drawn from the *same* distribution (so their accuracy is the same up to
+    # noise) but of sizes 900 and 100. A linear model trained to a stationary point of the
+    # full-data loss has n_0 g_0 + n_1 g_1 = 0 (the full gradient is their weighted mean),
+    # hence ‖g_1‖ / ‖g_0‖ = n_0 / n_1 = 9: the size effect of Proposition 1 in its pure form.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1000, 2))
+    y = (X[:, 0] + 0.5 * X[:, 1] + rng.normal(scale=1.0, size=1000) > 0).astype(int)
+    groups = np.r_[np.zeros(900, dtype=int), np.ones(100, dtype=int)]
+    torch.manual_seed(0)
+    module = nn.Linear(2, 2).double()
+    x, t = torch.as_tensor(X), torch.as_tensor(y)
+    optimizer = torch.optim.LBFGS(module.parameters(), max_iter=200, tolerance_grad=1e-12,
+                                  tolerance_change=1e-14, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(module(x), t)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    module.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        correct = (module(x).argmax(1) == t).numpy()
+    accuracy = [correct[groups == g].mean() for g in (0, 1)]
+    assert abs(accuracy[0] - accuracy[1]) < 0.05  # comparable accuracy
+
+    norms = group_gradient_norms(module, X, y, groups)
+    assert norms[1] > norms[0]
+    assert norms[1] / norms[0] == pytest.approx(9.0, rel=1e-3)
+
+
+# --------------------------------------------------------------------------------------------
+# the caller's module is left alone
+# --------------------------------------------------------------------------------------------
+def test_functions_leave_mode_parameters_and_grad_alone(tiny_data):
+    X, y, groups = tiny_data
+    torch.manual_seed(0)
+    module = nn.Sequential(
+        nn.Linear(3, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Dropout(0.5), nn.Linear(6, 3)
+    ).double()
+    module.train()
+    module[1].eval()  # a submodule the caller froze: must stay in eval mode
+    before = copy.deepcopy(module.state_dict())
+    modes = [m.training for m in module.modules()]
+
+    norms_a = group_gradient_norms(module, X, y, groups)
+    norms_b = group_gradient_norms(module, X, y, groups)
+    np.testing.assert_array_equal(norms_a, norms_b)  # dropout is off: deterministic
+    hessian_vector_product(module, X, y, torch.ones(sum(p.numel() for p in module.parameters()),
+                                                    dtype=torch.float64))
+    top_hessian_eigenvalue(module, X, y, max_iter=3, tol=0, random_state=0)
+    output_gradient_norms(module, X)
+
+    assert [m.training for m in module.modules()] == modes
+    for name, value in module.state_dict().items():  # parameters and BN running stats
+        torch.testing.assert_close(value, before[name], rtol=0, atol=0)
+    assert all(p.grad is None for p in module.parameters())
+
+
+def test_pruned_module_is_evaluated_at_its_masked_weights(tiny_data):
+    X, y, groups = tiny_data
+    module = tiny_net()
+    prune.l1_unstructured(module[0], "weight", amount=0.5)
+    module(torch.as_tensor(X))  # after a forward, a naive deepcopy would fail
+    plain = tiny_net()
+    plain.load_state_dict(
+        {"0.weight": module[0].weight.detach(), "0.bias": module[0].bias.detach(),
+         "2.weight": module[2].weight.detach(), "2.bias": module[2].bias.detach()}
+    )
+    orig = module[0].weight_orig.detach().clone()
+
+    np.testing.assert_allclose(
+        group_gradient_norms(module, X, y, groups), group_gradient_norms(plain, X, y, groups),
+        rtol=1e-12,
+    )
+    # The vector is ordered like module.named_parameters(): bias, weight (for weight_orig), ...
+    names = [n for n, _ in module.named_parameters()]
+    assert names[:2] == ["0.bias", "0.weight_orig"]
+    v = torch.randn(59, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    sizes = dict(module.named_parameters())
+    parts = dict(zip(names, torch.split(v, [sizes[n].numel() for n in names]), strict=True))
+    v_plain = torch.cat([parts["0.weight_orig"], parts["0.bias"], parts["2.weight"],
+                         parts["2.bias"]])
+    hv = hessian_vector_product(module, X, y, v)
+    hv_plain = hessian_vector_product(plain, X, y, v_plain)
+    torch.testing.assert_close(hv[:8], hv_plain[24:32])  # 0.bias
+    assert prune.is_pruned(module)
+    torch.testing.assert_close(module[0].weight_orig, orig, rtol=0, atol=0)
+    assert module[0].weight_orig.grad is None
+
+
+def test_params_evaluates_at_another_point(tiny_data):
+    X, y, groups = tiny_data
+    module, other = tiny_net(0), tiny_net(1)
+    np.testing.assert_allclose(
+        group_gradient_norms(module, X, y, groups, params=other.state_dict()),
+        group_gradient_norms(other, X, y, groups),
+        rtol=1e-12,
+    )
+    with pytest.raises(ValueError, match="does not know"):
+        group_gradient_norms(module, X, y, groups, params={**other.state_dict(), "foo": 1.0})
+    with pytest.raises(ValueError, match="lacks the trainable parameters"):
+        group_gradient_norms(module, X, y, groups, params={"0.weight": other[0].weight})
+    with pytest.raises(ValueError, match="has shape"):
+        group_gradient_norms(module, X, y, groups,
+                             params={**other.state_dict(), "0.bias": torch.zeros(3)})
+
+
+# --------------------------------------------------------------------------------------------
+# per-sample quantities
+# --------------------------------------------------------------------------------------------
+def test_boundary_closeness_values():
+    np.testing.assert_allclose(
+        boundary_closeness([[0.5, 0.5], [0.9, 0.1], [0.0, 1.0]]), [0.25, 0.09, 0.0]
+    )
+    f = np.array([0.2, 0.5, 0.7])  # binary: f(1 - f), from P(class 1) or from both columns
+    np.testing.assert_allclose(boundary_closeness(f), f * (1 - f))
+    np.testing.assert_allclose(boundary_closeness(np.c_[1 - f, f]), f * (1 - f))
+    np.testing.assert_allclose(boundary_closeness([[0.2, 0.5, 0.3]]), [0.25])  # p_max(1-p_max)
+    with pytest.raises(ValueError, match="probabilities"):
+        boundary_closeness([[2.0, -1.0]])
+    with pytest.raises(ValueError, match="shape"):
+        boundary_closeness(np.ones((2, 2, 2)))
+
+
+@pytest.mark.parametrize("output", ["proba", "margin"])
+def test_output_gradient_norms_match_per_sample_autograd(tiny_data, output):
+    X, _, _ = tiny_data
+    module = tiny_net()
+    expected = []
+    for row in X[:10]:
+        module.zero_grad(set_to_none=True)
+        logits = module(torch.as_tensor(row[None]))[0]
+        k = int(logits.argmax())
+        if output == "proba":
+            f = torch.softmax(logits, 0)[k]
+        else:
+            f = logits[k] - torch.cat([logits[:k], logits[k + 1:]]).max()
+        f.backward()
+        expected.append(float(torch.cat([p.grad.reshape(-1) for p in module.parameters()]).norm()))
+    module.zero_grad(set_to_none=True)
+    got = output_gradient_norms(module, X[:10], batch_size=3, output=output)
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+def test_cnn_with_batch_norm_works():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 3, size=12)
+    module = SmallCNN(input_shape=(1, 8, 8), n_classes=3, channels=(4, 8), hidden_units=8)
+    assert output_gradient_norms(module, X, batch_size=5).shape == (12,)
+    top = top_hessian_eigenvalue(module, X, y, max_iter=4, tol=0, batch_size=5, random_state=0)
+    assert np.isfinite(top)
+    assert module.training and all(p.grad is None for p in module.parameters())
+
+
+def test_core_input_errors(tiny_data):
+    X, y, groups = tiny_data
+    module = tiny_net()
+    with pytest.raises(ValueError, match="y has 39 samples but X has 40"):
+        group_gradient_norms(module, X, y[:-1], groups)
+    with pytest.raises(ValueError, match="class index 5"):
+        group_gradient_norms(module, X, np.full(40, 5), groups)
+    with pytest.raises(ValueError, match="integer class indices"):
+        group_gradient_norms(module, X, y.astype(float), groups)
+    with pytest.raises(ValueError, match="group codes"):
+        group_gradient_norms(module, X, y, groups - 1)
+    with pytest.raises(ValueError, match="shape"):
+        group_gradient_norms(module, X[:, 0], y, groups)
+    with pytest.raises(ValueError, match="NaN"):
+        group_gradient_norms(module, np.full_like(X, np.nan), y, groups)
+    with pytest.raises(ValueError, match="one entry per trainable parameter"):
+        hessian_vector_product(module, X, y, torch.ones(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="method must be one of"):
+        top_hessian_eigenvalue(module, X, y, method="arnoldi")
+    with pytest.raises(ValueError, match="max_iter must be an int >= 1"):
+        top_hessian_eigenvalue(module, X, y, max_iter=0)
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        group_gradient_norms("not a module", X, y, groups)
+
+
+# --------------------------------------------------------------------------------------------
+# GroupDiagnostics
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def audit_data():
+    rng = np.random.default_rng(1)
+    n = 300
+    race = rng.choice(np.array(["w", "b", "o"]), size=n, p=[0.6, 0.3, 0.1])
+    sex = rng.choice(np.array(["f", "m"]), size=n)
+    X = rng.normal(size=(n, 5)).astype(np.float32)
+    X[race == "o", 1] += 1.0  # a shifted minority
+    y = (X[:, 0] + X[:, 1] * X[:, 2] + 0.3 * rng.normal(size=n) > 0).astype(np.int64)
+    return X, y, pd.DataFrame({"race": race, "sex": sex})
+
+
+@pytest.fixture(scope="module")
+def skorch_pruned(audit_data):
+    """A plain skorch net, pruned by hand, with its dense reference set by hand."""
+    X, y, _ = audit_data
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(MLP, module__n_features=5, module__n_classes=2,
+                              module__hidden_units=(8,), criterion=nn.CrossEntropyLoss,
+                              max_epochs=30, lr=0.2, train_split=None, verbose=0)
+    net.fit(X, y)
+    dense = {k: v.detach().clone() for k, v in net.module_.state_dict().items()}
+    layers = [(m, "weight") for m in net.module_.modules() if isinstance(m, nn.Linear)]
+    prune.global_unstructured(layers, pruning_method=prune.L1Unstructured, amount=0.5)
+    net.dense_state_dict_ = dense
+    return net, dense
+
+
+def test_group_diagnostics_columns_and_bound_terms(audit_data, skorch_pruned):
+    X, y, A = audit_data
+    net, dense = skorch_pruned
+    diag = GroupDiagnostics(net, X, y, sensitive_features=A["race"], max_iter=50, tol=1e-6,
+                            batch_size=64, random_state=0)
+    table = diag.by_group
+    assert list(table.columns) == [
+        "count", "loss_dense", "accuracy_dense", "loss_pruned", "accuracy_pruned",
+        "gradient_norm", "hessian_max_eig", "boundary_closeness", "input_grad_norm",
+        "param_distance", "bound_gradient_term", "bound_hessian_term", "bound", "excess_risk",
+    ]
+    assert list(table.index) == ["b", "o", "w"] and table.index.name == "race"
+    assert table["count"].sum() == len(y)
+
+    # ‖θ̂ − θ*‖ over all trainable parameters, θ̂ the masked weights
+    pruned = {n: getattr(m, "weight") for n, m in net.module_.named_modules()
+              if isinstance(m, nn.Linear)}
+    diff = torch.cat([(pruned[k.rsplit(".", 1)[0]] if k.endswith("weight")
+                       else net.module_.state_dict()[k]).reshape(-1) - v.reshape(-1)
+                      for k, v in dense.items()])
+    distance = float(diff.double().norm())
+    np.testing.assert_allclose(table["param_distance"], distance, rtol=1e-6)
+    np.testing.assert_allclose(table["bound_gradient_term"], table["gradient_norm"] * distance)
+    np.testing.assert_allclose(table["bound_hessian_term"],
+                               0.5 * table["hessian_max_eig"] * distance**2)
+    np.testing.assert_allclose(table["bound"],
+                               table["bound_gradient_term"] + table["bound_hessian_term"])
+    np.testing.assert_allclose(table["excess_risk"], table["loss_pruned"] - table["loss_dense"])
+
+    # the factors are taken at the dense parameters θ*
+    codes = pd.Categorical(A["race"], categories=table.index).codes
+    y_index = np.searchsorted(net.classes_, y)
+    np.testing.assert_allclose(
+        table["gradient_norm"],
+        group_gradient_norms(net.module_, X, y_index, codes, params=dense), rtol=1e-5,
+    )
+    mask = codes == 1
+    assert table["hessian_max_eig"].iloc[1] == pytest.approx(
+        top_hessian_eigenvalue(net.module_, X[mask], y_index[mask], params=dense, tol=1e-6,
+                               max_iter=50), rel=1e-3)
+    proba_dense = NeuralNetClassifier.predict_proba(_dense_copy(net, dense), X)
+    np.testing.assert_allclose(
+        table["boundary_closeness"],
+        pd.Series(boundary_closeness(proba_dense)).groupby(codes).mean(), rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        table["accuracy_pruned"],
+        pd.Series(net.predict(X) == y).groupby(codes).mean(),
+    )
+    assert diag.hessian_convergence["converged"].all()
+
+
+def _dense_copy(net, dense):
+    """The skorch net with its dense weights, for reference predictions."""
+    plain = copy.copy(net)
+    module = MLP(5, 2, hidden_units=(8,))
+    module.load_state_dict(dense)
+    plain.module_ = module.eval()
+    return plain
+
+
+def test_group_diagnostics_correlations_and_plot(audit_data, skorch_pruned):
+    X, y, A = audit_data
+    net, _ = skorch_pruned
+    diag = GroupDiagnostics(net, X, y, sensitive_features=A, max_iter=10, tol=1e-3,
+                            random_state=0)
+    assert isinstance(diag.by_group.index, pd.MultiIndex)  # intersectional race × sex
+    assert diag.by_group.index.names == ["race", "sex"] and len(diag.by_group) == 6
+    corr = diag.correlations()
+    assert list(corr.index) == ["gradient_norm", "hessian_max_eig", "boundary_closeness",
+                                "input_grad_norm", "bound", "count"]
+    assert corr.dropna().between(-1, 1).all()
+    expected = diag.by_group[["excess_risk", "gradient_norm"]].corr(method="kendall").iloc[0, 1]
+    assert diag.correlations("kendall")["gradient_norm"] == pytest.approx(expected)
+    fig = diag.plot()
+    assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 4
+    assert fig.axes[1].get_xticklabels()[0].get_text() == "b, f"
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="method must be one of"):
+        diag.correlations("cosine")
+
+
+def test_group_diagnostics_on_prunable_net_matches_excess_risk_frame(audit_data):
+    X, y, A = audit_data
+    y = np.where(y == 1, "yes", "no")  # any labels: mapped through net.classes_
+    net = PrunableNetClassifier(MLP, module__hidden_units=(8,), max_epochs=15, lr=0.2,
+                                random_state=0, verbose=0).fit(X, y).prune(0.6)
+    diag = GroupDiagnostics(net, X, y, sensitive_features=A["race"], max_iter=20,
+                            random_state=0)
+    frame = ExcessRiskFrame(net, X, y, sensitive_features=A["race"])
+    np.testing.assert_allclose(diag.by_group["excess_risk"], frame.by_group["excess_risk"],
+                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(diag.by_group["accuracy_dense"],
+                               frame.by_group["accuracy_dense"])
+    assert diag.has_reference
+
+
+def test_group_diagnostics_without_reference(audit_data):
+    X, y, A = audit_data
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(MLP, module__n_features=5, module__n_classes=2,
+                              module__hidden_units=(4,), criterion=nn.CrossEntropyLoss,
+                              max_epochs=3, train_split=None, verbose=0).fit(X, y)
+    diag = GroupDiagnostics(net, X, y, sensitive_features=list(A["sex"]), max_iter=5)
+    assert list(diag.by_group.columns) == [
+        "count", "loss", "accuracy", "gradient_norm", "hessian_max_eig",
+        "boundary_closeness", "input_grad_norm",
+    ]
+    assert diag.by_group.index.name == "sensitive_feature_0"
+    assert not diag.has_reference
+    with pytest.raises(ValueError, match="no excess risk"):
+        diag.correlations()
+    fig = diag.plot()
+    matplotlib.pyplot.close(fig)
+    # an explicit reference turns the bound on; here the net is its own reference: R(a) = 0
+    diag = GroupDiagnostics(net, X, y, sensitive_features=A["sex"], reference=net, max_iter=5)
+    np.testing.assert_allclose(diag.by_group["excess_risk"], 0.0, atol=1e-7)
+    np.testing.assert_allclose(diag.by_group["param_distance"], 0.0)
+
+
+def test_group_diagnostics_errors(audit_data, skorch_pruned):
+    X, y, A = audit_data
+    net, dense = skorch_pruned
+    with pytest.raises(ValueError, match="sensitive_features has 299 rows but X and y have 300"):
+        GroupDiagnostics(net, X, y, sensitive_features=A["race"][:-1])
+    with pytest.raises(ValueError, match="labels not seen in fit"):
+        GroupDiagnostics(net, X, np.where(y == 1, 2, y), sensitive_features=A["race"])
+    with pytest.raises(ValueError, match="y has 299 samples but X has 300"):
+        GroupDiagnostics(net, X, y[:-1], sensitive_features=A["race"])
+    with pytest.raises(ValueError, match="has shape"):
+        GroupDiagnostics(net, X, y, sensitive_features=A["race"],
+                         reference=MLP(5, 2, hidden_units=(4,)))
+    with pytest.raises(ValueError, match="tol must be a real number >= 0"):
+        GroupDiagnostics(net, X, y, sensitive_features=A["race"], tol=-1)
+    with pytest.raises(NotFittedError, match="call fit first"):
+        GroupDiagnostics(NeuralNetClassifier(MLP), X, y, sensitive_features=A["race"])
+    with pytest.raises(ValueError, match="does not match net.predict_proba"):
+        probs = NeuralNetClassifier(nn.Sequential(nn.Linear(5, 2), nn.Softmax(dim=1)),
+                                    max_epochs=1, train_split=None, verbose=0).fit(X, y)
+        GroupDiagnostics(probs, X, y, sensitive_features=A["race"])
+    hooked = copy.copy(net)
+    hooked.dense_state_dict_ = None
+    with pytest.warns(UserWarning, match="no dense reference"):
+        GroupDiagnostics(hooked, X, y, sensitive_features=A["race"], max_iter=2, tol=0)

@@ -1,0 +1,540 @@
+"""Tests of fairprune_sk.pruning: pure functions on torch modules."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from fairprune_sk.pruning import (
+    PRUNING_METHODS,
+    compact,
+    copy_module,
+    detach_pruned_weights,
+    effective_state_dict,
+    is_pruned,
+    layer_sparsity,
+    make_permanent,
+    prunable_tensors,
+    prune_module,
+    sparsity,
+    unpruned_copy,
+    validate_method,
+    validate_rate,
+)
+
+
+# ----------------------------------------------------------------------------- tiny modules
+def mlp(sizes=(20, 64, 64, 2), seed=0, act=nn.ReLU) -> nn.Sequential:
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=False):
+        layers += [nn.Linear(n_in, n_out), act()]
+    return nn.Sequential(*layers[:-1])
+
+
+class LayersMLP(nn.Module):
+    """Exposes its chain as ``self.layers``, like the package's MLP."""
+
+    def __init__(self, sizes=(12, 32, 16, 3)):
+        super().__init__()
+        self.layers = mlp(sizes, seed=1)
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class CNN(nn.Module):
+    """(Conv-BN-ReLU-MaxPool) x 2, Flatten, Linear; ``features`` + ``classifier``."""
+
+    def __init__(self, channels=(8, 16), n_classes=4, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        c1, c2 = channels
+        self.features = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
+        )  # fmt: skip
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c2 * 4 * 4, n_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+class UntraceableCNN(CNN):
+    """Same chain, but a data-dependent branch that torch.fx cannot trace."""
+
+    def forward(self, x):
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        return self.classifier(self.features(x))
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(8, 8)
+        self.fc2 = nn.Linear(8, 8)
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x))
+        return self.out(h + self.fc2(h))
+
+
+def warm_batchnorm(net: nn.Module, shape, steps=3) -> nn.Module:
+    """Give BatchNorm non-trivial running statistics, then switch to eval mode."""
+    net.train()
+    with torch.no_grad():
+        for _ in range(steps):
+            net(torch.randn(32, *shape) * 2 + 0.5)
+    return net.eval()
+
+
+def n_params(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def masks(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        name: getattr(sub, "weight_mask", torch.ones_like(sub.weight)).clone()
+        for name, sub, _ in prunable_tensors(net)
+    }
+
+
+def zeros_of(net: nn.Module) -> int:
+    return sum(int((sub.weight == 0).sum()) for _, sub, _ in prunable_tensors(net))
+
+
+def n_weights(net: nn.Module) -> int:
+    return sum(sub.weight.numel() for _, sub, _ in prunable_tensors(net))
+
+
+# ----------------------------------------------------------------------------- validation
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, "a", True, float("nan"), None])
+def test_validate_rate_rejects(bad):
+    with pytest.raises(ValueError, match=r"rate must be a float in \[0, 1\); got"):
+        validate_rate(bad)
+    with pytest.raises(ValueError, match=r"pruning_rate must be a float in \[0, 1\)"):
+        validate_rate(bad, "pruning_rate")
+    with pytest.raises(ValueError, match=r"rate must be a float in \[0, 1\); got"):
+        prune_module(mlp(), bad)
+
+
+def test_validate_rate_and_method_accept():
+    assert validate_rate(0) == 0.0 and isinstance(validate_rate(np.float32(0.5)), float)
+    for method in PRUNING_METHODS:
+        assert validate_method(method) == method
+
+
+@pytest.mark.parametrize("bad", ["magnitude", None, 3])
+def test_validate_method_rejects(bad):
+    with pytest.raises(ValueError, match="method must be one of .*global_magnitude"):
+        validate_method(bad)
+    with pytest.raises(ValueError, match="method must be one of"):
+        prune_module(mlp(), 0.5, bad)
+
+
+def test_other_bad_arguments():
+    with pytest.raises(ValueError, match=r"min_layer_density must be a float in \[0, 1\]"):
+        prune_module(mlp(), 0.5, min_layer_density=1.5)
+    with pytest.raises(ValueError, match="random_state must be None, an int"):
+        prune_module(mlp(), 0.5, "random", random_state="seed")
+    with pytest.raises(ValueError, match="no prunable layer left"):
+        prune_module(mlp((4, 2)), 0.5, keep_dense="first")
+
+
+# ----------------------------------------------------------------------------- selection
+def test_prunable_tensors_only_linear_and_conv_weights_in_order():
+    net = nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Embedding(3, 4),
+        nn.LayerNorm(4), nn.Linear(4, 4), nn.Conv1d(1, 1, 1), nn.Linear(4, 2),
+    )  # fmt: skip
+    found = prunable_tensors(net)
+    assert [(name, pname) for name, _, pname in found] == [
+        ("0", "weight"),
+        ("5", "weight"),
+        ("6", "weight"),
+        ("7", "weight"),
+    ]
+    assert found[0][1] is net[0]
+    assert [name for name, _, _ in prunable_tensors(net, structured=True)] == ["0", "5", "6"]
+
+
+def test_keep_dense_first_last_and_by_name():
+    net = mlp((10, 8, 8, 8, 2))  # layers 0, 2, 4, 6
+    names = lambda **kw: [n for n, _, _ in prunable_tensors(net, **kw)]  # noqa: E731
+    assert names(keep_dense=["first"]) == ["2", "4", "6"]
+    assert names(keep_dense="last") == ["0", "2", "4"]
+    assert names(keep_dense=("first", "4")) == ["2", "6"]
+    assert names(keep_dense=["last"], structured=True) == ["0", "2", "4"]
+    prune_module(net, 0.6, keep_dense=["first", "4"])
+    dense = layer_sparsity(net)
+    assert dense["0"] == 0.0 and dense["4"] == 0.0
+    assert dense["2"] > 0 and dense["6"] > 0
+    assert not hasattr(net[0], "weight_mask")
+
+
+def test_keep_dense_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError, match=r"unknown layer name\(s\) \['fc9'\].*'first', 'last'"):
+        prunable_tensors(mlp(), keep_dense=["fc9"])
+    with pytest.raises(ValueError, match="unknown layer name"):
+        prune_module(mlp(), 0.5, keep_dense=["1"])  # "1" is the ReLU, not prunable
+
+
+# ----------------------------------------------------------------------------- magnitude
+@pytest.mark.parametrize("rate", [0.0, 0.1, 0.33, 0.5, 0.77, 0.9, 0.999])
+def test_global_magnitude_reaches_rate(rate):
+    net = mlp()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 0.999 may empty a layer
+        prune_module(net, rate)
+    total = n_weights(net)
+    assert abs(zeros_of(net) - round(rate * total)) <= 1
+    assert sparsity(net) == pytest.approx(round(rate * total) / total, abs=1 / total)
+
+
+def test_global_magnitude_ranks_across_layers():
+    net = mlp()
+    with torch.no_grad():
+        net[2].weight.mul_(0.05)  # middle layer: much smaller weights
+    weights = [sub.weight.detach().numpy().copy() for _, sub, _ in prunable_tensors(net)]
+    flat = np.concatenate([np.abs(w).ravel() for w in weights])
+    k = round(0.4 * flat.size)
+    expected = np.ones(flat.size, bool)
+    expected[np.argsort(flat, kind="stable")[:k]] = False  # the k smallest |w| globally
+    prune_module(net, 0.4)
+    got = np.concatenate([m.numpy().ravel() != 0 for m in masks(net).values()])
+    np.testing.assert_array_equal(got, expected)
+    per_layer = layer_sparsity(net)
+    assert per_layer["2"] > 0.5 and per_layer["0"] < 0.05  # not the same rate in each layer
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.5, 0.3, 0.9])
+def test_layer_magnitude_gives_each_layer_its_rate(rate):
+    net = mlp()
+    weights = {name: sub.weight.detach().clone() for name, sub, _ in prunable_tensors(net)}
+    prune_module(net, rate, "layer_magnitude")
+    for name, sub, _ in prunable_tensors(net):
+        n = sub.weight.numel()
+        assert int((sub.weight == 0).sum()) == round(rate * n)
+        # the kept weights are the largest of the layer
+        w = weights[name].abs()
+        kept = sub.weight_mask.bool()
+        if (~kept).any():
+            assert w[~kept].max() <= w[kept].min()
+    n_layers = len(prunable_tensors(net))
+    assert abs(zeros_of(net) - round(rate * n_weights(net))) <= n_layers
+
+
+@pytest.mark.parametrize("method", ["global_magnitude", "layer_magnitude", "random"])
+def test_pruning_is_cumulative(method):
+    net = mlp()
+    prune_module(net, 0.5, method, random_state=0)
+    first = masks(net)
+    with torch.no_grad():  # as after fine-tuning: the weights change, the masks hold
+        for _, sub, _ in prunable_tensors(net):
+            sub.weight_orig.add_(torch.randn_like(sub.weight_orig))
+    prune_module(net, 0.8, method, random_state=1)
+    for name, mask in masks(net).items():
+        assert not mask[first[name] == 0].any(), f"layer {name} restored pruned weights"
+    assert abs(zeros_of(net) - round(0.8 * n_weights(net))) <= len(first)
+    # the pre-hook weight is recomputed from the changed weight_orig
+    assert sparsity(net) == pytest.approx(0.8, abs=len(first) / n_weights(net))
+
+
+@pytest.mark.parametrize("method", PRUNING_METHODS)
+def test_rate_below_current_sparsity_raises(method):
+    net = mlp()
+    prune_module(net, 0.6, method, random_state=0)
+    before = {k: v.clone() for k, v in masks(net).items()}
+    with pytest.raises(ValueError, match="below the current sparsity .* cumulative"):
+        prune_module(net, 0.3, method, random_state=0)
+    for name, mask in masks(net).items():  # nothing was changed by the failed call
+        assert torch.equal(mask, before[name])
+    prune_module(net, 0.6, method, random_state=0)  # same rate: allowed, no change
+    for name, mask in masks(net).items():
+        assert torch.equal(mask, before[name])
+
+
+# ----------------------------------------------------------------------------- random
+def test_random_is_reproducible_and_seeded():
+    def run(seed):
+        net = mlp()
+        prune_module(net, 0.5, "random", random_state=seed)
+        return masks(net)
+
+    torch_state = torch.get_rng_state()
+    a, b, c = run(0), run(0), run(1)
+    d = run(np.random.RandomState(0))
+    assert torch.equal(torch.get_rng_state(), torch_state)  # global torch RNG untouched
+    for name in a:
+        assert torch.equal(a[name], b[name]) and torch.equal(a[name], d[name])
+    assert any(not torch.equal(a[name], c[name]) for name in a)
+    # random does not follow magnitude: pruned weights are not the smallest ones
+    net = mlp()
+    w = net[0].weight.detach().abs().clone()
+    prune_module(net, 0.5, "random", random_state=0)
+    assert w[net[0].weight_mask == 0].max() > w[net[0].weight_mask == 1].min()
+    assert layer_sparsity(net)["0"] == 0.5
+
+
+# ----------------------------------------------------------------------------- structured
+@pytest.mark.parametrize(("method", "order"), [("structured_l1", 1), ("structured_l2", 2)])
+def test_structured_zeroes_whole_rows_and_leaves_last_layer(method, order):
+    net = mlp((10, 20, 16, 3))
+    norms = {name: sub.weight.detach().norm(p=order, dim=1) for name, sub, _ in
+             prunable_tensors(net)}  # fmt: skip
+    prune_module(net, 0.5, method)
+    for name in ("0", "2"):
+        layer = net[int(name)]
+        rows_zero = (layer.weight == 0).all(dim=1)
+        assert int(rows_zero.sum()) == layer.out_features // 2
+        assert torch.equal((layer.weight != 0).any(dim=1), ~rows_zero)  # rows all or nothing
+        assert (layer.bias[rows_zero] == 0).all()  # a pruned unit is dead
+        # the pruned rows are those with the smallest L1 / L2 norm
+        assert norms[name][rows_zero].max() <= norms[name][~rows_zero].min()
+    assert not hasattr(net[4], "weight_mask") and layer_sparsity(net)["4"] == 0.0
+
+
+def test_structured_zeroes_whole_conv_filters_and_batchnorm_channels():
+    net = warm_batchnorm(CNN(), (1, 16, 16))
+    prune_module(net, 0.5, "structured_l2")
+    for i in (0, 4):
+        conv, bn = net.features[i], net.features[i + 1]
+        dead = (conv.weight == 0).flatten(1).all(dim=1)
+        assert int(dead.sum()) == conv.out_channels // 2
+        assert ((conv.weight != 0).flatten(1).any(dim=1) == ~dead).all()
+        assert (conv.bias[dead] == 0).all()
+        assert (bn.weight[dead] == 0).all() and (bn.bias[dead] == 0).all()
+    assert layer_sparsity(net)["classifier.1"] == 0.0
+    # a pruned filter outputs exactly zero after BatchNorm, in eval and in train mode
+    x = torch.randn(4, 1, 16, 16)
+    dead = (net.features[0].weight == 0).flatten(1).all(dim=1)
+    for mode in (False, True):
+        net.train(mode)
+        assert (net.features[:3](x)[:, dead] == 0).all()
+
+
+def test_structured_is_cumulative():
+    net = mlp((10, 20, 16, 3))
+    prune_module(net, 0.25, "structured_l1")
+    dead_before = (net[0].weight == 0).all(dim=1)
+    prune_module(net, 0.5, "structured_l1")
+    dead_after = (net[0].weight == 0).all(dim=1)
+    assert dead_after[dead_before].all() and int(dead_after.sum()) == 10
+
+
+# ----------------------------------------------------------------------------- emptied layers
+def shrunk_mlp() -> nn.Sequential:
+    net = mlp((20, 64, 64, 2))
+    with torch.no_grad():
+        net[2].weight.mul_(0.01)
+    return net
+
+
+def test_global_pruning_warns_when_a_layer_is_emptied():
+    net = shrunk_mlp()
+    with pytest.warns(
+        UserWarning, match=r"emptied layer\(s\) \['2'.*keep_dense=.*min_layer_density"
+    ):
+        prune_module(net, 0.9)
+    assert layer_sparsity(net)["2"] == 1.0
+
+
+def test_min_layer_density_prevents_emptied_layers():
+    net = shrunk_mlp()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prune_module(net, 0.9, min_layer_density=0.05)
+    for name, _, _ in prunable_tensors(net):
+        n = net[int(name)].weight.numel()
+        kept = int((net[int(name)].weight != 0).sum())
+        assert kept >= np.ceil(0.05 * n)
+    assert abs(zeros_of(net) - round(0.9 * n_weights(net))) <= 1
+    with pytest.raises(ValueError, match="min_layer_density=0.5 .* cannot be reached"):
+        prune_module(shrunk_mlp(), 0.9, min_layer_density=0.5)
+    # layer-wise methods: the density caps each layer's rate
+    net = mlp()
+    prune_module(net, 0.9, "layer_magnitude", min_layer_density=0.2)
+    assert all(s == pytest.approx(0.8, abs=0.01) for s in layer_sparsity(net).values())
+
+
+def test_keep_dense_prevents_emptied_layers():
+    net = shrunk_mlp()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prune_module(net, 0.6, keep_dense=["2", "last"])
+    assert layer_sparsity(net)["2"] == 0.0
+
+
+# ----------------------------------------------------------------------------- copies
+def test_is_pruned_and_make_permanent_keep_values():
+    net = mlp()
+    assert not is_pruned(net)
+    prune_module(net, 0.7)
+    assert is_pruned(net)
+    effective = {name: sub.weight.detach().clone() for name, sub, _ in prunable_tensors(net)}
+    assert make_permanent(net) is net
+    assert not is_pruned(net)
+    for name, sub, _ in prunable_tensors(net):
+        assert not hasattr(sub, "weight_orig") and not hasattr(sub, "weight_mask")
+        assert isinstance(sub.weight, nn.Parameter)
+        assert torch.equal(sub.weight.detach(), effective[name])
+    assert "0.weight" in net.state_dict() and sparsity(net) == pytest.approx(0.7, abs=1e-3)
+
+
+def forward_backward(net: nn.Module, n_features=20) -> torch.Tensor:
+    x = torch.randn(16, n_features)
+    out = net(x)
+    out.sum().backward()
+    return x
+
+
+def test_deepcopy_and_pickle_after_forward_backward():
+    net = prune_module(mlp(), 0.5)
+    x = forward_backward(net)
+    with pytest.raises(RuntimeError, match="deepcopy"):  # why detach_pruned_weights exists
+        copy.deepcopy(net)
+    assert detach_pruned_weights(net) is net
+    for clone in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
+        assert is_pruned(clone)
+        assert torch.equal(clone(x), net(x))
+        assert torch.equal(clone[0].weight_mask, net[0].weight_mask)
+    # the module still trains with its masks after detaching
+    forward_backward(net)
+    assert net[0].weight_orig.grad is not None
+    assert (net[0].weight_orig.grad[net[0].weight_mask == 0] == 0).all()
+
+
+def test_copy_module_does_not_mutate_and_keeps_masks():
+    net = prune_module(mlp(), 0.5)
+    x = forward_backward(net)
+    attr = net[0].weight
+    clone = copy_module(net)
+    assert net[0].weight is attr and not attr.is_leaf  # input untouched
+    assert is_pruned(clone) and torch.equal(clone(x), net(x))
+    with torch.no_grad():
+        clone[0].weight_orig.zero_()
+    assert net[0].weight_orig.abs().sum() > 0
+    copy_module(clone)  # also works on a copy, and on an unpruned module
+    copy_module(mlp())
+
+
+def test_effective_state_dict_loads_into_fresh_module():
+    net = prune_module(mlp(), 0.6)
+    forward_backward(net)
+    state = effective_state_dict(net)
+    assert set(state) == set(mlp().state_dict())
+    assert all(t.device.type == "cpu" and not t.requires_grad for t in state.values())
+    fresh = mlp(seed=123)
+    fresh.load_state_dict(state)  # strict
+    x = torch.randn(8, 20)
+    assert torch.equal(fresh(x), net(x))
+    state["0.weight"].zero_()  # a snapshot: clones, not views
+    assert net[0].weight_orig.abs().sum() > 0
+
+
+def test_unpruned_copy_plain_and_with_state_dict():
+    dense = mlp()
+    dense_state = effective_state_dict(dense)
+    net = prune_module(mlp(), 0.5)
+    forward_backward(net)
+    plain = unpruned_copy(net)
+    assert not is_pruned(plain) and is_pruned(net)
+    x = torch.randn(8, 20)
+    assert torch.equal(plain(x), net(x))
+    reference = unpruned_copy(net, dense_state)
+    assert torch.equal(reference(x), dense(x))
+    assert is_pruned(net) and sparsity(net) == pytest.approx(0.5, abs=1e-3)
+
+
+# ----------------------------------------------------------------------------- compact
+def assert_same_outputs(net, small, x):
+    assert n_params(small) < n_params(unpruned_copy(net))
+    assert not is_pruned(small)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), net(x), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("make", [lambda: mlp((20, 64, 64, 2)), LayersMLP])
+def test_compact_mlp_same_outputs_fewer_parameters(make):
+    net = make()
+    prune_module(net, 0.5, "structured_l1")
+    before = copy_module(net)
+    small = compact(net)
+    n_in = prunable_tensors(net)[0][1].in_features
+    x = torch.randn(32, n_in)
+    assert_same_outputs(net, small, x)
+    linears = [m for m in small.modules() if isinstance(m, nn.Linear)]
+    assert [m.out_features for m in linears[:-1]] == [
+        m.out_features // 2 for m in net.modules() if isinstance(m, nn.Linear)
+    ][:-1]
+    assert is_pruned(net) and torch.equal(net(x), before(x))  # input untouched
+
+
+@pytest.mark.parametrize("cls", [CNN, UntraceableCNN])
+def test_compact_cnn_same_outputs_fewer_parameters(cls):
+    net = warm_batchnorm(cls(), (1, 16, 16))
+    prune_module(net, 0.5, "structured_l2")
+    small = compact(net)
+    x = torch.randn(8, 1, 16, 16)
+    assert_same_outputs(net, small, x)
+    conv1, bn1, conv2 = small.features[0], small.features[1], small.features[4]
+    assert (conv1.out_channels, bn1.num_features, conv2.in_channels) == (4, 4, 4)
+    assert small.features[5].num_features == 8
+    assert small.classifier[1].in_features == 8 * 4 * 4  # a removed channel: its 4x4 block
+    small.train(), net.train()  # dead units: also equal with batch statistics
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), net(x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("act", [nn.ReLU, nn.Sigmoid])
+def test_compact_folds_live_biases_of_zero_rows(act):
+    # torch's own ln_structured does not mask the bias: the zeroed units output act(bias)
+    net = mlp((10, 16, 12, 3), act=act)
+    for i in (0, 2):
+        with torch.no_grad():
+            net[i].bias.uniform_(0.5, 1.0)
+        prune.ln_structured(net[i], "weight", amount=0.5, n=2, dim=0)
+    small = compact(net)
+    assert_same_outputs(net, small, torch.randn(16, 10))
+    assert small[0].out_features == 8 and small[2].in_features == 8
+
+
+def test_compact_keeps_constant_channels_before_zero_padded_conv():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(4, 4, 3), nn.Flatten(), nn.Linear(4 * 4 * 4, 2),
+    )  # fmt: skip
+    for i in (0, 2):
+        with torch.no_grad():
+            net[i].bias.fill_(0.3)
+        dead_first = torch.ones_like(net[i].weight)
+        dead_first[0] = 0
+        prune.custom_from_mask(net[i], "weight", dead_first)
+    small = compact(net)
+    # conv 0's dead filter outputs relu(0.3) into a zero-padded conv: kept (not foldable);
+    # conv 2's feeds an unpadded conv: folded into its bias and removed
+    assert (small[0].out_channels, small[2].out_channels, small[4].in_channels) == (4, 3, 3)
+    assert_same_outputs(net, small, torch.randn(4, 1, 6, 6))
+
+
+def test_compact_rejects_non_chains():
+    net = Residual()
+    prune_module(net, 0.5, "structured_l1")
+    with pytest.raises(NotImplementedError, match="residual/skip connections"):
+        compact(net)
+    grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Flatten(), nn.Linear(4, 2))
+    with pytest.raises(NotImplementedError, match="grouped/depthwise"):
+        compact(grouped)
+    layernorm = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    with pytest.raises(NotImplementedError, match=r"'1' \(LayerNorm\)"):
+        compact(layernorm)

@@ -1,0 +1,51 @@
+"""scikit-learn's own estimator checks on PrunableNetClassifier."""
+
+from __future__ import annotations
+
+import warnings
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from fairprune_sk import PrunableNetClassifier
+from fairprune_sk.models import MLP
+
+warnings.filterwarnings("ignore", module="skorch")
+
+#: Checks that a minibatch-SGD neural net cannot pass, each with the reason.
+EXPECTED_FAILED_CHECKS = {
+    "check_sample_weight_equivalence_on_dense_data": (
+        "minibatch SGD: weight 2 and a repeated row give the same expected loss, but different "
+        "batches and numbers of steps, so not the same weights"
+    ),
+}
+
+
+def _estimators():
+    yield PrunableNetClassifier(
+        MLP,
+        module__hidden_units=(8,),
+        max_epochs=8,
+        lr=0.1,
+        batch_size=32,
+        random_state=0,
+        verbose=0,
+    )
+    yield PrunableNetClassifier(
+        MLP,
+        module__hidden_units=(8,),
+        max_epochs=8,
+        lr=0.1,
+        batch_size=32,
+        pruning_rate=0.5,
+        fine_tune_epochs=2,
+        random_state=0,
+        verbose=0,
+    )
+
+
+@parametrize_with_checks(
+    list(_estimators()),
+    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
+)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
