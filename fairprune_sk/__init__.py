@@ -3,6 +3,7 @@
 Public names only; the implementation lives in one module per concept.
 """
 
+from .constrained import FairConstrainedNet
 from .metrics import ExcessRiskFrame, accuracy_gap, excess_risk, fairness_violation
 from .nets import PrunableNetClassifier
 
@@ -10,6 +11,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "ExcessRiskFrame",
+    "FairConstrainedNet",
     "PrunableNetClassifier",
     "accuracy_gap",
     "excess_risk",

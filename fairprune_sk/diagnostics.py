@@ -186,10 +186,10 @@ def _plain_copy(module: nn.Module) -> nn.Module:
 
 def _trainable_names(module: nn.Module) -> list[str]:
     """Names of the trainable parameters, ``*_orig`` of pruned tensors named without suffix."""
-    renamed = {
-        f"{prefix}.{name}_orig" if prefix else f"{name}_orig": f"{prefix}.{name}" if prefix else name
-        for prefix, _, name in _pruning_hooks(module)
-    }
+    renamed = {}
+    for prefix, _, name in _pruning_hooks(module):
+        qualified = f"{prefix}.{name}" if prefix else name
+        renamed[qualified + "_orig"] = qualified
     return [renamed.get(n, n) for n, p in module.named_parameters() if p.requires_grad]
 
 
@@ -302,7 +302,9 @@ class _Evaluator:
                     f"params[{name!r}] has shape {tuple(value.shape)}, the module's "
                     f"has {tuple(expected)}"
                 )
-        values = tuple(state[n].to(device=self.device, dtype=self.dtype) for n in self.names)
+        values = tuple(
+            state[n].to(device=own[n].device, dtype=own[n].dtype) for n in self.names
+        )
         constants = {}
         for name, value in state.items():
             if name in self.names:
@@ -331,9 +333,10 @@ class _Evaluator:
 
     # -- vectors ----------------------------------------------------------------------------
     def flatten(self, tensors: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
+        zeros = torch.zeros
         return torch.cat(
             [
-                (torch.zeros(n, device=self.device, dtype=self.dtype) if t is None else t.reshape(-1))
+                zeros(n, device=self.device, dtype=self.dtype) if t is None else t.reshape(-1)
                 for t, n in zip(tensors, self.numels, strict=True)
             ]
         )

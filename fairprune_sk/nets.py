@@ -168,6 +168,10 @@ class PrunableNetClassifier(NeuralNetClassifier):
             if name != "print_log"
         ] + [("pruning_log", PruningLog()), super()._default_callbacks[-1]]
 
+    def _get_param_names(self) -> list[str]:
+        """Parameters are the public attributes; skorch's private bookkeeping is not one."""
+        return [name for name in super()._get_param_names() if not name.startswith("_")]
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
@@ -228,7 +232,9 @@ class PrunableNetClassifier(NeuralNetClassifier):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Validate X and y; return float32 X, encoded y and the classes (nothing is stored)."""
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but y is None")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, allow_nd=True)
         check_classification_targets(y)
         if reset:
@@ -511,7 +517,8 @@ class PrunableNetClassifier(NeuralNetClassifier):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels (of the same type as the ``y`` seen in fit)."""
-        return np.asarray(self.classes_)[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)
+        return np.asarray(self.classes_)[proba.argmax(axis=1)]
 
     def __getstate__(self) -> dict:
         if getattr(self, "initialized_", False) and hasattr(self, "module_"):

@@ -371,9 +371,9 @@ def prune_module(
           a pruned unit, and the matching channel (weight and bias) of a ``BatchNorm`` that
           follows the layer (through element-wise activations, dropout or pooling only), are
           masked too, so a pruned unit outputs exactly zero, in training as in evaluation, and
-          :func:`compact` can remove it without changing the outputs. (BatchNorm channels are
-          only found when the forward pass can be traced with ``torch.fx``, or the module is an
-          ``nn.Sequential`` or exposes ``layers`` / ``features`` + ``classifier`` Sequentials.)
+          :func:`compact` can remove it without changing the outputs. (BatchNorm layers are
+          found on the chains that :func:`compact` supports; in other architectures, e.g.
+          residual ones, only the weights and the bias of a pruned unit are masked.)
     keep_dense : iterable of str or str, default=()
         Layers to leave dense: qualified names and/or ``"first"`` / ``"last"``
         (see :func:`prunable_tensors`).
@@ -1000,7 +1000,7 @@ def _chain(module: nn.Module) -> list[_Op]:
         return [_module_op("", module)]
     try:
         graph = torch.fx.Tracer().trace(module)
-    except Exception as exc:  # noqa: BLE001 - any tracing failure means "use the fallback"
+    except Exception as exc:  # any tracing failure: read the chain from the Sequentials
         return _sequential_chain(module, f"{type(exc).__name__}: {exc}".splitlines()[0])
     return _fx_chain(module, graph)
 

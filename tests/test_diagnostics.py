@@ -369,12 +369,13 @@ def test_group_diagnostics_columns_and_bound_terms(audit_data, skorch_pruned):
     assert list(table.index) == ["b", "o", "w"] and table.index.name == "race"
     assert table["count"].sum() == len(y)
 
-    # ‖θ̂ − θ*‖ over all trainable parameters, θ̂ the masked weights
-    pruned = {n: getattr(m, "weight") for n, m in net.module_.named_modules()
-              if isinstance(m, nn.Linear)}
-    diff = torch.cat([(pruned[k.rsplit(".", 1)[0]] if k.endswith("weight")
-                       else net.module_.state_dict()[k]).reshape(-1) - v.reshape(-1)
-                      for k, v in dense.items()])
+    # ‖θ̂ − θ*‖ over all trainable parameters, θ̂ the masked weights weight_orig * weight_mask
+    pruned = {}
+    for name, m in net.module_.named_modules():
+        if isinstance(m, nn.Linear):
+            pruned[f"{name}.weight"] = m.weight_orig * m.weight_mask
+            pruned[f"{name}.bias"] = m.bias
+    diff = torch.cat([(pruned[k] - dense[k]).reshape(-1) for k in dense])
     distance = float(diff.double().norm())
     np.testing.assert_allclose(table["param_distance"], distance, rtol=1e-6)
     np.testing.assert_allclose(table["bound_gradient_term"], table["gradient_norm"] * distance)

@@ -233,6 +233,30 @@ def test_layer_magnitude_gives_each_layer_its_rate(rate):
     assert abs(zeros_of(net) - round(rate * n_weights(net))) <= n_layers
 
 
+@pytest.mark.parametrize("method", ["global_magnitude", "layer_magnitude"])
+def test_magnitude_ranks_current_weights_not_the_stale_attribute(method):
+    # after an optimizer step, `weight` still holds the value of the last forward pass
+    net = mlp()
+    prune_module(net, 0.5, method)
+    with torch.no_grad():
+        for _, sub, _ in prunable_tensors(net):
+            sub.weight_orig.copy_(torch.randn_like(sub.weight_orig))
+    alive = {name: m.bool() for name, m in masks(net).items()}
+    prune_module(net, 0.75, method)
+    for name, sub, _ in prunable_tensors(net):
+        current = sub.weight_orig.detach().abs()
+        newly = alive[name] & ~sub.weight_mask.bool()
+        kept = sub.weight_mask.bool()
+        if method == "layer_magnitude" and newly.any():
+            assert current[newly].max() <= current[kept].min()
+    if method == "global_magnitude":
+        current = torch.cat([s.weight_orig.detach().abs().flatten() for _, s, _ in
+                             prunable_tensors(net)])  # fmt: skip
+        now = torch.cat([m.flatten().bool() for m in masks(net).values()])
+        before = torch.cat([m.flatten() for m in alive.values()])
+        assert current[before & ~now].max() <= current[now].min()
+
+
 @pytest.mark.parametrize("method", ["global_magnitude", "layer_magnitude", "random"])
 def test_pruning_is_cumulative(method):
     net = mlp()

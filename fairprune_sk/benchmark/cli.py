@@ -71,11 +71,80 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
     return table
 
 
+def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
+    """Sweep methods × pruning rates × seeds on one dataset and model; write table and figures."""
+    from .sweep import load_benchmark_data, net_params_for, print_summary, run_sweep
+
+    start = time.perf_counter()
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    data = load_benchmark_data(
+        args.dataset, model=args.model, sensitive=args.sensitive, n_train=args.n_train,
+        minority_classes=args.minority_classes, minority_fraction=args.minority_fraction,
+        data_path=args.data_path, random_state=args.data_seed,
+    )
+    print(data.describe())
+    for note in data.notes:
+        print(note)
+    params = net_params_for(
+        args.model, dataset=args.dataset, max_epochs=args.epochs,
+        fine_tune_epochs=args.fine_tune_epochs, lr=args.lr, batch_size=args.batch_size,
+        momentum=args.momentum, pruning_method=args.pruning_method, hidden_units=args.hidden,
+        channels=args.channels, width=args.width, dual_lr=args.dual_lr,
+        dual_update=args.dual_update, device=args.device,
+    )
+    seeds = list(range(args.seed_start, args.seed_start + args.seeds))
+    n_runs = len(args.methods) * len(args.rates) * len(seeds)
+    print(f"{n_runs} runs: methods {' '.join(args.methods)} x rates "
+          f"{' '.join(f'{r:g}' for r in args.rates)} x seeds {seeds} "
+          f"({args.model}, {params['max_epochs']} epochs + {params['fine_tune_epochs']} "
+          f"fine-tuning, {args.pruning_method}); n_jobs={args.n_jobs}")
+    mitigator_params = {}
+    if args.eg_max_iter is not None and "eg" in args.methods:
+        mitigator_params["max_iter"] = args.eg_max_iter
+    if args.grid_size is not None and "gridsearch" in args.methods:
+        mitigator_params["grid_size"] = args.grid_size
+    if "eg" in args.methods and "gridsearch" in args.methods and mitigator_params:
+        raise SystemExit("--eg-max-iter / --grid-size: run eg and gridsearch in separate sweeps")
+    result = run_sweep(
+        data, model=args.model, methods=args.methods, rates=args.rates, seeds=seeds,
+        net_params=params, n_jobs=args.n_jobs, threads=args.threads, out=args.out,
+        figures=not args.no_figures, eg_constraint=args.eg_constraint,
+        threshold_constraint=args.threshold_constraint, mitigator_params=mitigator_params,
+        config={"command": "fairprune benchmark", "argv": sys.argv[1:]},
+    )
+    print("\nmean ± std over seeds (test set unless train_*; xi = max_a R(a) - min_a R(a), eq. 3)")
+    print_summary(result.summary)
+    if args.out is not None:
+        print("\nwrote " + ", ".join(str(f) for f in result.files))
+    print(f"\ndone in {time.perf_counter() - start:.1f} s")
+    return result.table
+
+
 def _rate(value: str) -> float:
     rate = float(value)
     if not 0.0 <= rate < 1.0:
         raise argparse.ArgumentTypeError(f"a pruning rate must be in [0, 1); got {value}")
     return rate
+
+
+def _dual_update(value: str) -> str | int:
+    if value == "epoch":
+        return value
+    try:
+        k = int(value)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise argparse.ArgumentTypeError(
+            f"--dual-update must be 'epoch' or an int >= 1; got {value}")
+    return k
+
+
+def _class_name(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +181,79 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write the table to a .csv or .json file")
     audit.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     audit.set_defaults(handler=run_audit)
+
+    from ..compare import METHODS
+    from .sweep import DATASETS, MODELS
+
+    bench = commands.add_parser(
+        "benchmark",
+        help="sweep methods x pruning rates x seeds on one dataset and model; write results.csv "
+             "and figures",
+        description="Train, prune and mitigate on one dataset and model for every method x "
+                    "pruning rate x seed; print one line per run and a final table; write "
+                    "results.csv (one row per run x group), summary.csv, meta.json and PNG "
+                    "figures to --out. Without arguments: Adult, MLP, rates 0 0.5 0.9, methods "
+                    "none fair_after, 1 seed.",
+    )
+    bench.add_argument("--dataset", default="adult", choices=DATASETS)
+    bench.add_argument("--model", default="mlp", choices=MODELS,
+                       help="mlp, cnn (SmallCNN) or resnet18 (ResNet18, see --width)")
+    bench.add_argument("--sensitive", nargs="+", default=["race"], choices=["race", "sex"],
+                       help="Adult's sensitive column(s); 'race sex' gives intersectional groups")
+    bench.add_argument("--rates", nargs="+", type=_rate, default=[0.0, 0.5, 0.9],
+                       help="pruning rates (default: 0 0.5 0.9)")
+    bench.add_argument("--methods", nargs="+", default=["none", "fair_after"], choices=METHODS,
+                       help="default: none fair_after")
+    bench.add_argument("--seeds", type=int, default=1, help="number of seeds (default 1)")
+    bench.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
+    bench.add_argument("--out", type=Path, default=Path("results"),
+                       help="output folder (default: results/)")
+    bench.add_argument("--pruning-method", default="global_magnitude", choices=PRUNING_METHODS)
+    bench.add_argument("--epochs", type=int, default=None,
+                       help="dense training epochs (default: adult 10, fashion_mnist 5, digits 20)")
+    bench.add_argument("--fine-tune-epochs", type=int, default=2,
+                       help="epochs after pruning, masks held (default 2)")
+    bench.add_argument("--lr", type=float, default=None,
+                       help="SGD learning rate (default: 0.05; digits 0.1)")
+    bench.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    bench.add_argument("--batch-size", type=int, default=None,
+                       help="default: adult 256, fashion_mnist 128, digits 64")
+    bench.add_argument("--hidden", nargs="+", type=int, default=[64, 64],
+                       help="MLP hidden layer sizes (default 64 64)")
+    bench.add_argument("--channels", nargs="+", type=int, default=[16, 32],
+                       help="SmallCNN channels (default 16 32)")
+    bench.add_argument("--width", type=int, default=16,
+                       help="ResNet18 width (default 16; 64 is the standard ResNet-18)")
+    bench.add_argument("--dual-lr", type=float, default=1.0,
+                       help="dual step size of the fair_* methods (default 1.0)")
+    bench.add_argument("--dual-update", type=_dual_update, default="epoch",
+                       help="'epoch' or every k training batches (default: epoch)")
+    bench.add_argument("--eg-constraint", default="error_rate_parity",
+                       choices=["error_rate_parity", "bounded_group_loss"],
+                       help="fairlearn moment of eg and gridsearch")
+    bench.add_argument("--eg-max-iter", type=int, default=None,
+                       help="ExponentiatedGradient max_iter (fairlearn's default: 50 nets)")
+    bench.add_argument("--grid-size", type=int, default=None,
+                       help="GridSearch grid_size (fairlearn's default: 10 nets)")
+    bench.add_argument("--threshold-constraint", default="demographic_parity",
+                       choices=["demographic_parity", "equalized_odds"])
+    bench.add_argument("--n-train", type=int, default=None,
+                       help="subsample the training set to this many rows (said in the output)")
+    bench.add_argument("--minority-classes", nargs="+", type=_class_name, default=None,
+                       help="fashion_mnist: classes made rare in training (indices or names)")
+    bench.add_argument("--minority-fraction", type=float, default=None,
+                       help="fashion_mnist: fraction of the minority classes' images kept")
+    bench.add_argument("--data-path", type=Path, default=None,
+                       help="fashion_mnist: folder of the IDX files (default: the Debian "
+                            "package's folder)")
+    bench.add_argument("--data-seed", type=int, default=0, help="seed of subsampling/splits")
+    bench.add_argument("--n-jobs", type=int, default=1,
+                       help="parallel runs through joblib (-1: all cores; default 1)")
+    bench.add_argument("--threads", type=int, default=None,
+                       help="torch threads per run (default: 1 when --n-jobs > 1, else torch's)")
+    bench.add_argument("--device", default="cpu", help="skorch device, e.g. cuda (default cpu)")
+    bench.add_argument("--no-figures", action="store_true", help="write no PNG figures")
+    bench.set_defaults(handler=run_benchmark)
     return parser
 
 

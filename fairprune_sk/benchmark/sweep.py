@@ -1,0 +1,512 @@
+"""The benchmark sweep: datasets × models × pruning rates × methods × seeds.
+
+:func:`load_benchmark_data` gives a train/test split with sensitive groups, :func:`net_params_for`
+the net of a model name, and :func:`run_sweep` runs every method × rate × seed through
+:func:`fairprune_sk.compare.run_methods` (one dense reference per seed, independent runs in
+``joblib.Parallel``), then writes
+
+- ``results.csv``: one row per dataset × model × method × rate × seed × (test) group, with loss
+  and accuracy before (the common dense net θ*) and after, ``R(a)``, and the run-level ``ξ``,
+  accuracy gap, worst-group accuracy, training-set ``ξ`` and gap, sparsity and wall time;
+- ``summary.csv``: mean and std over seeds per method × rate;
+- ``group_accuracy.png`` (the paper's Fig. 1) and ``methods.png`` (its Fig. 5);
+- ``meta.json``: the configuration and the total wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import pandas as pd
+
+from ..compare import MethodResult, format_summary, run_methods, summarize
+
+__all__ = [
+    "DATASETS",
+    "MODELS",
+    "RESULT_COLUMNS",
+    "BenchmarkData",
+    "SweepResult",
+    "load_benchmark_data",
+    "net_params_for",
+    "results_table",
+    "run_sweep",
+]
+
+DATASETS = ("adult", "fashion_mnist", "digits")
+MODELS = ("mlp", "cnn", "resnet18")
+ADULT_SENSITIVE = ("race", "sex")
+
+#: Columns of ``results.csv``, in order (one row per run × test group).
+RESULT_COLUMNS = (
+    "dataset",
+    "model",
+    "sensitive",
+    "method",
+    "rate",
+    "seed",
+    "group",
+    "count",
+    "loss_before",
+    "loss_after",
+    "excess_risk",
+    "accuracy_before",
+    "accuracy_after",
+    "accuracy_drop",
+    "xi",
+    "accuracy_gap",
+    "worst_group_accuracy",
+    "accuracy",
+    "accuracy_dense",
+    "train_xi",
+    "train_accuracy_gap",
+    "sparsity",
+    "seconds",
+)
+
+#: Training defaults per dataset (used where the caller leaves a setting at None).
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "adult": {"max_epochs": 10, "batch_size": 256, "lr": 0.05},
+    "fashion_mnist": {"max_epochs": 5, "batch_size": 128, "lr": 0.05},
+    "digits": {"max_epochs": 20, "batch_size": 64, "lr": 0.1},
+}
+
+CLASS_GROUPS_NOTE = (
+    "note: the groups of {name} are its CLASSES (one group per class label), not demographic "
+    "groups; they show how pruning treats (rare) classes, not people"
+)
+
+
+@dataclass
+class BenchmarkData:
+    """A train/test split with sensitive features.
+
+    Attributes
+    ----------
+    name : str
+        Dataset name (one of :data:`DATASETS`).
+    X_train, X_test : ndarray
+        float32, ``(n, n_features)`` for tabular data and MLPs, ``(n, 1, H, W)`` for images.
+    y_train, y_test : ndarray of shape (n,)
+        Class labels.
+    A_train, A_test : pandas.DataFrame
+        Sensitive features (one column per attribute).
+    sensitive : str
+        Name of the grouping (``"race"``, ``"race & sex"``, ``"class"``, ...).
+    notes : list of str
+        What the user should be told (class groups, subsampling).
+    """
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    A_train: pd.DataFrame
+    X_test: np.ndarray
+    y_test: np.ndarray
+    A_test: pd.DataFrame
+    sensitive: str
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """One line: sizes, features and groups."""
+        n_groups = len(self.A_train.drop_duplicates())
+        return (f"{self.name}: {len(self.y_train)} training and {len(self.y_test)} test samples, "
+                f"input shape {self.X_train.shape[1:]}, {len(np.unique(self.y_train))} classes, "
+                f"{n_groups} groups by {self.sensitive}")
+
+
+def _check_choice(value: Any, name: str, options: Sequence[str]) -> str:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {tuple(options)}; got {value!r}")
+    return value
+
+
+def _check_n_train(n_train: int | None) -> None:
+    if n_train is not None and (isinstance(n_train, bool) or not isinstance(n_train, int)
+                                or n_train < 2):
+        raise ValueError(f"n_train must be an int >= 2 or None; got {n_train!r}")
+
+
+def load_benchmark_data(
+    dataset: str,
+    *,
+    model: str = "mlp",
+    sensitive: Sequence[str] = ("race",),
+    n_train: int | None = None,
+    minority_classes: Sequence[int | str] | None = None,
+    minority_fraction: float | None = None,
+    data_path: str | Path | None = None,
+    random_state: int = 0,
+) -> BenchmarkData:
+    """A benchmark split: bundled Adult, local Fashion-MNIST, or sklearn's digits.
+
+    Parameters
+    ----------
+    dataset : {"adult", "fashion_mnist", "digits"}
+        ``adult``: bundled UCI Adult, original train/test split, groups by ``sensitive``.
+        ``fashion_mnist``: local IDX files (``data_path``, or the Debian package's folder);
+        groups are the classes. ``digits``: sklearn's 8×8 digits, a stratified 70/30 split;
+        groups are the digit classes (fast, for tests).
+    model : {"mlp", "cnn", "resnet18"}, default="mlp"
+        Shapes the inputs: flat features for ``mlp``, ``(n, 1, H, W)`` images otherwise
+        (image models need an image dataset).
+    sensitive : sequence of {"race", "sex"}, default=("race",)
+        Adult's sensitive columns; both give intersectional groups. Ignored otherwise.
+    n_train : int, optional
+        Subsample the training set to this many rows (Adult: at random; Fashion-MNIST and
+        digits: stratified by class). Recorded in ``notes``.
+    minority_classes, minority_fraction : optional
+        Fashion-MNIST only: make these classes rare in the training set (keep this fraction).
+    data_path : str or Path, optional
+        Fashion-MNIST folder; None: the loader's default.
+    random_state : int, default=0
+        Seed of the subsampling and of the digits split.
+
+    Returns
+    -------
+    BenchmarkData
+    """
+    _check_choice(dataset, "dataset", DATASETS)
+    _check_choice(model, "model", MODELS)
+    _check_n_train(n_train)
+    images = model != "mlp"
+    if (minority_classes is not None or minority_fraction is not None) and \
+            dataset != "fashion_mnist":
+        raise ValueError("minority_classes / minority_fraction apply to fashion_mnist only")
+    if dataset == "adult":
+        return _adult(sensitive, n_train, images, random_state)
+    if dataset == "fashion_mnist":
+        return _fashion_mnist(n_train, minority_classes, minority_fraction, data_path, images,
+                              random_state)
+    return _digits(n_train, images, random_state)
+
+
+def _adult(sensitive: Sequence[str], n_train: int | None, images: bool,
+           random_state: int) -> BenchmarkData:
+    if images:
+        raise ValueError("adult is tabular: use model='mlp' (cnn and resnet18 need images)")
+    sensitive = list(dict.fromkeys(sensitive))
+    if not sensitive or any(s not in ADULT_SENSITIVE for s in sensitive):
+        raise ValueError(f"sensitive must be among {ADULT_SENSITIVE} for adult; got {sensitive}")
+    from .audit import load_adult_split
+
+    split = load_adult_split(sensitive, n_train=n_train, random_state=random_state)
+    notes = []
+    if n_train is not None and len(split.y_train) == n_train:
+        notes.append(f"subsampled the Adult training set to {n_train} random rows "
+                     f"(--n-train, seed {random_state})")
+    return BenchmarkData("adult", split.X_train, split.y_train, split.A_train, split.X_test,
+                         split.y_test, split.A_test, " & ".join(sensitive), notes)
+
+
+def _fashion_mnist(n_train: int | None, minority_classes: Any, minority_fraction: Any,
+                   data_path: Any, images: bool, random_state: int) -> BenchmarkData:
+    from ..datasets import load_fashion_mnist
+
+    data = load_fashion_mnist(data_path, minority_classes=minority_classes,
+                              minority_fraction=minority_fraction, n_train=n_train,
+                              random_state=random_state)
+    notes = [CLASS_GROUPS_NOTE.format(name="Fashion-MNIST")]
+    if minority_classes is not None:
+        notes.append(f"minority classes {list(minority_classes)} keep {minority_fraction:g} of "
+                     "their training images")
+    if n_train is not None and len(data.y_train) == n_train:
+        notes.append(f"subsampled the Fashion-MNIST training set to {n_train} images "
+                     f"(stratified by class, --n-train, seed {random_state}); the test set is "
+                     f"the full {len(data.y_test)} images")
+    X_train, X_test = data.X_train, data.X_test
+    if not images:
+        X_train, X_test = X_train.reshape(len(X_train), -1), X_test.reshape(len(X_test), -1)
+    return BenchmarkData(
+        "fashion_mnist", X_train, data.y_train, pd.DataFrame({"class": data.groups_train}),
+        X_test, data.y_test, pd.DataFrame({"class": data.groups_test}), "class", notes,
+    )
+
+
+def _digits(n_train: int | None, images: bool, random_state: int) -> BenchmarkData:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    X = (digits.data / 16.0).astype(np.float32)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, digits.target, test_size=0.3, stratify=digits.target, random_state=random_state)
+    notes = [CLASS_GROUPS_NOTE.format(name="digits")]
+    if n_train is not None and n_train < len(y_train):
+        X_train, _, y_train, _ = train_test_split(X_train, y_train, train_size=n_train,
+                                                  stratify=y_train, random_state=random_state)
+        notes.append(f"subsampled the digits training set to {n_train} images (stratified)")
+    if images:
+        X_train, X_test = X_train.reshape(-1, 1, 8, 8), X_test.reshape(-1, 1, 8, 8)
+    return BenchmarkData(
+        "digits", X_train, y_train, pd.DataFrame({"class": y_train}), X_test, y_test,
+        pd.DataFrame({"class": y_test}), "class", notes,
+    )
+
+
+def net_params_for(
+    model: str,
+    *,
+    dataset: str = "adult",
+    max_epochs: int | None = None,
+    fine_tune_epochs: int = 2,
+    lr: float | None = None,
+    batch_size: int | None = None,
+    momentum: float = 0.9,
+    pruning_method: str = "global_magnitude",
+    hidden_units: Sequence[int] = (64, 64),
+    channels: Sequence[int] = (16, 32),
+    width: int = 16,
+    dual_lr: float = 1.0,
+    dual_update: str | int = "epoch",
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """``net_params`` of :func:`~fairprune_sk.compare.run_methods` for a model name.
+
+    Parameters
+    ----------
+    model : {"mlp", "cnn", "resnet18"}
+        :class:`~fairprune_sk.models.MLP` (``hidden_units``),
+        :class:`~fairprune_sk.models.SmallCNN` (``channels``) or
+        :class:`~fairprune_sk.models.ResNet18` (``width``; 64 is the standard width).
+    dataset : str, default="adult"
+        Picks the defaults of ``max_epochs``, ``lr`` and ``batch_size`` left at None.
+    fine_tune_epochs : int, default=2
+        Epochs after pruning, masks held.
+    momentum : float, default=0.9
+        SGD momentum.
+    pruning_method : str, default="global_magnitude"
+        One of :data:`fairprune_sk.pruning.PRUNING_METHODS`.
+    dual_lr, dual_update : optional
+        Of the ``fair_*`` methods' :class:`~fairprune_sk.constrained.FairConstrainedNet`.
+    device : str, default="cpu"
+        skorch device.
+
+    Returns
+    -------
+    dict
+    """
+    from ..models import MLP, ResNet18, SmallCNN
+    from ..pruning import validate_method
+
+    _check_choice(model, "model", MODELS)
+    validate_method(pruning_method)
+    defaults = DATASET_DEFAULTS.get(dataset, DATASET_DEFAULTS["adult"])
+    params: dict[str, Any] = {
+        "max_epochs": defaults["max_epochs"] if max_epochs is None else int(max_epochs),
+        "lr": defaults["lr"] if lr is None else float(lr),
+        "batch_size": defaults["batch_size"] if batch_size is None else int(batch_size),
+        "optimizer__momentum": float(momentum),
+        "fine_tune_epochs": int(fine_tune_epochs),
+        "pruning_method": pruning_method,
+        "dual_lr": float(dual_lr),
+        "dual_update": dual_update,
+        "device": device,
+        "verbose": 0,
+    }
+    if model == "mlp":
+        params.update(module=MLP, module__hidden_units=tuple(int(h) for h in hidden_units))
+    elif model == "cnn":
+        params.update(module=SmallCNN, module__channels=tuple(int(c) for c in channels))
+    else:
+        params.update(module=ResNet18, module__width=int(width))
+    return params
+
+
+# --------------------------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------------------------
+def _group_label(label: Any) -> str:
+    if isinstance(label, tuple):
+        return " & ".join(str(part) for part in label)
+    return str(label)
+
+
+def results_table(results: Sequence[MethodResult], *, dataset: str, model: str,
+                  sensitive: str) -> pd.DataFrame:
+    """One row per run × test group (the schema of ``results.csv``, :data:`RESULT_COLUMNS`)."""
+    frames = []
+    for result in results:
+        frame = result.by_group_test.copy()
+        frame.insert(0, "group", [_group_label(g) for g in frame.index])
+        for key in ("xi", "accuracy_gap", "worst_group_accuracy", "accuracy", "accuracy_dense",
+                    "train_xi", "train_accuracy_gap", "sparsity", "seconds"):
+            frame[key] = result.summary[key]
+        frame["dataset"], frame["model"], frame["sensitive"] = dataset, model, sensitive
+        frame["method"], frame["rate"], frame["seed"] = result.method, result.rate, result.seed
+        frames.append(frame.reset_index(drop=True))
+    if not frames:
+        return pd.DataFrame(columns=list(RESULT_COLUMNS))
+    return pd.concat(frames, ignore_index=True)[list(RESULT_COLUMNS)]
+
+
+@dataclass
+class SweepResult:
+    """What :func:`run_sweep` produced.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        ``results.csv``: one row per run × test group.
+    summary : pandas.DataFrame
+        Mean and std over seeds per method × rate (:func:`~fairprune_sk.compare.summarize`).
+    files : list of Path
+        Files written (empty when ``out`` is None).
+    seconds : float
+        Wall time of the sweep.
+    """
+
+    table: pd.DataFrame
+    summary: pd.DataFrame
+    files: list[Path]
+    seconds: float
+
+
+class _Progress:
+    """One line per finished run: a text bar, the run, its result and the elapsed time."""
+
+    def __init__(self, stream: TextIO, width: int = 20) -> None:
+        self.stream = stream
+        self.width = width
+        self.start = time.perf_counter()
+
+    def __call__(self, result: MethodResult, done: int, total: int) -> None:
+        filled = round(self.width * done / total)
+        bar = "#" * filled + "-" * (self.width - filled)
+        s = result.summary
+        digits = len(str(total))
+        print(f"[{bar}] {done:>{digits}}/{total} {result.method:<11} rate={result.rate:<5g} "
+              f"seed={result.seed}  acc={s['accuracy']:.4f} xi={s['xi']:.4f} "
+              f"gap={s['accuracy_gap']:.4f}  {result.seconds:6.1f} s  "
+              f"(elapsed {time.perf_counter() - self.start:.1f} s)",
+              file=self.stream, flush=True)
+
+
+#: Columns of the summary printed at the end of a sweep.
+PRINTED_SUMMARY = ("accuracy", "xi", "accuracy_gap", "worst_group_accuracy", "train_xi",
+                   "train_accuracy_gap", "sparsity", "seconds")
+
+
+def run_sweep(
+    data: BenchmarkData,
+    *,
+    model: str = "mlp",
+    methods: Sequence[str] = ("none", "fair_after"),
+    rates: Sequence[float] = (0.0, 0.5, 0.9),
+    seeds: Sequence[int] = (0,),
+    net_params: Mapping[str, Any] | None = None,
+    n_jobs: int = 1,
+    threads: int | None = None,
+    out: str | Path | None = "results",
+    figures: bool = True,
+    stream: TextIO | None = None,
+    progress: bool | Callable[[MethodResult, int, int], None] = True,
+    config: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> SweepResult:
+    """Run every method × rate × seed on one dataset and model; write the table and figures.
+
+    Parameters
+    ----------
+    data : BenchmarkData
+        From :func:`load_benchmark_data`.
+    model : str, default="mlp"
+        Name recorded in the table; the net itself is ``net_params``
+        (:func:`net_params_for` ``(model, dataset=data.name)`` if None).
+    methods, rates, seeds : sequences
+        As for :func:`~fairprune_sk.compare.run_methods`.
+    net_params : dict, optional
+        Parameters of the nets (``module`` included).
+    n_jobs : int, default=1
+        Parallel runs through ``joblib.Parallel`` (any joblib backend, Dask included).
+    threads : int, optional
+        torch threads per run; None: 1 when ``n_jobs != 1``, else torch's setting.
+    out : str or Path or None, default="results"
+        Folder of ``results.csv``, ``summary.csv``, ``meta.json`` and the PNG figures; None
+        writes nothing.
+    figures : bool, default=True
+        Draw the figures (needs ``out``).
+    stream : text stream, optional
+        Where progress and notes go (``sys.stdout`` if None).
+    progress : bool or callable, default=True
+        Print one line per finished run; a callable replaces the printer.
+    config : dict, optional
+        Extra configuration recorded in ``meta.json`` (the CLI passes its arguments).
+    **options
+        ``eg_constraint``, ``eg_upper_bound``, ``eg_proba``, ``threshold_constraint``,
+        ``mitigator_params``: as for :func:`~fairprune_sk.compare.run_method`.
+
+    Returns
+    -------
+    SweepResult
+    """
+    stream = sys.stdout if stream is None else stream
+    start = time.perf_counter()
+    params = net_params_for(model, dataset=data.name) if net_params is None else dict(net_params)
+    printer = _Progress(stream) if progress is True else (progress or None)
+    results = run_methods(
+        data.X_train, data.y_train, data.A_train, data.X_test, data.y_test, data.A_test,
+        methods=methods, rates=rates, seeds=seeds, net_params=params, n_jobs=n_jobs,
+        threads=threads, progress=printer, **options,
+    )
+    table = results_table(results, dataset=data.name, model=model, sensitive=data.sensitive)
+    run_level = table.drop_duplicates(["method", "rate", "seed"])
+    summary = summarize(run_level[["method", "rate", "seed", *PRINTED_SUMMARY]])
+    seconds = time.perf_counter() - start
+    files: list[Path] = []
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / "results.csv", index=False)
+        flat = summary.copy()
+        flat.columns = [f"{a}_{b}" if b else a for a, b in flat.columns]
+        flat.reset_index().to_csv(out / "summary.csv", index=False)
+        files += [out / "results.csv", out / "summary.csv"]
+        if figures:
+            title = f"{data.name}, {model}, groups by {data.sensitive}"
+            from .figures import plot_sweep
+
+            files += plot_sweep(table, out, title=title)
+        seconds = time.perf_counter() - start
+        meta = {
+            "dataset": data.name, "model": model, "sensitive": data.sensitive,
+            "methods": list(methods), "rates": [float(r) for r in rates],
+            "seeds": [int(s) for s in seeds], "n_jobs": n_jobs, "threads": threads,
+            "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
+            "notes": data.notes, "seconds": seconds,
+            "net_params": {k: _jsonable(v) for k, v in params.items()},
+            **{k: _jsonable(v) for k, v in options.items()},
+            **{k: _jsonable(v) for k, v in (config or {}).items()},
+        }
+        (out / "meta.json").write_text(json.dumps(meta, indent=2))
+        files.append(out / "meta.json")
+    return SweepResult(table=table, summary=summary, files=files, seconds=seconds)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return repr(value)
+
+
+def print_summary(summary: pd.DataFrame, stream: TextIO | None = None) -> None:
+    """Print :func:`run_sweep`'s summary as ``mean ± std`` (std over seeds)."""
+    stream = sys.stdout if stream is None else stream
+    text = format_summary(summary, PRINTED_SUMMARY)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(text.to_string(), file=stream)

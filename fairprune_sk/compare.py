@@ -1,0 +1,847 @@
+"""Mitigation methods side by side: same split, same net, same pruning rate, same dense θ*.
+
+Every method ends in one final model; all of them are audited against one **common dense
+reference** θ*, the dense :class:`~fairprune_sk.PrunableNetClassifier` trained with the same seed
+and parameters, so the excess risk ``R(a) = J(θ̂; D_a) − J(θ*; D_a)`` (eq. 2) and the fairness
+violation ``ξ = max_a R(a) − min_a R(a)`` (eq. 3) of different methods are comparable.
+
+Methods (:data:`METHODS`):
+
+``none``
+    θ* pruned at the rate (``pruning_method``), then fine-tuned ``fine_tune_epochs`` epochs with
+    the masks held. At rate 0 it is θ* itself.
+``fair_before`` / ``fair_after`` / ``fair_both``
+    :class:`~fairprune_sk.constrained.FairConstrainedNet` with ``constraint_phase`` ``"before"``,
+    ``"after"`` or ``"both"`` (the paper's *Fair Bf*, *Fair Aft*, *Fair Both*).
+``eg``
+    fairlearn's ``ExponentiatedGradient`` around a ``PrunableNetClassifier(pruning_rate=rate)``:
+    every oracle call trains, prunes and fine-tunes a net. Binary labels only.
+``gridsearch``
+    fairlearn's ``reductions.GridSearch`` around the same estimator. Binary labels only.
+``threshold``
+    fairlearn's ``ThresholdOptimizer(prefit=True, predict_method="predict_proba")`` fitted on
+    the training data around the ``none`` model. Binary labels only.
+
+How the quantities are read off each final model:
+
+- nets and ``gridsearch``: ``predict_proba`` for the loss, its argmax for the accuracy;
+- ``eg`` is a randomized classifier (a mixture of nets with weights ``weights_``). Its accuracy is
+  the *expected* accuracy of the mixture, from fairlearn's ``_pmf_predict`` (exact, no sampling).
+  Its loss uses, by default (``eg_proba="soft"``), the mixture of the members' ``predict_proba``,
+  ``Σ_t w_t p_t(y | x)``. ``eg_proba="pmf"`` uses ``_pmf_predict`` instead, which mixes the
+  members' *hard* predictions: a sample that every member misclassifies then gets probability
+  0, clipped to 1e-12, i.e. a loss of 27.6 nats, so the losses measure error counts rather than
+  confidence and are not comparable with the other methods;
+- ``threshold`` has no class probabilities (it thresholds scores per group), so its losses,
+  ``R(a)`` and ``ξ`` are NaN; its accuracies (expected accuracy of its randomized thresholds,
+  from ``_pmf_predict``) and accuracy gaps are real.
+
+The fairness constraint is enforced on training data; how well it holds on test data is a
+different matter, so every summary reports both ``xi`` (test) and ``train_xi``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from .metrics import GroupCodes, encode_labels, group_codes, group_mean, per_sample_log_loss
+from .nets import PrunableNetClassifier
+
+__all__ = [
+    "METHODS",
+    "DEFAULT_METHODS",
+    "SUMMARY_COLUMNS",
+    "GROUP_COLUMNS",
+    "MethodResult",
+    "Float64Proba",
+    "fit_dense_reference",
+    "run_method",
+    "run_methods",
+    "compare_methods",
+    "summarize",
+]
+
+#: Every method :func:`run_method` knows.
+METHODS: tuple[str, ...] = (
+    "none",
+    "fair_before",
+    "fair_after",
+    "fair_both",
+    "eg",
+    "gridsearch",
+    "threshold",
+)
+#: Methods :func:`compare_methods` runs by default (GridSearch left out: it trains ``grid_size``
+#: nets per run and selects one, a slower and cruder relative of ``eg``).
+DEFAULT_METHODS: tuple[str, ...] = (
+    "none",
+    "fair_before",
+    "fair_after",
+    "fair_both",
+    "eg",
+    "threshold",
+)
+FAIR_PHASES = {"fair_before": "before", "fair_after": "after", "fair_both": "both"}
+BINARY_ONLY = ("eg", "gridsearch", "threshold")
+EG_CONSTRAINTS = ("error_rate_parity", "bounded_group_loss")
+THRESHOLD_CONSTRAINTS = ("demographic_parity", "equalized_odds")
+EG_PROBA = ("soft", "pmf")
+
+#: Parameters only :class:`~fairprune_sk.constrained.FairConstrainedNet` takes; they are left
+#: out of ``net_params`` for the other methods.
+FAIR_ONLY_PARAMS = ("dual_lr", "dual_update", "kickin")
+#: Parameters a run sets itself; ``net_params`` must not hold them.
+RESERVED_PARAMS = ("pruning_rate", "random_state", "constraint_phase")
+
+#: Columns of :attr:`MethodResult.by_group_test` / ``by_group_train``, in order.
+GROUP_COLUMNS = (
+    "count",
+    "loss_before",
+    "loss_after",
+    "excess_risk",
+    "accuracy_before",
+    "accuracy_after",
+    "accuracy_drop",
+)
+#: Columns of :func:`compare_methods`, in order.
+SUMMARY_COLUMNS = (
+    "method",
+    "rate",
+    "seed",
+    "accuracy",
+    "accuracy_dense",
+    "xi",
+    "accuracy_gap",
+    "worst_group_accuracy",
+    "train_accuracy",
+    "train_xi",
+    "train_accuracy_gap",
+    "sparsity",
+    "seconds",
+)
+
+NON_BINARY_LABELS = (
+    "method {method!r} wraps a fairlearn binary-classification mitigator and needs exactly two "
+    "classes; y_train has {n_classes}: {classes}. Use none / fair_before / fair_after / fair_both "
+    "for multi-class data"
+)
+
+
+def default_net_params() -> dict[str, Any]:
+    """The net used when ``net_params`` is None: an MLP (64, 64) on tabular data."""
+    from .models import MLP
+
+    return {
+        "module": MLP,
+        "module__hidden_units": (64, 64),
+        "max_epochs": 10,
+        "lr": 0.05,
+        "batch_size": 256,
+        "fine_tune_epochs": 2,
+        "verbose": 0,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------------------------
+@dataclass
+class MethodResult:
+    """One method at one pruning rate and seed.
+
+    Attributes
+    ----------
+    method : str
+        One of :data:`METHODS`.
+    rate : float
+        Pruning rate.
+    seed : int
+        ``random_state`` of every net of the run (the dense reference included).
+    seconds : float
+        Wall time of the method, its training of the dense net included (for ``none`` and
+        ``threshold``, which reuse θ*, the dense training time is θ*'s ``history`` ``dur`` sum).
+    model : object or None
+        The fitted final model (None when the run was asked not to keep it).
+    by_group_test, by_group_train : pandas.DataFrame
+        One row per group: ``count``, ``loss_before`` / ``accuracy_before`` (the common dense
+        reference θ*), ``loss_after`` / ``accuracy_after`` (the final model), ``excess_risk``
+        R(a) and ``accuracy_drop``.
+    summary : dict
+        The row of :func:`compare_methods` (keys :data:`SUMMARY_COLUMNS`).
+    """
+
+    method: str
+    rate: float
+    seed: int
+    seconds: float
+    model: Any
+    by_group_test: pd.DataFrame
+    by_group_train: pd.DataFrame
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Split:
+    """One evaluation split, with labels encoded against the dense net's classes."""
+
+    X: Any
+    y_index: np.ndarray
+    A: Any
+    groups: GroupCodes
+
+
+class Float64Proba(BaseEstimator, ClassifierMixin):
+    """A fitted classifier whose ``predict_proba`` returns float64.
+
+    fairlearn 0.15's ``ThresholdOptimizer`` writes float64 interpolated probabilities into a
+    pandas Series of the scores' dtype; with pandas >= 3 that raises ``TypeError`` for the
+    float32 scores of a torch net. This wrapper hands it float64 scores instead.
+
+    Parameters
+    ----------
+    net : fitted classifier
+        Any fitted estimator with ``predict_proba``, ``predict`` and ``classes_``.
+    """
+
+    def __init__(self, net: Any) -> None:
+        self.net = net
+
+    def fit(self, X: Any, y: Any, **fit_params: Any) -> Float64Proba:
+        """Fit the wrapped net (not used with ``prefit=True``)."""
+        self.net.fit(X, y, **fit_params)
+        return self
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return self.net.classes_
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self.net, "classes_")
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """The wrapped net's ``predict_proba`` as float64."""
+        return np.asarray(self.net.predict_proba(X), dtype=np.float64)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The wrapped net's ``predict``."""
+        return self.net.predict(X)
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------
+def _check_choice(value: Any, name: str, options: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {tuple(options)}; got {value!r}")
+    return value
+
+
+def _resolve_net_params(net_params: Mapping[str, Any] | None) -> dict[str, Any]:
+    params = default_net_params() if net_params is None else dict(net_params)
+    if "module" not in params:
+        raise ValueError("net_params needs a 'module' (a torch.nn.Module class returning logits)")
+    reserved = [name for name in RESERVED_PARAMS if name in params]
+    if reserved:
+        raise ValueError(
+            f"net_params must not set {reserved}: each run sets pruning_rate (from rates), "
+            "random_state (from seeds) and constraint_phase (from the method)"
+        )
+    return params
+
+
+def _plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``net_params`` for a PrunableNetClassifier (FairConstrainedNet-only keys left out)."""
+    return {key: value for key, value in params.items() if key not in FAIR_ONLY_PARAMS}
+
+
+def _history_seconds(net: PrunableNetClassifier) -> float:
+    return float(np.sum(net.history[:, "dur"])) if len(net.history) else 0.0
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` torch CPU threads (None: leave as is), restored afterwards."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------------------------
+# building blocks
+# --------------------------------------------------------------------------------------------
+def fit_dense_reference(
+    X_train: Any, y_train: Any, *, seed: int, net_params: Mapping[str, Any] | None = None
+) -> PrunableNetClassifier:
+    """The common dense reference θ*: a ``PrunableNetClassifier`` trained without pruning.
+
+    Parameters
+    ----------
+    X_train : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        Training data.
+    y_train : array-like of shape (n_samples,)
+        Class labels.
+    seed : int
+        ``random_state`` of the net (the methods of the same seed use the same one).
+    net_params : dict, optional
+        ``PrunableNetClassifier`` parameters (``module`` included); FairConstrainedNet-only keys
+        (``dual_lr``, ...) are ignored. None: :func:`default_net_params`.
+
+    Returns
+    -------
+    PrunableNetClassifier
+        Fitted, dense.
+    """
+    params = _plain_params(_resolve_net_params(net_params))
+    return PrunableNetClassifier(**params, pruning_rate=0.0, random_state=seed).fit(
+        X_train, y_train
+    )
+
+
+def _prune_dense(dense: PrunableNetClassifier, rate: float, X: Any,
+                 y: Any) -> PrunableNetClassifier:
+    """θ* pruned at ``rate`` and fine-tuned ``fine_tune_epochs`` (θ* itself at rate 0)."""
+    pruned = copy.deepcopy(dense)
+    if rate == 0:
+        return pruned
+    pruned.prune(rate)
+    epochs = int(dense.fine_tune_epochs)
+    if epochs > 0:
+        max_epochs = pruned.max_epochs
+        pruned.set_params(max_epochs=epochs)
+        pruned.partial_fit(X, y)
+        pruned.set_params(max_epochs=max_epochs)
+    return pruned
+
+
+def _columns_by_class(estimator: Any, X: Any, n_classes: int) -> np.ndarray:
+    """``predict_proba`` of a member of a fairlearn mixture, one column per label 0..K-1.
+
+    Members trained on relabelled data may have seen one class only (fairlearn then fits a
+    ``DummyClassifier``), so columns are placed by ``classes_``.
+    """
+    proba = np.asarray(estimator.predict_proba(X), dtype=np.float64)
+    out = np.zeros((proba.shape[0], n_classes))
+    for column, label in enumerate(np.asarray(estimator.classes_)):
+        out[:, int(label)] = proba[:, column]
+    return out
+
+
+def _eg_soft_proba(eg: Any, X: Any, n_classes: int) -> np.ndarray:
+    """``Σ_t w_t p_t(y | x)``: the EG mixture of its members' class probabilities."""
+    proba = np.zeros((len(X), n_classes))
+    for index, weight in eg.weights_.items():
+        if weight > 0:
+            proba += weight * _columns_by_class(eg.predictors_[index], X, n_classes)
+    return proba
+
+
+def _expected_correct(pmf: Any, y_index: np.ndarray) -> np.ndarray:
+    """Probability that a randomized classifier with this pmf predicts the true label."""
+    pmf = np.asarray(pmf, dtype=np.float64)
+    return pmf[np.arange(len(y_index)), y_index]
+
+
+def _eg_expected_correct(eg: Any, X: Any, y_index: np.ndarray) -> np.ndarray:
+    """Expected accuracy per sample of EG's randomized mixture of hard predictions."""
+    pmf = eg._pmf_predict(X)
+    if isinstance(pmf, pd.DataFrame):  # loss moments: one column of predictions per member
+        predictions = pmf[eg.weights_.index].to_numpy()
+        hits = predictions == y_index[:, None]
+        return hits @ eg.weights_.to_numpy(dtype=np.float64)
+    return _expected_correct(pmf, y_index)
+
+
+def _outputs(method: str, model: Any, split: _Split, *, n_classes: int,
+             eg_proba: str) -> tuple[np.ndarray | None, np.ndarray]:
+    """Class probabilities (None if the model has none) and per-sample (expected) correctness."""
+    if method == "threshold":
+        pmf = model._pmf_predict(split.X, sensitive_features=split.A)
+        return None, _expected_correct(pmf, split.y_index)
+    if method == "eg":
+        correct = _eg_expected_correct(model, split.X, split.y_index)
+        if eg_proba == "pmf":
+            proba = model._pmf_predict(split.X)
+            if isinstance(proba, pd.DataFrame):  # loss moments give no pmf over classes
+                return None, correct
+            return np.asarray(proba, dtype=np.float64), correct
+        return _eg_soft_proba(model, split.X, n_classes), correct
+    if method == "gridsearch":  # the selected member may be a one-class DummyClassifier
+        proba = _columns_by_class(model.predictors_[model.best_idx_], split.X, n_classes)
+    else:
+        proba = np.asarray(model.predict_proba(split.X), dtype=np.float64)
+    return proba, (proba.argmax(axis=1) == split.y_index).astype(np.float64)
+
+
+def _group_table(split: _Split, proba_dense: np.ndarray, proba_after: np.ndarray | None,
+                 correct_after: np.ndarray) -> pd.DataFrame:
+    """Per-group count, loss/accuracy before (θ*) and after, R(a) and accuracy drop."""
+    groups = split.groups
+    loss_before = group_mean(per_sample_log_loss(proba_dense, split.y_index), groups)
+    accuracy_before = group_mean(proba_dense.argmax(axis=1) == split.y_index, groups)
+    if proba_after is None:
+        loss_after = np.full(groups.n_groups, np.nan)
+    else:
+        loss_after = group_mean(per_sample_log_loss(proba_after, split.y_index), groups)
+    accuracy_after = group_mean(correct_after, groups)
+    table = pd.DataFrame(
+        {
+            "count": np.bincount(groups.codes, minlength=groups.n_groups),
+            "loss_before": loss_before,
+            "loss_after": loss_after,
+            "excess_risk": loss_after - loss_before,
+            "accuracy_before": accuracy_before,
+            "accuracy_after": accuracy_after,
+            "accuracy_drop": accuracy_before - accuracy_after,
+        },
+        index=groups.index,
+    )
+    return table[list(GROUP_COLUMNS)]
+
+
+def _model_sparsity(method: str, model: Any) -> float:
+    if method == "eg":
+        weights = model.weights_
+        values = [(w, getattr(model.predictors_[i], "sparsity_", np.nan))
+                  for i, w in weights.items() if w > 0]
+        total = sum(w for w, s in values if not np.isnan(s))
+        return float(sum(w * s for w, s in values if not np.isnan(s)) / total) if total else np.nan
+    if method == "gridsearch":
+        return float(getattr(model.predictors_[model.best_idx_], "sparsity_", np.nan))
+    if method == "threshold":
+        return float(model.estimator.net.sparsity_)
+    return float(model.sparsity_)
+
+
+def _eg_constraint(name: str, upper_bound: float | None, dense_error: float) -> Any:
+    from fairlearn.reductions import BoundedGroupLoss, ErrorRateParity, ZeroOneLoss
+
+    if name == "error_rate_parity":
+        return ErrorRateParity()
+    bound = dense_error if upper_bound is None else float(upper_bound)
+    return BoundedGroupLoss(ZeroOneLoss(), upper_bound=bound)
+
+
+# --------------------------------------------------------------------------------------------
+# one method
+# --------------------------------------------------------------------------------------------
+def run_method(
+    method: str,
+    *,
+    X_train: Any,
+    y_train: Any,
+    A_train: Any,
+    X_test: Any,
+    y_test: Any,
+    A_test: Any,
+    rate: float,
+    seed: int,
+    net_params: Mapping[str, Any] | None = None,
+    eg_constraint: str = "error_rate_parity",
+    eg_upper_bound: float | None = None,
+    eg_proba: str = "soft",
+    threshold_constraint: str = "demographic_parity",
+    mitigator_params: Mapping[str, Any] | None = None,
+    dense: PrunableNetClassifier | None = None,
+    keep_model: bool = True,
+) -> MethodResult:
+    """Train one method at one pruning rate and audit it against the common dense reference.
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`METHODS`.
+    X_train, X_test : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        Training and test data (2-D for ``eg`` / ``gridsearch`` / ``threshold``).
+    y_train, y_test : array-like of shape (n_samples,)
+        Class labels; two classes for ``eg``, ``gridsearch`` and ``threshold``.
+    A_train, A_test : array-like, Series or DataFrame of shape (n_samples,) or (n_samples, k)
+        Sensitive features (several columns: intersectional groups).
+    rate : float in [0, 1)
+        Pruning rate of the final model.
+    seed : int
+        ``random_state`` of every net trained (and of θ* when ``dense`` is None).
+    net_params : dict, optional
+        Parameters of the nets, ``module`` included (``max_epochs``, ``lr``, ``batch_size``,
+        ``fine_tune_epochs``, ``pruning_method``, ``module__*``, ...), plus the
+        FairConstrainedNet-only ``dual_lr``, ``dual_update``, ``kickin`` (used by ``fair_*``
+        only). Must not hold ``pruning_rate``, ``random_state`` or ``constraint_phase``.
+        None: :func:`default_net_params`.
+    eg_constraint : {"error_rate_parity", "bounded_group_loss"}, default="error_rate_parity"
+        The fairlearn moment of ``eg`` and ``gridsearch``: ``ErrorRateParity()`` or
+        ``BoundedGroupLoss(ZeroOneLoss(), upper_bound=eg_upper_bound)``.
+    eg_upper_bound : float, optional
+        Bound of ``bounded_group_loss``; None: the training error of θ* (every group must do
+        at least as well as the dense net does on average).
+    eg_proba : {"soft", "pmf"}, default="soft"
+        How ``eg``'s loss is computed (see the module documentation).
+    threshold_constraint : {"demographic_parity", "equalized_odds"}, default="demographic_parity"
+        Constraint of ``ThresholdOptimizer``.
+    mitigator_params : dict, optional
+        Extra arguments of ``ExponentiatedGradient`` (``max_iter``, ``eps``, ...) or
+        ``GridSearch`` (``grid_size``, ...), whichever the method builds.
+    dense : PrunableNetClassifier, optional
+        The fitted common dense reference θ* of this seed (from :func:`fit_dense_reference`);
+        trained here if None. Pass it to share one θ* across methods and rates.
+    keep_model : bool, default=True
+        Keep the fitted final model in the result (False saves memory and pickling).
+
+    Returns
+    -------
+    MethodResult
+
+    Raises
+    ------
+    ValueError
+        For an unknown method or option, reserved keys in ``net_params``, or non-binary labels
+        with ``eg`` / ``gridsearch`` / ``threshold``.
+    """
+    method = _check_choice(method, "method", METHODS)
+    _check_choice(eg_constraint, "eg_constraint", EG_CONSTRAINTS)
+    _check_choice(eg_proba, "eg_proba", EG_PROBA)
+    _check_choice(threshold_constraint, "threshold_constraint", THRESHOLD_CONSTRAINTS)
+    from .pruning import validate_rate
+
+    rate = validate_rate(rate, "rate")
+    params = _resolve_net_params(net_params)
+    mitigator_params = dict(mitigator_params or {})
+
+    y_train = np.asarray(y_train).ravel()
+    y_test = np.asarray(y_test).ravel()
+    classes = np.unique(y_train)
+    if method in BINARY_ONLY and len(classes) != 2:
+        shown = classes.tolist()[:10]
+        raise ValueError(NON_BINARY_LABELS.format(method=method, n_classes=len(classes),
+                                                  classes=shown))
+    if dense is None:
+        dense = fit_dense_reference(X_train, y_train, seed=seed, net_params=params)
+    elif not np.array_equal(np.asarray(dense.classes_), classes):
+        raise ValueError(
+            f"dense.classes_ {np.asarray(dense.classes_).tolist()} differ from the classes of "
+            f"y_train {classes.tolist()}; pass the dense reference trained on these data"
+        )
+    train = _Split(X_train, encode_labels(y_train, dense.classes_), A_train,
+                   group_codes(A_train, len(y_train)))
+    test = _Split(X_test, encode_labels(y_test, dense.classes_), A_test,
+                  group_codes(A_test, len(y_test)))
+
+    start = time.perf_counter()
+    model, reused_dense = _train(
+        method, params, train, rate=rate, seed=seed, dense=dense, y_train=y_train,
+        eg_constraint=eg_constraint, eg_upper_bound=eg_upper_bound,
+        threshold_constraint=threshold_constraint, mitigator_params=mitigator_params,
+    )
+    seconds = time.perf_counter() - start + (_history_seconds(dense) if reused_dense else 0.0)
+
+    tables = {}
+    for name, split in (("test", test), ("train", train)):
+        proba_after, correct_after = _outputs(method, model, split, n_classes=len(classes),
+                                              eg_proba=eg_proba)
+        tables[name] = _group_table(split, dense.predict_proba(split.X), proba_after,
+                                    correct_after)
+    summary = {
+        "method": method,
+        "rate": rate,
+        "seed": seed,
+        "accuracy": _weighted_mean(tables["test"], "accuracy_after"),
+        "accuracy_dense": _weighted_mean(tables["test"], "accuracy_before"),
+        "xi": _spread(tables["test"]["excess_risk"]),
+        "accuracy_gap": _spread(tables["test"]["accuracy_after"]),
+        "worst_group_accuracy": float(tables["test"]["accuracy_after"].min()),
+        "train_accuracy": _weighted_mean(tables["train"], "accuracy_after"),
+        "train_xi": _spread(tables["train"]["excess_risk"]),
+        "train_accuracy_gap": _spread(tables["train"]["accuracy_after"]),
+        "sparsity": _model_sparsity(method, model),
+        "seconds": seconds,
+    }
+    return MethodResult(
+        method=method, rate=rate, seed=seed, seconds=seconds,
+        model=model if keep_model else None,
+        by_group_test=tables["test"], by_group_train=tables["train"], summary=summary,
+    )
+
+
+def _weighted_mean(table: pd.DataFrame, column: str) -> float:
+    return float(np.average(table[column], weights=table["count"]))
+
+
+def _spread(values: pd.Series) -> float:
+    """Max − min across groups (NaN if any value is NaN)."""
+    if values.isna().any():
+        return float("nan")
+    return float(values.max() - values.min())
+
+
+def _train(method: str, params: dict[str, Any], train: _Split, *, rate: float, seed: int,
+           dense: PrunableNetClassifier, y_train: np.ndarray, eg_constraint: str,
+           eg_upper_bound: float | None, threshold_constraint: str,
+           mitigator_params: dict[str, Any]) -> tuple[Any, bool]:
+    """Fit the method's final model; also say whether it reused θ* (for the wall time)."""
+    plain = _plain_params(params)
+    if method == "none":
+        return _prune_dense(dense, rate, train.X, y_train), True
+    if method in FAIR_PHASES:
+        from .constrained import FairConstrainedNet
+
+        fair = FairConstrainedNet(**params, pruning_rate=rate, random_state=seed,
+                                  constraint_phase=FAIR_PHASES[method])
+        return fair.fit(train.X, y_train, sensitive_features=train.A), False
+    if method == "threshold":
+        from fairlearn.postprocessing import ThresholdOptimizer
+
+        pruned = _prune_dense(dense, rate, train.X, y_train)
+        optimizer = ThresholdOptimizer(estimator=Float64Proba(pruned), prefit=True,
+                                       predict_method="predict_proba",
+                                       constraints=threshold_constraint)
+        return optimizer.fit(train.X, train.y_index, sensitive_features=train.A), True
+    # fairlearn reductions: every oracle call trains, prunes and fine-tunes a net.
+    estimator = PrunableNetClassifier(**plain, pruning_rate=rate, random_state=seed)
+    dense_error = 1.0 - float(np.mean(dense.predict_proba(train.X).argmax(axis=1)
+                                      == train.y_index))
+    constraint = _eg_constraint(eg_constraint, eg_upper_bound, dense_error)
+    if method == "eg":
+        from fairlearn.reductions import ExponentiatedGradient
+
+        mitigator = ExponentiatedGradient(estimator, constraints=constraint, **mitigator_params)
+    else:
+        from fairlearn.reductions import GridSearch
+
+        mitigator = GridSearch(estimator, constraints=constraint, **mitigator_params)
+    return mitigator.fit(train.X, train.y_index, sensitive_features=train.A), False
+
+
+# --------------------------------------------------------------------------------------------
+# many methods × rates × seeds
+# --------------------------------------------------------------------------------------------
+def _dense_job(X_train: Any, y_train: Any, seed: int, params: dict[str, Any],
+               threads: int | None) -> PrunableNetClassifier:
+    with _torch_threads(threads):
+        return fit_dense_reference(X_train, y_train, seed=seed, net_params=params)
+
+
+def _method_job(method: str, rate: float, seed: int, dense: PrunableNetClassifier,
+                data: dict[str, Any], options: dict[str, Any], threads: int | None) -> MethodResult:
+    with _torch_threads(threads):
+        return run_method(method, rate=rate, seed=seed, dense=dense, **data, **options)
+
+
+def _parallel_results(jobs: list, n_jobs: int) -> Iterator[Any]:
+    """Results of joblib jobs as they finish (in submission order when n_jobs == 1)."""
+    from joblib import Parallel
+
+    if n_jobs == 1:
+        for function, args, kwargs in jobs:
+            yield function(*args, **kwargs)
+        return
+    yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
+
+
+def run_methods(
+    X_train: Any,
+    y_train: Any,
+    A_train: Any,
+    X_test: Any,
+    y_test: Any,
+    A_test: Any,
+    *,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    rates: Sequence[float] = (0.5, 0.8, 0.9),
+    seeds: Sequence[int] = (0, 1, 2),
+    net_params: Mapping[str, Any] | None = None,
+    n_jobs: int = 1,
+    threads: int | None = None,
+    keep_models: bool = False,
+    progress: Callable[[MethodResult, int, int], None] | None = None,
+    **options: Any,
+) -> list[MethodResult]:
+    """Run every method × rate × seed, sharing one dense reference per seed.
+
+    The dense references are trained first (one job per seed), then every method × rate ×
+    seed is an independent job; both stages go through ``joblib.Parallel``, so
+    ``joblib.parallel_config(backend="dask")`` sends them to a Dask cluster.
+
+    Parameters
+    ----------
+    X_train, y_train, A_train, X_test, y_test, A_test
+        As for :func:`run_method`.
+    methods : sequence of str, default=DEFAULT_METHODS
+        Among :data:`METHODS`.
+    rates : sequence of float, default=(0.5, 0.8, 0.9)
+        Pruning rates in [0, 1).
+    seeds : sequence of int, default=(0, 1, 2)
+        One dense reference and one run of every method per seed.
+    net_params : dict, optional
+        As for :func:`run_method`.
+    n_jobs : int, default=1
+        Parallel jobs (joblib convention: -1 = all cores). 1 runs in this process.
+    threads : int, optional
+        torch CPU threads inside each job; None: 1 when ``n_jobs != 1`` (so jobs do not fight
+        over cores), torch's current setting otherwise.
+    keep_models : bool, default=False
+        Keep each run's fitted final model in its result.
+    progress : callable, optional
+        Called as ``progress(result, n_done, n_total)`` in this process as each run finishes.
+    **options
+        ``eg_constraint``, ``eg_upper_bound``, ``eg_proba``, ``threshold_constraint``,
+        ``mitigator_params``: as for :func:`run_method`.
+
+    Returns
+    -------
+    list of MethodResult
+        Ordered by method (as given), rate, seed, whatever order the jobs finished in.
+    """
+    methods = [_check_choice(m, "methods", METHODS) for m in methods]
+    if not methods or not len(rates) or not len(seeds):
+        raise ValueError("methods, rates and seeds must each hold at least one value")
+    unknown = set(options) - {"eg_constraint", "eg_upper_bound", "eg_proba",
+                              "threshold_constraint", "mitigator_params"}
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
+    from .pruning import validate_rate
+
+    rates = [validate_rate(r, "rates") for r in rates]
+    seeds = [int(s) for s in seeds]
+    params = _resolve_net_params(net_params)
+    if not isinstance(n_jobs, int) or n_jobs == 0:
+        raise ValueError(f"n_jobs must be a non-zero int (-1: all cores); got {n_jobs!r}")
+    if threads is None and n_jobs != 1:
+        threads = 1
+    classes = np.unique(np.asarray(y_train).ravel())
+    for method in methods:
+        if method in BINARY_ONLY and len(classes) != 2:
+            raise ValueError(NON_BINARY_LABELS.format(method=method, n_classes=len(classes),
+                                                      classes=classes.tolist()[:10]))
+
+    from joblib import delayed
+
+    dense_jobs = [delayed(_dense_job)(X_train, y_train, seed, params, threads) for seed in seeds]
+    dense = dict(zip(seeds, _ordered(dense_jobs, n_jobs), strict=True))
+
+    data = dict(X_train=X_train, y_train=y_train, A_train=A_train, X_test=X_test,
+                y_test=y_test, A_test=A_test)
+    run_options = {**options, "net_params": params, "keep_model": keep_models}
+    jobs = [
+        delayed(_method_job)(method, rate, seed, dense[seed], data, run_options, threads)
+        for method in methods for rate in rates for seed in seeds
+    ]
+    results = []
+    for result in _parallel_results(jobs, n_jobs):
+        results.append(result)
+        if progress is not None:
+            progress(result, len(results), len(jobs))
+    order = {m: k for k, m in enumerate(methods)}
+    return sorted(results, key=lambda r: (order[r.method], r.rate, r.seed))
+
+
+def _ordered(jobs: list, n_jobs: int) -> list:
+    from joblib import Parallel
+
+    if n_jobs == 1:
+        return [function(*args, **kwargs) for function, args, kwargs in jobs]
+    return Parallel(n_jobs=n_jobs)(jobs)
+
+
+def compare_methods(
+    X_train: Any,
+    y_train: Any,
+    A_train: Any,
+    X_test: Any,
+    y_test: Any,
+    A_test: Any,
+    *,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    rates: Sequence[float] = (0.5, 0.8, 0.9),
+    seeds: Sequence[int] = (0, 1, 2),
+    net_params: Mapping[str, Any] | None = None,
+    n_jobs: int = 1,
+    **options: Any,
+) -> pd.DataFrame:
+    """Tidy comparison table: one row per method × rate × seed.
+
+    Parameters
+    ----------
+    X_train, y_train, A_train, X_test, y_test, A_test
+        Training and test data and their sensitive features, as for :func:`run_method`.
+    methods, rates, seeds, net_params, n_jobs
+        As for :func:`run_methods`.
+    **options
+        ``threads``, ``progress``, ``eg_constraint``, ``eg_upper_bound``, ``eg_proba``,
+        ``threshold_constraint``, ``mitigator_params``: as for :func:`run_methods`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`SUMMARY_COLUMNS`: ``method``, ``rate``, ``seed``, test ``accuracy``
+        (and ``accuracy_dense`` of θ*), ``xi`` (ξ, eq. 3, test), ``accuracy_gap`` and
+        ``worst_group_accuracy`` (test), ``train_accuracy``, ``train_xi``,
+        ``train_accuracy_gap`` (how well the constraint holds where it was enforced),
+        ``sparsity`` and ``seconds``. ``xi`` is NaN for ``threshold`` (no probabilities).
+
+    Examples
+    --------
+    >>> table = compare_methods(X_tr, y_tr, A_tr, X_te, y_te, A_te,
+    ...                         methods=("none", "fair_after"), seeds=(0,))  # doctest: +SKIP
+    >>> summarize(table)                                                   # doctest: +SKIP
+    """
+    results = run_methods(X_train, y_train, A_train, X_test, y_test, A_test, methods=methods,
+                          rates=rates, seeds=seeds, net_params=net_params, n_jobs=n_jobs,
+                          **options)
+    return pd.DataFrame([r.summary for r in results], columns=list(SUMMARY_COLUMNS))
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over seeds per method × rate.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`compare_methods` (or any table with ``method``, ``rate``, ``seed`` and
+        numeric columns).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by (``method``, ``rate``) in the order of first appearance; columns a
+        ``MultiIndex`` (metric, ``mean`` / ``std``) plus ``("n_seeds", "")``. The std of a
+        single seed is NaN.
+    """
+    missing = [c for c in ("method", "rate", "seed") if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks the column(s) {missing}; pass compare_methods' output")
+    metrics = [c for c in table.columns
+               if c not in ("method", "rate", "seed") and pd.api.types.is_numeric_dtype(table[c])]
+    grouped = table.groupby(["method", "rate"], sort=False)
+    summary = grouped[metrics].agg(["mean", "std"])
+    summary[("n_seeds", "")] = grouped["seed"].nunique()
+    return summary
+
+
+def format_summary(summary: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """``mean ± std`` strings of :func:`summarize`'s output, for printing or Markdown."""
+    columns = [c for c in (columns or summary.columns.get_level_values(0).unique())
+               if c != "n_seeds"]
+    out = pd.DataFrame(index=summary.index)
+    for column in columns:
+        mean, std = summary[(column, "mean")], summary[(column, "std")]
+        out[column] = [
+            "nan" if np.isnan(m) else (f"{m:.4f}" if np.isnan(s) else f"{m:.4f} ± {s:.4f}")
+            for m, s in zip(mean, std, strict=True)
+        ]
+    out["n_seeds"] = summary[("n_seeds", "")]
+    return out
