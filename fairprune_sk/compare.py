@@ -457,7 +457,8 @@ def run_method(
     eg_upper_bound: float | None = None,
     eg_proba: str = "soft",
     threshold_constraint: str = "demographic_parity",
-    mitigator_params: Mapping[str, Any] | None = None,
+    eg_params: Mapping[str, Any] | None = None,
+    gridsearch_params: Mapping[str, Any] | None = None,
     dense: PrunableNetClassifier | None = None,
     keep_model: bool = True,
 ) -> MethodResult:
@@ -493,9 +494,10 @@ def run_method(
         How ``eg``'s loss is computed (see the module documentation).
     threshold_constraint : {"demographic_parity", "equalized_odds"}, default="demographic_parity"
         Constraint of ``ThresholdOptimizer``.
-    mitigator_params : dict, optional
-        Extra arguments of ``ExponentiatedGradient`` (``max_iter``, ``eps``, ...) or
-        ``GridSearch`` (``grid_size``, ...), whichever the method builds.
+    eg_params : dict, optional
+        Extra arguments of ``ExponentiatedGradient`` (``max_iter``, ``eps``, ...).
+    gridsearch_params : dict, optional
+        Extra arguments of ``GridSearch`` (``grid_size``, ...).
     dense : PrunableNetClassifier, optional
         The fitted common dense reference θ* of this seed (from :func:`fit_dense_reference`);
         trained here if None. Pass it to share one θ* across methods and rates.
@@ -520,7 +522,7 @@ def run_method(
 
     rate = validate_rate(rate, "rate")
     params = _resolve_net_params(net_params)
-    mitigator_params = dict(mitigator_params or {})
+    mitigator_params = dict((eg_params if method == "eg" else gridsearch_params) or {})
 
     y_train = np.asarray(y_train).ravel()
     y_test = np.asarray(y_test).ravel()
@@ -641,14 +643,10 @@ def _method_job(method: str, rate: float, seed: int, dense: PrunableNetClassifie
         return run_method(method, rate=rate, seed=seed, dense=dense, **data, **options)
 
 
-def _parallel_results(jobs: list, n_jobs: int) -> Iterator[Any]:
-    """Results of joblib jobs as they finish (in submission order when n_jobs == 1)."""
+def _parallel_results(jobs: list, n_jobs: int | None) -> Iterator[Any]:
+    """Results of joblib jobs as they finish, through the active joblib backend."""
     from joblib import Parallel
 
-    if n_jobs == 1:
-        for function, args, kwargs in jobs:
-            yield function(*args, **kwargs)
-        return
     yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
 
 
@@ -664,7 +662,7 @@ def run_methods(
     rates: Sequence[float] = (0.5, 0.8, 0.9),
     seeds: Sequence[int] = (0, 1, 2),
     net_params: Mapping[str, Any] | None = None,
-    n_jobs: int = 1,
+    n_jobs: int | None = 1,
     threads: int | None = None,
     keep_models: bool = False,
     progress: Callable[[MethodResult, int, int], None] | None = None,
@@ -688,8 +686,11 @@ def run_methods(
         One dense reference and one run of every method per seed.
     net_params : dict, optional
         As for :func:`run_method`.
-    n_jobs : int, default=1
-        Parallel jobs (joblib convention: -1 = all cores). 1 runs in this process.
+    n_jobs : int or None, default=1
+        Parallel jobs of ``joblib.Parallel`` (-1: all cores; None: joblib's active default,
+        e.g. from ``joblib.parallel_config``). With the default backend, 1 runs in this
+        process; a Dask backend (``parallel_config(backend="dask")``) needs ``n_jobs=-1``
+        (or a number) to spread the runs over the cluster.
     threads : int, optional
         torch CPU threads inside each job; None: 1 when ``n_jobs != 1`` (so jobs do not fight
         over cores), torch's current setting otherwise.
@@ -699,7 +700,7 @@ def run_methods(
         Called as ``progress(result, n_done, n_total)`` in this process as each run finishes.
     **options
         ``eg_constraint``, ``eg_upper_bound``, ``eg_proba``, ``threshold_constraint``,
-        ``mitigator_params``: as for :func:`run_method`.
+        ``eg_params``, ``gridsearch_params``: as for :func:`run_method`.
 
     Returns
     -------
@@ -710,7 +711,7 @@ def run_methods(
     if not methods or not len(rates) or not len(seeds):
         raise ValueError("methods, rates and seeds must each hold at least one value")
     unknown = set(options) - {"eg_constraint", "eg_upper_bound", "eg_proba",
-                              "threshold_constraint", "mitigator_params"}
+                              "threshold_constraint", "eg_params", "gridsearch_params"}
     if unknown:
         raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
     from .pruning import validate_rate
@@ -718,8 +719,9 @@ def run_methods(
     rates = [validate_rate(r, "rates") for r in rates]
     seeds = [int(s) for s in seeds]
     params = _resolve_net_params(net_params)
-    if not isinstance(n_jobs, int) or n_jobs == 0:
-        raise ValueError(f"n_jobs must be a non-zero int (-1: all cores); got {n_jobs!r}")
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int)
+                               or n_jobs == 0):
+        raise ValueError(f"n_jobs must be a non-zero int (-1: all cores) or None; got {n_jobs!r}")
     if threads is None and n_jobs != 1:
         threads = 1
     classes = np.unique(np.asarray(y_train).ravel())
@@ -749,11 +751,9 @@ def run_methods(
     return sorted(results, key=lambda r: (order[r.method], r.rate, r.seed))
 
 
-def _ordered(jobs: list, n_jobs: int) -> list:
+def _ordered(jobs: list, n_jobs: int | None) -> list:
     from joblib import Parallel
 
-    if n_jobs == 1:
-        return [function(*args, **kwargs) for function, args, kwargs in jobs]
     return Parallel(n_jobs=n_jobs)(jobs)
 
 
@@ -769,7 +769,7 @@ def compare_methods(
     rates: Sequence[float] = (0.5, 0.8, 0.9),
     seeds: Sequence[int] = (0, 1, 2),
     net_params: Mapping[str, Any] | None = None,
-    n_jobs: int = 1,
+    n_jobs: int | None = 1,
     **options: Any,
 ) -> pd.DataFrame:
     """Tidy comparison table: one row per method × rate × seed.
@@ -781,8 +781,9 @@ def compare_methods(
     methods, rates, seeds, net_params, n_jobs
         As for :func:`run_methods`.
     **options
-        ``threads``, ``progress``, ``eg_constraint``, ``eg_upper_bound``, ``eg_proba``,
-        ``threshold_constraint``, ``mitigator_params``: as for :func:`run_methods`.
+        ``threads``, ``progress``, ``keep_models``, ``eg_constraint``, ``eg_upper_bound``,
+        ``eg_proba``, ``threshold_constraint``, ``eg_params``, ``gridsearch_params``: as for
+        :func:`run_methods`.
 
     Returns
     -------

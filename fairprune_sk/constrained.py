@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, PrintLog
 from skorch.utils import to_tensor
 
 from .metrics import group_codes
@@ -155,8 +155,9 @@ class FairConstrainedNet(PrunableNetClassifier):
 
     @property
     def _default_callbacks(self) -> list:
-        callbacks = super()._default_callbacks
-        return callbacks[:-1] + [("dual_ascent", DualAscent()), callbacks[-1]]
+        callbacks = super()._default_callbacks[:-1]
+        print_log = PrintLog(keys_ignored=["constraint_violation", "multipliers"])
+        return callbacks + [("dual_ascent", DualAscent()), ("print_log", print_log)]
 
     # ------------------------------------------------------------------------------------------
     # phases and multipliers

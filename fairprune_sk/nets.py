@@ -91,7 +91,9 @@ class PrunableNetClassifier(NeuralNetClassifier):
         state is restored afterwards.
     **kwargs
         Every other skorch parameter (``max_epochs``, ``lr``, ``batch_size``,
-        ``module__hidden_units``, ``optimizer``, ``callbacks``, ``device``, ...).
+        ``module__hidden_units``, ``optimizer``, ``callbacks``, ``device``, ...). Unlike skorch,
+        ``iterator_train__shuffle`` defaults to True: batches are reshuffled every epoch, as in
+        sklearn's ``MLPClassifier`` (unshuffled, sorted data give one-group batches).
 
     Attributes
     ----------
@@ -142,6 +144,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
         random_state: Any = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("iterator_train__shuffle", True)  # SGD on shuffled batches
         super().__init__(module, criterion=criterion, train_split=train_split, **kwargs)
         self.pruning_rate = pruning_rate
         self.pruning_method = pruning_method

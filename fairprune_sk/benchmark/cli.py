@@ -101,18 +101,14 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
           f"{' '.join(f'{r:g}' for r in args.rates)} x seeds {seeds} "
           f"({args.model}, {params['max_epochs']} epochs + {params['fine_tune_epochs']} "
           f"fine-tuning, {args.pruning_method}); n_jobs={args.n_jobs}")
-    mitigator_params = {}
-    if args.eg_max_iter is not None and "eg" in args.methods:
-        mitigator_params["max_iter"] = args.eg_max_iter
-    if args.grid_size is not None and "gridsearch" in args.methods:
-        mitigator_params["grid_size"] = args.grid_size
-    if "eg" in args.methods and "gridsearch" in args.methods and mitigator_params:
-        raise SystemExit("--eg-max-iter / --grid-size: run eg and gridsearch in separate sweeps")
+    eg_params = {} if args.eg_max_iter is None else {"max_iter": args.eg_max_iter}
+    gridsearch_params = {} if args.grid_size is None else {"grid_size": args.grid_size}
     result = run_sweep(
         data, model=args.model, methods=args.methods, rates=args.rates, seeds=seeds,
         net_params=params, n_jobs=args.n_jobs, threads=args.threads, out=args.out,
         figures=not args.no_figures, eg_constraint=args.eg_constraint,
-        threshold_constraint=args.threshold_constraint, mitigator_params=mitigator_params,
+        threshold_constraint=args.threshold_constraint, eg_params=eg_params,
+        gridsearch_params=gridsearch_params,
         config={"command": "fairprune benchmark", "argv": sys.argv[1:]},
     )
     print("\nmean ± std over seeds (test set unless train_*; xi = max_a R(a) - min_a R(a), eq. 3)")
@@ -224,8 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="SmallCNN channels (default 16 32)")
     bench.add_argument("--width", type=int, default=16,
                        help="ResNet18 width (default 16; 64 is the standard ResNet-18)")
-    bench.add_argument("--dual-lr", type=float, default=1.0,
-                       help="dual step size of the fair_* methods (default 1.0)")
+    bench.add_argument("--dual-lr", type=float, default=0.05,
+                       help="dual step size of the fair_* methods (default 0.05, "
+                            "FairConstrainedNet's)")
     bench.add_argument("--dual-update", type=_dual_update, default="epoch",
                        help="'epoch' or every k training batches (default: epoch)")
     bench.add_argument("--eg-constraint", default="error_rate_parity",

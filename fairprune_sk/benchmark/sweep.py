@@ -264,7 +264,7 @@ def net_params_for(
     hidden_units: Sequence[int] = (64, 64),
     channels: Sequence[int] = (16, 32),
     width: int = 16,
-    dual_lr: float = 1.0,
+    dual_lr: float = 0.05,
     dual_update: str | int = "epoch",
     device: str = "cpu",
 ) -> dict[str, Any]:
@@ -402,7 +402,7 @@ def run_sweep(
     rates: Sequence[float] = (0.0, 0.5, 0.9),
     seeds: Sequence[int] = (0,),
     net_params: Mapping[str, Any] | None = None,
-    n_jobs: int = 1,
+    n_jobs: int | None = 1,
     threads: int | None = None,
     out: str | Path | None = "results",
     figures: bool = True,
@@ -424,8 +424,9 @@ def run_sweep(
         As for :func:`~fairprune_sk.compare.run_methods`.
     net_params : dict, optional
         Parameters of the nets (``module`` included).
-    n_jobs : int, default=1
-        Parallel runs through ``joblib.Parallel`` (any joblib backend, Dask included).
+    n_jobs : int or None, default=1
+        Parallel runs through ``joblib.Parallel`` (any joblib backend, Dask included; -1: all
+        cores or workers).
     threads : int, optional
         torch threads per run; None: 1 when ``n_jobs != 1``, else torch's setting.
     out : str or Path or None, default="results"
@@ -441,7 +442,7 @@ def run_sweep(
         Extra configuration recorded in ``meta.json`` (the CLI passes its arguments).
     **options
         ``eg_constraint``, ``eg_upper_bound``, ``eg_proba``, ``threshold_constraint``,
-        ``mitigator_params``: as for :func:`~fairprune_sk.compare.run_method`.
+        ``eg_params``, ``gridsearch_params``: as for :func:`~fairprune_sk.compare.run_method`.
 
     Returns
     -------

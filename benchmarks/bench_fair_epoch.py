@@ -1,0 +1,79 @@
+"""Epoch time of FairConstrainedNet relative to PrunableNetClassifier on Adult.
+
+Same MLP, data, batch size, optimizer and epochs; the constraint is active during training
+(``constraint_phase="before"``, ``pruning_rate=0``, ``dual_lr > 0``, so the multipliers are
+positive from the second epoch on and every batch pays the full Lagrangian penalty). The two
+nets are fitted alternately ``--repeats`` times so that machine load hits both alike; the
+ratio is that of the medians of skorch's per-epoch ``dur`` over all epochs of all repeats.
+
+Target: ratio <= 1.15.
+
+Run: ``python benchmarks/bench_fair_epoch.py`` (``--help`` for options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from fairprune_sk import PrunableNetClassifier
+from fairprune_sk.benchmark.audit import load_adult_split
+from fairprune_sk.constrained import FairConstrainedNet
+from fairprune_sk.models import MLP
+
+TARGET = 1.15
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--hidden", nargs="+", type=int, default=[64, 64])
+    parser.add_argument("--sensitive", nargs="+", default=["race"], choices=["race", "sex"])
+    parser.add_argument("--dual-lr", type=float, default=0.05)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    data = load_adult_split(args.sensitive)
+    common = dict(module__hidden_units=tuple(args.hidden), max_epochs=args.epochs, lr=0.05,
+                  optimizer__momentum=0.9, batch_size=args.batch_size, random_state=0,
+                  verbose=0)
+    print(f"Adult: {len(data.y_train)} rows, {data.X_train.shape[1]} features, groups by "
+          f"{' & '.join(args.sensitive)} ({len(data.A_train.drop_duplicates())} groups); MLP "
+          f"{tuple(args.hidden)}, batch {args.batch_size}, {args.epochs} epochs x "
+          f"{args.repeats} repeats, torch threads {torch.get_num_threads()}")
+
+    durations: dict[str, list[float]] = {"plain": [], "fair": []}
+    for repeat in range(args.repeats):
+        plain = PrunableNetClassifier(MLP, **common)
+        fair = FairConstrainedNet(MLP, **common, dual_lr=args.dual_lr, constraint_phase="before")
+        fits = (("plain", plain, {}), ("fair", fair, {"sensitive_features": data.A_train}))
+        for name, net, fit_params in fits:
+            start = time.perf_counter()
+            net.fit(data.X_train, data.y_train, **fit_params)
+            wall = time.perf_counter() - start
+            dur = list(net.history[:, "dur"])
+            durations[name] += dur
+            print(f"  repeat {repeat}: {name:<5} median epoch {statistics.median(dur):.3f} s, "
+                  f"fit {wall:.1f} s")
+        multipliers = np.round(fair.multipliers_.to_numpy(), 4)
+        print(f"  fair multipliers after training: {multipliers.tolist()}")
+
+    plain_median = statistics.median(durations["plain"])
+    fair_median = statistics.median(durations["fair"])
+    ratio = fair_median / plain_median
+    print(f"\nmedian epoch: PrunableNetClassifier {plain_median:.3f} s, FairConstrainedNet "
+          f"{fair_median:.3f} s")
+    verdict = "meets" if ratio <= TARGET else "MISSES"
+    print(f"ratio FairConstrainedNet / PrunableNetClassifier = {ratio:.3f} "
+          f"({verdict} the target <= {TARGET})")
+
+
+if __name__ == "__main__":
+    main()

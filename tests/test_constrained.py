@@ -1,0 +1,265 @@
+"""FairConstrainedNet: the Lagrangian dual method, phases, routing, scorers, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn
+import torch
+from conftest import make_net
+from sklearn.model_selection import GridSearchCV, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from skorch.dataset import ValidSplit
+
+from fairprune_sk import ExcessRiskFrame, FairConstrainedNet, PrunableNetClassifier
+from fairprune_sk.metrics import PruningScorer, pruning_scorers
+from fairprune_sk.models import MLP
+
+
+def make_fair(**params) -> FairConstrainedNet:
+    defaults = dict(
+        module=MLP,
+        module__hidden_units=(16, 16),
+        max_epochs=5,
+        lr=0.1,
+        batch_size=64,
+        dual_lr=0.5,
+        random_state=0,
+        verbose=0,
+    )
+    defaults.update(params)
+    return FairConstrainedNet(**defaults)
+
+
+@pytest.fixture(scope="module")
+def hard_minority():
+    """A majority group and a small minority whose labels follow a different, noisier rule."""
+    rng = np.random.default_rng(0)
+    n_major, n_minor = 900, 100
+    X = rng.normal(size=(n_major + n_minor, 6)).astype(np.float32)
+    group = np.array(["major"] * n_major + ["minor"] * n_minor)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+    minor = group == "minor"
+    y[minor] = (X[minor, 2] - X[minor, 0] + 0.7 * rng.normal(size=n_minor) > 0).astype(int)
+    return X, y, group
+
+
+def _group_loss_gap(net, X, y, group):
+    proba = net.predict_proba(X)
+    losses = -np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None))
+    overall = losses.mean()
+    return max(abs(losses[group == g].mean() - overall) for g in np.unique(group))
+
+
+def test_dual_update_matches_hand_computation(tabular):
+    X, y, group = tabular
+    X = X.astype(np.float32)
+    # one batch per epoch: the epoch-averaged violation is that of the initial weights
+    params = dict(batch_size=len(y), max_epochs=1, dual_lr=0.7, constraint_phase="before")
+    initial = make_fair(**{**params, "max_epochs": 0}).fit(X, y, sensitive_features=group)
+    with torch.no_grad():
+        logits = initial.module_(torch.as_tensor(X))
+        losses = torch.nn.functional.cross_entropy(logits, torch.as_tensor(y), reduction="none")
+    losses = losses.double().numpy()
+    expected = {g: 0.7 * abs(losses[group == g].mean() - losses.mean()) for g in ["a", "b", "c"]}
+
+    fair = make_fair(**params).fit(X, y, sensitive_features=group)
+    for g, value in expected.items():
+        assert fair.multipliers_[g] == pytest.approx(value, rel=1e-3)  # float32 sums
+    violations = fair.history[-1]["constraint_violation"]
+    np.testing.assert_allclose(violations, np.array(list(expected.values())) / 0.7, rtol=1e-3)
+    assert fair.history[-1]["multipliers"] == pytest.approx(list(fair.multipliers_))
+
+
+def test_dual_lr_zero_trains_exactly_like_prunable_net(tabular):
+    X, y, group = tabular
+    common = dict(pruning_rate=0.5, fine_tune_epochs=2)
+    fair = make_fair(dual_lr=0.0, constraint_phase="both", **common)
+    fair.fit(X, y, sensitive_features=group)
+    plain = make_net(**common).fit(X, y)
+    for key, value in plain.module_.state_dict().items():
+        assert torch.equal(value, fair.module_.state_dict()[key]), key
+    assert (fair.multipliers_ == 0).all()
+
+
+def test_constraint_shrinks_the_training_group_loss_gap(hard_minority):
+    X, y, group = hard_minority
+    params = dict(max_epochs=30, lr=0.05, batch_size=100, module__hidden_units=(16,))
+    plain = make_net(**params).fit(X, y)
+    fair = make_fair(dual_lr=2.0, constraint_phase="before", **params)
+    fair.fit(X, y, sensitive_features=group)
+    assert fair.multipliers_["minor"] > fair.multipliers_["major"] > 0
+    assert _group_loss_gap(fair, X, y, group) < 0.8 * _group_loss_gap(plain, X, y, group)
+
+
+@pytest.mark.parametrize(
+    "phase, constrained_phases",
+    [
+        ("before", {"train"}),
+        ("after", {"fine_tune"}),
+        ("both", {"train", "fine_tune"}),
+        ("none", set()),
+    ],
+)
+def test_constraint_phase_decides_where_the_constraint_acts(tabular, phase, constrained_phases):
+    X, y, group = tabular
+    fair = make_fair(max_epochs=2, pruning_rate=0.5, fine_tune_epochs=2, constraint_phase=phase)
+    fair.fit(X, y, sensitive_features=group)
+    active = {row["phase"] for row in fair.history if row["constraint_violation"] is not None}
+    assert active == constrained_phases
+    assert fair.sparsity_ == pytest.approx(0.5, abs=0.01)
+
+
+def test_dense_fair_net_when_pruning_rate_is_zero(tabular):
+    X, y, group = tabular
+    fair = make_fair(max_epochs=2, constraint_phase="after").fit(X, y, sensitive_features=group)
+    assert all(row["constraint_violation"] is not None for row in fair.history)
+    assert fair.dense_state_dict_ is None
+
+
+def test_kickin_and_batchwise_dual_update(tabular):
+    X, y, group = tabular
+    fair = make_fair(max_epochs=4, kickin=2, constraint_phase="before")
+    fair.fit(X, y, sensitive_features=group)
+    assert fair.history[1]["multipliers"] == [0.0, 0.0, 0.0]
+    assert all(m > 0 for m in fair.history[-1]["multipliers"])
+    every_3 = make_fair(max_epochs=2, dual_update=3, constraint_phase="before")
+    every_3.fit(X, y, sensitive_features=group)
+    epoch = make_fair(max_epochs=2, constraint_phase="before").fit(X, y, sensitive_features=group)
+    # 10 batches per epoch: three dual steps per epoch push the multipliers further
+    assert every_3.multipliers_.sum() > epoch.multipliers_.sum()
+
+
+def test_intersectional_groups_and_groups_absent_from_batches(tabular):
+    X, y, _ = tabular
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(
+        {"race": rng.choice(["w", "b"], len(y)), "sex": rng.choice(["m", "f"], len(y))}
+    )
+    frame.loc[:2, ["race", "sex"]] = ["x", "x"]  # a 3-sample group: absent from most batches
+    fair = make_fair(max_epochs=3, batch_size=16, constraint_phase="before")
+    fair.fit(X, y, sensitive_features=frame)
+    assert isinstance(fair.multipliers_.index, pd.MultiIndex)
+    assert len(fair.multipliers_) == 5
+    assert np.isfinite(fair.multipliers_).all()
+
+
+def test_groups_travel_through_the_validation_split(tabular):
+    X, y, group = tabular
+    fair = make_fair(
+        max_epochs=2, train_split=ValidSplit(0.25, stratified=True), constraint_phase="before"
+    )
+    fair.fit(X, y, sensitive_features=group)
+    assert "valid_loss" in fair.history[-1]
+    assert len(fair.multipliers_) == 3
+
+
+def test_unseen_group_at_scoring_is_reported(tabular):
+    X, y, group = tabular
+    fair = make_fair(max_epochs=2, pruning_rate=0.5, fine_tune_epochs=1)
+    fair.fit(X[:400], y[:400], sensitive_features=group[:400])
+    test_groups = np.where(np.arange(200) < 20, "new", group[400:])
+    frame = ExcessRiskFrame(fair, X[400:], y[400:], sensitive_features=test_groups)
+    assert "new" in frame.by_group.index
+    assert frame.by_group.loc["new", "count"] == 20
+
+
+def test_routing_through_pipeline_gridsearch_and_cross_validate(tabular):
+    X, y, group = tabular
+    with sklearn.config_context(enable_metadata_routing=True):
+        pipe = make_pipeline(StandardScaler(), make_fair(max_epochs=2, fine_tune_epochs=1))
+        search = GridSearchCV(
+            pipe,
+            {
+                "fairconstrainednet__dual_lr": [0.01, 0.5],
+                "fairconstrainednet__pruning_rate": [0.5, 0.9],
+            },
+            scoring=pruning_scorers(weight=2.0),
+            refit="combined",
+            cv=2,
+        )
+        search.fit(X, y, sensitive_features=group)
+        assert search.best_estimator_[-1].multipliers_.index.tolist() == ["a", "b", "c"]
+        assert np.all(search.cv_results_["mean_test_neg_fairness_violation"] <= 0)
+        results = cross_validate(
+            pipe,
+            X,
+            y,
+            params={"sensitive_features": group},
+            scoring={"xi": PruningScorer("fairness_violation")},
+            cv=2,
+        )
+        assert len(results["test_xi"]) == 2
+
+
+def test_plain_keywords_without_routing(tabular):
+    X, y, group = tabular
+    pipe = make_pipeline(StandardScaler(), make_fair(max_epochs=2))
+    pipe.fit(X, y, fairconstrainednet__sensitive_features=group)
+    assert len(pipe[-1].multipliers_) == 3
+
+
+def test_scorers_match_the_frame(tabular):
+    X, y, group = tabular
+    fair = make_fair(max_epochs=2, pruning_rate=0.7, fine_tune_epochs=1)
+    fair.fit(X, y, sensitive_features=group)
+    frame = ExcessRiskFrame(fair, X, y, sensitive_features=group)
+    assert PruningScorer("fairness_violation")(fair, X, y, group) == pytest.approx(
+        -frame.fairness_violation
+    )
+    assert PruningScorer("accuracy_gap")(fair, X, y, group) == pytest.approx(-frame.accuracy_gap)
+    assert PruningScorer("combined", weight=3.0)(fair, X, y, group) == pytest.approx(
+        fair.score(X, y) - 3.0 * frame.fairness_violation
+    )
+    dense = make_net(max_epochs=2).fit(X, y)
+    assert PruningScorer("fairness_violation")(dense, X, y, group) == 0.0
+    with pytest.raises(ValueError, match="enable_metadata_routing"):
+        PruningScorer("combined")(fair, X, y)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        PruningScorer("auc")
+
+
+def test_missing_sensitive_features_says_how_to_pass_them(tabular):
+    X, y, _ = tabular
+    with pytest.raises(ValueError, match=r"sensitive_features.*enable_metadata_routing"):
+        make_fair().fit(X, y)
+    make_fair(max_epochs=1, constraint_phase="none").fit(X, y)  # no constraint, no groups needed
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"dual_lr": -0.1}, "dual_lr"),
+        ({"constraint_phase": "later"}, "constraint_phase"),
+        ({"dual_update": 0}, "dual_update"),
+        ({"kickin": -1}, "kickin"),
+    ],
+)
+def test_bad_params_are_named(tabular, params, match):
+    X, y, group = tabular
+    with pytest.raises(ValueError, match=match):
+        make_fair(**params).fit(X, y, sensitive_features=group)
+
+
+def test_wrong_length_and_failed_fit_leave_net_unchanged(tabular):
+    X, y, group = tabular
+    fair = make_fair(max_epochs=2).fit(X, y, sensitive_features=group)
+    before = {k: v.clone() for k, v in fair.module_.state_dict().items()}
+    multipliers = fair.multipliers_.copy()
+    with pytest.raises(ValueError, match="sensitive_features has 10 rows but X and y have 600"):
+        fair.fit(X, y, sensitive_features=group[:10])
+    with pytest.raises(ValueError, match="groups not seen in fit"):
+        fair.partial_fit(X, y, sensitive_features=np.full(len(y), "zzz"))
+    for key, value in before.items():
+        assert torch.equal(value, fair.module_.state_dict()[key])
+    pd.testing.assert_series_equal(fair.multipliers_, multipliers)
+
+
+def test_is_a_prunable_net_with_sample_weight(tabular):
+    X, y, group = tabular
+    fair = make_fair(max_epochs=2)
+    assert isinstance(fair, PrunableNetClassifier)
+    fair.fit(X, y, sensitive_features=group, sample_weight=np.where(y == 1, 3.0, 1.0))
+    assert fair.predict(X).shape == y.shape

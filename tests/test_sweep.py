@@ -1,0 +1,120 @@
+"""The benchmark sweep and the ``fairprune benchmark`` command on tiny digits data."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from fairprune_sk.benchmark.cli import main
+from fairprune_sk.benchmark.sweep import (
+    RESULT_COLUMNS,
+    load_benchmark_data,
+    net_params_for,
+    run_sweep,
+)
+
+RATES = (0.0, 0.7)
+METHODS = ("none", "fair_after")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_benchmark_data("digits", n_train=300)
+
+
+@pytest.fixture(scope="module")
+def params():
+    return net_params_for("mlp", dataset="digits", max_epochs=2, fine_tune_epochs=1,
+                          hidden_units=(16,))
+
+
+def _sweep(digits, params, out, **kwargs):
+    return run_sweep(digits, model="mlp", methods=METHODS, rates=RATES, seeds=(0,),
+                     net_params=params, out=out, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def sequential(digits, params, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    return out, _sweep(digits, params, out, n_jobs=1, progress=False)
+
+
+def test_results_csv_schema(sequential):
+    out, result = sequential
+    table = pd.read_csv(out / "results.csv")
+    assert list(table.columns) == list(RESULT_COLUMNS)
+    n_groups = 10  # digit classes
+    assert len(table) == len(METHODS) * len(RATES) * 1 * n_groups
+    per_run = table.groupby(["method", "rate", "seed"]).size()
+    assert (per_run == n_groups).all()
+    assert table[["method", "rate", "seed", "group"]].duplicated().sum() == 0
+    assert set(table["dataset"]) == {"digits"} and set(table["model"]) == {"mlp"}
+    dense_rows = table[(table["method"] == "none") & (table["rate"] == 0.0)]
+    assert (dense_rows["excess_risk"].abs() < 1e-9).all()  # rate 0 of none is theta* itself
+    assert (table["count"].groupby([table["method"], table["rate"]]).sum() == 540).all()
+    summary = pd.read_csv(out / "summary.csv")
+    assert {"method", "rate", "accuracy_mean", "xi_std"} <= set(summary.columns)
+    assert len(summary) == len(METHODS) * len(RATES)
+
+
+def test_figures_written(sequential):
+    out, result = sequential
+    for name in ("group_accuracy.png", "methods.png"):
+        path = out / name
+        assert path.is_file() and path.stat().st_size > 1000
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert path in result.files
+
+
+def test_parallel_runs_give_the_same_rows(sequential, digits, params, tmp_path):
+    _, first = sequential
+    parallel = _sweep(digits, params, tmp_path, n_jobs=2, threads=1, progress=False,
+                      figures=False)
+    columns = [c for c in RESULT_COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(first.table[columns], parallel.table[columns],
+                                  check_exact=False, rtol=1e-4, atol=1e-5)
+
+
+def test_cli_benchmark(tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["benchmark", "--dataset", "digits", "--n-train", "200", "--rates", "0", "0.5",
+                 "--methods", "none", "--epochs", "2", "--fine-tune-epochs", "1",
+                 "--hidden", "8", "--out", str(out), "--no-figures"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "not demographic" in text and "subsampled" in text
+    assert "2/2" in text and "elapsed" in text  # one progress line per run
+    assert "mean ± std" in text
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 2 * 10
+    assert not (out / "methods.png").exists()
+
+
+def test_clear_errors():
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        load_benchmark_data("mnist")
+    with pytest.raises(ValueError, match="adult is tabular"):
+        load_benchmark_data("adult", model="cnn")
+    with pytest.raises(ValueError, match="fashion_mnist only"):
+        load_benchmark_data("digits", minority_classes=[1], minority_fraction=0.1)
+
+
+def test_image_models_on_digits():
+    data = load_benchmark_data("digits", model="cnn", n_train=100)
+    assert data.X_train.shape[1:] == (1, 8, 8)
+    params = net_params_for("cnn", dataset="digits", channels=(4,))
+    assert params["module"].__name__ == "SmallCNN" and params["module__channels"] == (4,)
+    assert net_params_for("resnet18", width=4)["module__width"] == 4
+
+
+def test_dask_backend(digits, params, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from joblib import parallel_config
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster), parallel_config(backend="dask"):
+        result = run_sweep(digits, model="mlp", methods=("none",), rates=(0.5,), seeds=(0,),
+                           net_params=params, n_jobs=-1, out=None, progress=False)
+    assert len(result.table) == 10
+    assert result.table["sparsity"].iloc[0] == pytest.approx(0.5, abs=0.02)
