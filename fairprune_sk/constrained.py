@@ -28,10 +28,12 @@ from skorch.callbacks import Callback, PrintLog
 from skorch.utils import to_tensor
 
 from .metrics import group_codes
-from .nets import SAMPLE_WEIGHT_KEY, PrunableNetClassifier
+from .nets import INPUT_KEY, SAMPLE_WEIGHT_KEY, PrunableNetClassifier
 
 GROUP_KEY = "group"
+REFERENCE_LOSS_KEY = "reference_loss"
 CONSTRAINT_PHASES = ("before", "after", "both", "none")
+CONSTRAINT_TARGETS = ("group_loss", "excess_risk")
 
 MISSING_SENSITIVE_FEATURES = (
     "{name} with constraint_phase={phase!r} needs sensitive_features: call "
@@ -106,6 +108,12 @@ class FairConstrainedNet(PrunableNetClassifier):
         When the constraint is enforced: during dense training (the paper's *Fair Bf*), during
         fine-tuning of the pruned net (*Fair Aft*), both (*Fair Both*), or never. With
         ``pruning_rate=0`` any phase but "none" constrains the dense training.
+    constraint_target : {"group_loss", "excess_risk"}, default="group_loss"
+        ``group_loss`` equalises group losses, ``J(θ; D_a) = J(θ; D)`` (the paper's eq. 8).
+        ``excess_risk`` equalises what pruning costs each group while fine-tuning,
+        ``J(θ; D_a) − J(θ*; D_a) = J(θ; D) − J(θ*; D)`` (i.e. R(a) equal for all groups, ξ = 0),
+        using the per-sample losses of the dense net θ* computed once before pruning. It applies
+        to fine-tuning only; dense training (``before``/``both``) equalises group losses.
     dual_update : "epoch" or int >= 1, default="epoch"
         Update the multipliers after every epoch, or every ``k`` training batches.
     kickin : int >= 0, default=0
@@ -133,6 +141,7 @@ class FairConstrainedNet(PrunableNetClassifier):
         **PrunableNetClassifier._parameter_constraints,
         "dual_lr": [Interval(Real, 0.0, None, closed="left")],
         "constraint_phase": [StrOptions(set(CONSTRAINT_PHASES))],
+        "constraint_target": [StrOptions(set(CONSTRAINT_TARGETS))],
         "dual_update": [StrOptions({"epoch"}), Interval(Integral, 1, None, closed="left")],
         "kickin": [Interval(Integral, 0, None, closed="left")],
     }
@@ -143,6 +152,7 @@ class FairConstrainedNet(PrunableNetClassifier):
         *,
         dual_lr: float = 0.05,
         constraint_phase: str = "after",
+        constraint_target: str = "group_loss",
         dual_update: str | int = "epoch",
         kickin: int = 0,
         **kwargs: Any,
@@ -150,6 +160,7 @@ class FairConstrainedNet(PrunableNetClassifier):
         super().__init__(module, **kwargs)
         self.dual_lr = dual_lr
         self.constraint_phase = constraint_phase
+        self.constraint_target = constraint_target
         self.dual_update = dual_update
         self.kickin = kickin
 
@@ -216,6 +227,9 @@ class FairConstrainedNet(PrunableNetClassifier):
         ):
             return loss
         losses = self.per_sample_loss(y_pred, y_true)
+        reference = X.get(REFERENCE_LOSS_KEY)
+        if reference is not None:  # excess-risk target: loss minus the dense net's loss
+            losses = losses - to_tensor(reference, device=losses.device).to(losses.dtype)
         codes = to_tensor(X[GROUP_KEY], device=losses.device).long()
         weight = X.get(SAMPLE_WEIGHT_KEY)
         weight = (
@@ -318,14 +332,32 @@ class FairConstrainedNet(PrunableNetClassifier):
                         name=type(self).__name__, phase=self.constraint_phase
                     )
                 )
+            data = self._training_input(X_arr, sample_weight=weight, group=codes)
+            if phase == "fine_tune":
+                data = self._fine_tuning_input(data, y_index)
             with self._seeded(offset=len(self.history)):
                 self._train_epochs(
-                    self._training_input(X_arr, sample_weight=weight, group=codes),
+                    data,
                     y_index,
                     self.max_epochs,
                     phase=phase,
                 )
         return self
+
+    def _fine_tuning_input(self, data: Any, y_index: np.ndarray) -> Any:
+        """Add the dense net's per-sample losses when fine-tuning targets equal excess risk."""
+        targets_excess = self.constraint_target == "excess_risk"
+        if not (targets_excess and isinstance(data, Mapping) and GROUP_KEY in data):
+            return data
+        return {**data, REFERENCE_LOSS_KEY: self._reference_losses(data[INPUT_KEY], y_index)}
+
+    def _reference_losses(self, X: np.ndarray, y_index: np.ndarray) -> np.ndarray:
+        """Per-sample loss of the dense net θ* (eval mode, no gradients)."""
+        reference = self if self.dense_state_dict_ is None else self.dense_reference()
+        logits = reference.forward(X, training=False)
+        with torch.no_grad():
+            losses = reference.per_sample_loss(logits, torch.as_tensor(y_index))
+        return losses.cpu().numpy().astype(np.float32)
 
     def _encode_groups(self, sensitive_features: Any, n_samples: int) -> np.ndarray:
         """Codes of the training groups; unseen groups are an error for training."""

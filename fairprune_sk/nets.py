@@ -350,10 +350,15 @@ class PrunableNetClassifier(NeuralNetClassifier):
             self._phase = "train"
             super().partial_fit(data, y_index, _routing_method="fit")
             if self.pruning_rate > 0:
+                data = self._fine_tuning_input(data, y_index)
                 for rate in self._schedule_rates():
                     self._prune_in_place(rate, self.pruning_method)
                     self._train_epochs(data, y_index, self.fine_tune_epochs, phase="fine_tune")
             pruning.detach_pruned_weights(self.module_)
+
+    def _fine_tuning_input(self, data: Any, y_index: np.ndarray) -> Any:
+        """Hook: the training input of the fine-tuning epochs (subclasses add per-sample data)."""
+        return data
 
     def _schedule_rates(self) -> list[float]:
         """Cumulative target rates: one shot, or the same fraction of the rest each step."""

@@ -263,3 +263,25 @@ def test_is_a_prunable_net_with_sample_weight(tabular):
     assert isinstance(fair, PrunableNetClassifier)
     fair.fit(X, y, sensitive_features=group, sample_weight=np.where(y == 1, 3.0, 1.0))
     assert fair.predict(X).shape == y.shape
+
+
+def test_excess_risk_target_uses_dense_losses_and_lowers_training_xi(hard_minority):
+    X, y, group = hard_minority
+    params = dict(
+        max_epochs=10,
+        lr=0.05,
+        batch_size=100,
+        module__hidden_units=(16,),
+        pruning_rate=0.9,
+        fine_tune_epochs=6,
+        constraint_phase="after",
+    )
+    plain = make_net(**{k: v for k, v in params.items() if k != "constraint_phase"}).fit(X, y)
+    fair = make_fair(dual_lr=5.0, constraint_target="excess_risk", **params)
+    fair.fit(X, y, sensitive_features=group)
+    # the constraint is on R(a) - R: its violation, recorded by the dual step, is the training
+    # excess risk gap measured by ExcessRiskFrame (up to the weights moving within the epoch)
+    plain_xi = ExcessRiskFrame(plain, X, y, sensitive_features=group).fairness_violation
+    fair_xi = ExcessRiskFrame(fair, X, y, sensitive_features=group).fairness_violation
+    assert fair.multipliers_.gt(0).all()
+    assert fair_xi < plain_xi

@@ -73,13 +73,16 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
 
 def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
     """Sweep methods × pruning rates × seeds on one dataset and model; write table and figures."""
+    import torch
+
     from .sweep import load_benchmark_data, net_params_for, print_summary, run_sweep
 
     start = time.perf_counter()
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    threads = args.threads
+    if threads is None and args.model == "mlp" and args.n_jobs == 1:
+        threads = 1  # an MLP's small matmuls gain nothing from threads, and lose much under load
+    if threads is not None:
+        torch.set_num_threads(threads)
     data = load_benchmark_data(
         args.dataset, model=args.model, sensitive=args.sensitive, n_train=args.n_train,
         minority_classes=args.minority_classes, minority_fraction=args.minority_fraction,
@@ -97,15 +100,17 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
     )
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     n_runs = len(args.methods) * len(args.rates) * len(seeds)
+    shown_threads = torch.get_num_threads() if args.n_jobs == 1 else (threads or 1)
     print(f"{n_runs} runs: methods {' '.join(args.methods)} x rates "
           f"{' '.join(f'{r:g}' for r in args.rates)} x seeds {seeds} "
           f"({args.model}, {params['max_epochs']} epochs + {params['fine_tune_epochs']} "
-          f"fine-tuning, {args.pruning_method}); n_jobs={args.n_jobs}")
+          f"fine-tuning, {args.pruning_method}); n_jobs={args.n_jobs}, torch threads per run "
+          f"{shown_threads}")
     eg_params = {} if args.eg_max_iter is None else {"max_iter": args.eg_max_iter}
     gridsearch_params = {} if args.grid_size is None else {"grid_size": args.grid_size}
     result = run_sweep(
         data, model=args.model, methods=args.methods, rates=args.rates, seeds=seeds,
-        net_params=params, n_jobs=args.n_jobs, threads=args.threads, out=args.out,
+        net_params=params, n_jobs=args.n_jobs, threads=threads, out=args.out,
         figures=not args.no_figures, eg_constraint=args.eg_constraint,
         threshold_constraint=args.threshold_constraint, eg_params=eg_params,
         gridsearch_params=gridsearch_params,
@@ -247,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--n-jobs", type=int, default=1,
                        help="parallel runs through joblib (-1: all cores; default 1)")
     bench.add_argument("--threads", type=int, default=None,
-                       help="torch threads per run (default: 1 when --n-jobs > 1, else torch's)")
+                       help="torch threads per run (default: 1 for mlp or when --n-jobs is not "
+                            "1, else torch's default)")
     bench.add_argument("--device", default="cpu", help="skorch device, e.g. cuda (default cpu)")
     bench.add_argument("--no-figures", action="store_true", help="write no PNG figures")
     bench.set_defaults(handler=run_benchmark)
