@@ -283,7 +283,7 @@ class FairConstrainedNet(PrunableNetClassifier):
         self
         """
         self._validate_own_params()
-        with self._transaction(deep=self.warm_start):
+        with self._transaction(deep=self._trains_in_place()):
             X_arr, y_index, classes = self._validate_training_data(X, y, reset=True)
             weight = self._check_sample_weight(sample_weight, X_arr)
             if sensitive_features is None:

@@ -81,7 +81,7 @@ CORRELATION_FACTORS = (
 )
 
 # Per-sample gradients held at once by output_gradient_norms: chunk * n_params <= this.
-_VMAP_ELEMENT_BUDGET = 2**24
+_VMAP_ELEMENT_BUDGET = 2**26
 
 
 # ============================================================================================
@@ -798,7 +798,7 @@ def output_gradient_norms(
         Inputs.
     batch_size : int, default=1024
         Samples per vectorised pass (``torch.func.vmap(grad)``); per-sample gradients are
-        further chunked so that at most about 16M gradient entries are held at once, which
+        further chunked so that at most about 64M gradient entries are held at once, which
         keeps CNN-sized modules within memory.
     params : mapping of str to Tensor, optional
         Point θ; the module's current parameters if None.
@@ -949,6 +949,15 @@ class GroupDiagnostics:
 
         dense_state = None
         if reference is not None:
+            ref_classes = getattr(reference, "classes_", None)
+            if not isinstance(reference, nn.Module | Mapping) and classes is not None and (
+                ref_classes is not None
+                and not np.array_equal(np.asarray(ref_classes), np.asarray(classes))
+            ):
+                raise ValueError(
+                    f"reference.classes_ {np.asarray(ref_classes).tolist()} differ from "
+                    f"net.classes_ {np.asarray(classes).tolist()}"
+                )
             dense_state = _state_of(reference)
         elif getattr(net, "dense_state_dict_", None) is not None:
             dense_state = net.dense_state_dict_
@@ -1160,8 +1169,8 @@ class GroupDiagnostics:
             measured = float(np.nanmax(np.abs(frame["excess_risk"].to_numpy()), initial=0.0))
             last.set_yscale("symlog", linthresh=max(measured / 10, 1e-12))
             last.axhline(0.0, color="black", linewidth=0.5)
-            last.set_title("excess risk: bound, estimate, measured (symlog)")
-            last.legend(fontsize="small")
+            last.set_title("excess risk R(a), symlog scale")
+            last.legend(fontsize="x-small", loc="best")
         else:
             last.bar(positions, frame["input_grad_norm"].to_numpy(), color="tab:blue")
             last.set_title("output gradient norm mean ‖∇_θ f(x)‖")

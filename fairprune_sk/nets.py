@@ -328,7 +328,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
         self
         """
         self._validate_own_params()
-        with self._transaction(deep=self.warm_start):
+        with self._transaction(deep=self._trains_in_place()):
             X_arr, y_index, classes = self._validate_training_data(X, y, reset=True)
             weight = self._check_sample_weight(sample_weight, X_arr)
             self._fit_validated(X_arr, y_index, classes, sample_weight=weight)
@@ -426,6 +426,10 @@ class PrunableNetClassifier(NeuralNetClassifier):
         from .metrics import encode_labels
 
         return encode_labels(np.asarray(y), classes)
+
+    def _trains_in_place(self) -> bool:
+        """Whether ``fit`` will train the existing module object (warm start, module instance)."""
+        return bool(self.warm_start) or isinstance(self.module, nn.Module)
 
     @contextmanager
     def _transaction(self, *, deep: bool) -> Iterator[None]:

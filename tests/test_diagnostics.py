@@ -516,6 +516,10 @@ def test_group_diagnostics_errors(audit_data, skorch_pruned):
     with pytest.raises(ValueError, match="has shape"):
         GroupDiagnostics(net, X, y, sensitive_features=A["race"],
                          reference=MLP(5, 2, hidden_units=(4,)))
+    other = copy.copy(net)
+    other.classes_inferred_ = np.array([0, 2])
+    with pytest.raises(ValueError, match="reference.classes_"):
+        GroupDiagnostics(net, X, y, sensitive_features=A["race"], reference=other)
     with pytest.raises(ValueError, match="tol must be a real number >= 0"):
         GroupDiagnostics(net, X, y, sensitive_features=A["race"], tol=-1)
     with pytest.raises(NotFittedError, match="call fit first"):
