@@ -188,18 +188,21 @@ class FairConstrainedNet(PrunableNetClassifier):
         return pd.Series(self._multipliers.copy(), index=self.groups_, name="multiplier")
 
     def _reset_dual_accumulators(self) -> None:
-        n_groups = len(self.groups_)
-        self._group_loss_sum = np.zeros(n_groups)
-        self._group_weight_sum = np.zeros(n_groups)
-        self._total_loss_sum = 0.0
-        self._total_weight_sum = 0.0
+        self._dual_sums = None  # per group [Σ w·loss, Σ w] since the last dual step
         self._batches_since_update = 0
+
+    def _accumulate_dual_sums(self, sums: torch.Tensor) -> None:
+        sums = sums.double()
+        self._dual_sums = sums if self._dual_sums is None else self._dual_sums + sums
 
     def _averaged_violation(self) -> np.ndarray:
         """``|J_a − J|`` over the accumulated batches; NaN for groups that were absent."""
+        if self._dual_sums is None:
+            return np.full(len(self.groups_), np.nan)
+        loss_sum, weight_sum = self._dual_sums.cpu().numpy().T
         with np.errstate(invalid="ignore", divide="ignore"):
-            group_loss = self._group_loss_sum / self._group_weight_sum
-        overall = self._total_loss_sum / max(self._total_weight_sum, 1e-12)
+            group_loss = loss_sum / weight_sum
+        overall = loss_sum.sum() / max(weight_sum.sum(), 1e-12)
         return np.abs(group_loss - overall)
 
     def _record_batch_violation(self, violation: np.ndarray) -> None:
@@ -230,32 +233,27 @@ class FairConstrainedNet(PrunableNetClassifier):
         reference = X.get(REFERENCE_LOSS_KEY)
         if reference is not None:  # excess-risk target: loss minus the dense net's loss
             losses = losses - to_tensor(reference, device=losses.device).to(losses.dtype)
-        codes = to_tensor(X[GROUP_KEY], device=losses.device).long()
         weight = X.get(SAMPLE_WEIGHT_KEY)
         weight = (
             torch.ones_like(losses)
             if weight is None
             else to_tensor(weight, device=losses.device).to(losses.dtype)
         )
-        n_groups = len(self.groups_)
-        group_loss_sum = torch.zeros(n_groups, dtype=losses.dtype, device=losses.device)
-        group_loss_sum = group_loss_sum.index_add(0, codes, losses * weight)
-        group_weight = torch.zeros_like(group_loss_sum).index_add(0, codes, weight)
-        overall = (losses * weight).sum() / weight.sum().clamp_min(1e-12)
-
-        # accumulate (detached) for the dual step
-        self._group_loss_sum += group_loss_sum.detach().cpu().numpy()
-        self._group_weight_sum += group_weight.detach().cpu().numpy()
-        self._total_loss_sum += float((losses * weight).sum().detach())
-        self._total_weight_sum += float(weight.sum().detach())
+        codes = to_tensor(X[GROUP_KEY], device=losses.device).long()
+        # one scatter for the whole batch: per group [Σ w·loss, Σ w]
+        sums = losses.new_zeros(len(self.groups_), 2).index_add_(
+            0, codes, torch.stack([losses * weight, weight], dim=1)
+        )
+        self._accumulate_dual_sums(sums.detach())
 
         multipliers = torch.as_tensor(self._multipliers, dtype=losses.dtype, device=losses.device)
-        present = group_weight > 0
-        if not bool(torch.any(multipliers[present] > 0)):
+        group_weight = sums[:, 1]
+        penalized = (multipliers > 0) & (group_weight > 0)  # absent groups contribute nothing
+        if not bool(penalized.any()):
             return loss  # λ = 0 on every present group: exactly the unconstrained loss
-        group_loss = group_loss_sum[present] / group_weight[present]
-        penalty = (multipliers[present] * (group_loss - overall).abs()).sum()
-        return loss + penalty
+        overall = sums[:, 0].sum() / group_weight.sum()
+        group_loss = sums[penalized, 0] / group_weight[penalized]
+        return loss + (multipliers[penalized] * (group_loss - overall).abs()).sum()
 
     # ------------------------------------------------------------------------------------------
     # fit
