@@ -25,17 +25,6 @@ from sklearn.utils.metadata_routing import MetadataRequest
 _EPS = 1e-12
 _DEFAULT_FEATURE_NAME = "sensitive_feature_{}"
 
-#: Columns of :attr:`ExcessRiskFrame.by_group`, in order.
-FRAME_COLUMNS = (
-    "count",
-    "loss_dense",
-    "loss_pruned",
-    "excess_risk",
-    "accuracy_dense",
-    "accuracy_pruned",
-    "accuracy_drop",
-)
-
 
 # --------------------------------------------------------------------------------------------
 # groups
@@ -355,39 +344,28 @@ class ExcessRiskFrame:
         self._overall = self._aggregate_overall()
         self._metric_frame = None
 
+    @staticmethod
+    def _columns(count, means) -> dict[str, Any]:
+        """The frame's columns from the count and the means of the four per-sample columns."""
+        loss_dense, loss_pruned, correct_dense, correct_pruned = means
+        return {
+            "count": count,
+            "loss_dense": loss_dense,
+            "loss_pruned": loss_pruned,
+            "excess_risk": loss_pruned - loss_dense,
+            "accuracy_dense": correct_dense,
+            "accuracy_pruned": correct_pruned,
+            "accuracy_drop": correct_dense - correct_pruned,
+        }
+
     def _aggregate_by_group(self) -> pd.DataFrame:
         groups = self._groups
-        loss_dense, loss_pruned, correct_dense, correct_pruned = (
-            group_mean(self._per_sample[:, j], groups) for j in range(4)
-        )
+        means = [group_mean(self._per_sample[:, j], groups) for j in range(4)]
         counts = np.bincount(groups.codes, minlength=groups.n_groups)
-        frame = pd.DataFrame(
-            {
-                "count": counts,
-                "loss_dense": loss_dense,
-                "loss_pruned": loss_pruned,
-                "excess_risk": loss_pruned - loss_dense,
-                "accuracy_dense": correct_dense,
-                "accuracy_pruned": correct_pruned,
-                "accuracy_drop": correct_dense - correct_pruned,
-            },
-            index=groups.index,
-        )
-        return frame[list(FRAME_COLUMNS)]
+        return pd.DataFrame(self._columns(counts, means), index=groups.index)
 
     def _aggregate_overall(self) -> pd.Series:
-        loss_dense, loss_pruned, correct_dense, correct_pruned = self._per_sample.mean(axis=0)
-        return pd.Series(
-            {
-                "count": len(self._y),
-                "loss_dense": loss_dense,
-                "loss_pruned": loss_pruned,
-                "excess_risk": loss_pruned - loss_dense,
-                "accuracy_dense": correct_dense,
-                "accuracy_pruned": correct_pruned,
-                "accuracy_drop": correct_dense - correct_pruned,
-            }
-        )[list(FRAME_COLUMNS)]
+        return pd.Series(self._columns(len(self._y), self._per_sample.mean(axis=0)))
 
     # -- MetricFrame vocabulary -------------------------------------------------------------
     @property
@@ -515,8 +493,9 @@ class PruningScorer:
     def get_metadata_routing(self) -> MetadataRequest:
         """sklearn's routing request: ``score`` consumes ``sensitive_features``."""
         request = MetadataRequest(owner=self)
-        request.score.add_request(param="sensitive_features",
-                                  alias=self._sensitive_features_request)
+        request.score.add_request(
+            param="sensitive_features", alias=self._sensitive_features_request
+        )
         return request
 
     def __call__(self, estimator: Any, X: Any, y: Any, sensitive_features: Any = None) -> float:
@@ -526,8 +505,9 @@ class PruningScorer:
                 raise ValueError(MISSING_SCORER_FEATURES.format(metric=self.metric))
             return float(np.mean(net.predict(Xt) == np.asarray(y).ravel()))
         pruned = getattr(net, "dense_state_dict_", None) is not None
-        frame = ExcessRiskFrame(net, Xt, y, sensitive_features=sensitive_features,
-                                reference=None if pruned else net)
+        frame = ExcessRiskFrame(
+            net, Xt, y, sensitive_features=sensitive_features, reference=None if pruned else net
+        )
         accuracy = float(frame.overall["accuracy_pruned"])
         if self.metric == "accuracy":
             return accuracy
