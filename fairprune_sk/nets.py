@@ -160,16 +160,13 @@ class PrunableNetClassifier(NeuralNetClassifier):
     # ------------------------------------------------------------------------------------------
     @property
     def _default_callbacks(self) -> list:
-        return [
-            (name, cb)
-            if name != "valid_acc"
-            else (
-                "valid_acc",
-                EpochScoring(_index_accuracy, name="valid_acc", lower_is_better=False),
-            )
-            for name, cb in super()._default_callbacks
-            if name != "print_log"
-        ] + [("pruning_log", PruningLog()), super()._default_callbacks[-1]]
+        callbacks = dict(super()._default_callbacks)
+        # valid_acc on the label-encoded internal data; the phase/sparsity log before printing
+        callbacks["valid_acc"] = EpochScoring(
+            _index_accuracy, name="valid_acc", lower_is_better=False
+        )
+        print_log = callbacks.pop("print_log")
+        return [*callbacks.items(), ("pruning_log", PruningLog()), ("print_log", print_log)]
 
     def _get_param_names(self) -> list[str]:
         """Parameters are the public attributes; skorch's private bookkeeping is not one."""
