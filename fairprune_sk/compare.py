@@ -98,7 +98,7 @@ EG_PROBA = ("soft", "pmf")
 
 #: Parameters only :class:`~fairprune_sk.constrained.FairConstrainedNet` takes; they are left
 #: out of ``net_params`` for the other methods.
-FAIR_ONLY_PARAMS = ("dual_lr", "dual_update", "kickin")
+FAIR_ONLY_PARAMS = ("dual_lr", "dual_update", "kickin", "constraint_target")
 #: Parameters a run sets itself; ``net_params`` must not hold them.
 RESERVED_PARAMS = ("pruning_rate", "random_state", "constraint_phase")
 
@@ -481,8 +481,9 @@ def run_method(
     net_params : dict, optional
         Parameters of the nets, ``module`` included (``max_epochs``, ``lr``, ``batch_size``,
         ``fine_tune_epochs``, ``pruning_method``, ``module__*``, ...), plus the
-        FairConstrainedNet-only ``dual_lr``, ``dual_update``, ``kickin`` (used by ``fair_*``
-        only). Must not hold ``pruning_rate``, ``random_state`` or ``constraint_phase``.
+        FairConstrainedNet-only ``dual_lr``, ``dual_update``, ``kickin``,
+        ``constraint_target`` (used by ``fair_*`` only). Must not hold ``pruning_rate``,
+        ``random_state`` or ``constraint_phase``.
         None: :func:`default_net_params`.
     eg_constraint : {"error_rate_parity", "bounded_group_loss"}, default="error_rate_parity"
         The fairlearn moment of ``eg`` and ``gridsearch``: ``ErrorRateParity()`` or

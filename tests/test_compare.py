@@ -124,6 +124,14 @@ def test_dense_reference_is_shared(adult, dense):
                                                         "accuracy_before"]])
 
 
+def test_fair_only_params_reach_only_the_fair_nets(adult, dense):
+    params = {**NET, "dual_lr": 0.5, "constraint_target": "excess_risk"}
+    fair = run_method("fair_after", **adult, rate=0.5, seed=0, net_params=params, dense=dense)
+    assert fair.model.constraint_target == "excess_risk" and fair.model.dual_lr == 0.5
+    plain = run_method("none", **adult, rate=0.5, seed=0, net_params=params, dense=dense)
+    assert not hasattr(plain.model, "dual_lr")
+
+
 def test_compare_methods_tidy_schema(adult):
     table = compare_methods(**adult, methods=("none", "fair_before", "threshold"), rates=(0.5,),
                             seeds=(0, 1), net_params=NET)

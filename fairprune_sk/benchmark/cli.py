@@ -96,7 +96,8 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
         fine_tune_epochs=args.fine_tune_epochs, lr=args.lr, batch_size=args.batch_size,
         momentum=args.momentum, pruning_method=args.pruning_method, hidden_units=args.hidden,
         channels=args.channels, width=args.width, dual_lr=args.dual_lr,
-        dual_update=args.dual_update, device=args.device,
+        dual_update=args.dual_update, constraint_target=args.constraint_target,
+        device=args.device,
     )
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     n_runs = len(args.methods) * len(args.rates) * len(seeds)
@@ -230,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "FairConstrainedNet's)")
     bench.add_argument("--dual-update", type=_dual_update, default="epoch",
                        help="'epoch' or every k training batches (default: epoch)")
+    bench.add_argument("--constraint-target", default="group_loss",
+                       choices=["group_loss", "excess_risk"],
+                       help="what the fair_* methods equalise while fine-tuning: group losses "
+                            "(default) or the excess risks R(a)")
     bench.add_argument("--eg-constraint", default="error_rate_parity",
                        choices=["error_rate_parity", "bounded_group_loss"],
                        help="fairlearn moment of eg and gridsearch")
@@ -257,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu", help="skorch device, e.g. cuda (default cpu)")
     bench.add_argument("--no-figures", action="store_true", help="write no PNG figures")
     bench.set_defaults(handler=run_benchmark)
+
+    from .explain import add_explain_parser
+
+    add_explain_parser(commands)
     return parser
 
 

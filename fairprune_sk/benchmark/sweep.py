@@ -266,6 +266,7 @@ def net_params_for(
     width: int = 16,
     dual_lr: float = 0.05,
     dual_update: str | int = "epoch",
+    constraint_target: str = "group_loss",
     device: str = "cpu",
 ) -> dict[str, Any]:
     """``net_params`` of :func:`~fairprune_sk.compare.run_methods` for a model name.
@@ -284,8 +285,10 @@ def net_params_for(
         SGD momentum.
     pruning_method : str, default="global_magnitude"
         One of :data:`fairprune_sk.pruning.PRUNING_METHODS`.
-    dual_lr, dual_update : optional
-        Of the ``fair_*`` methods' :class:`~fairprune_sk.constrained.FairConstrainedNet`.
+    dual_lr, dual_update, constraint_target : optional
+        Of the ``fair_*`` methods' :class:`~fairprune_sk.constrained.FairConstrainedNet`
+        (``constraint_target="excess_risk"`` equalises R(a) instead of the group losses while
+        fine-tuning).
     device : str, default="cpu"
         skorch device.
 
@@ -308,6 +311,7 @@ def net_params_for(
         "pruning_method": pruning_method,
         "dual_lr": float(dual_lr),
         "dual_update": dual_update,
+        "constraint_target": constraint_target,
         "device": device,
         "verbose": 0,
     }
