@@ -1,4 +1,4 @@
-"""The ``fairprune`` console script: audit and explain on a small slice of the bundled Adult data."""
+"""The ``fairprune`` console script: audit and explain on a small slice of bundled Adult."""
 
 from __future__ import annotations
 

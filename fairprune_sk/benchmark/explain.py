@@ -1,4 +1,4 @@
-"""``fairprune explain``: the paper's per-group factors for a pruned MLP on the bundled Adult data."""
+"""``fairprune explain``: the paper's per-group factors for a pruned MLP on bundled Adult data."""
 
 from __future__ import annotations
 
