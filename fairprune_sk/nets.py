@@ -516,6 +516,26 @@ class PrunableNetClassifier(NeuralNetClassifier):
         reference.initialize_optimizer()
         return reference
 
+    def compact(self) -> PrunableNetClassifier:
+        """A fitted copy whose module is physically smaller (structured pruning only).
+
+        Units / filters removed by ``structured_l1`` / ``structured_l2`` are cut out of the layers
+        (:func:`fairprune_sk.pruning.compact`), so inference is faster; predictions are the same.
+        The copy keeps no dense reference (its shapes differ from θ*'s).
+
+        Raises
+        ------
+        NotImplementedError
+            If the architecture cannot be compacted (e.g. residual connections).
+        """
+        self.check_is_fitted()
+        pruning.detach_pruned_weights(self.module_)
+        compacted = copy.deepcopy(self)
+        compacted.module_ = pruning.compact(self.module_)
+        compacted.dense_state_dict_ = None
+        compacted.initialize_optimizer()
+        return compacted
+
     # ------------------------------------------------------------------------------------------
     # prediction
     # ------------------------------------------------------------------------------------------
