@@ -24,8 +24,10 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, validate_data
 from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback, EpochScoring
+from skorch.dataset import Dataset
 from skorch.utils import to_tensor
 from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset
 
 from . import pruning
 
@@ -88,7 +90,8 @@ class PrunableNetClassifier(NeuralNetClassifier):
         Global magnitude pruning keeps at least this fraction of every layer.
     random_state : int, RandomState or None, default=None
         Seeds weight initialisation, batch shuffling and random pruning; the global torch RNG
-        state is restored afterwards.
+        state is restored afterwards. A ``train_split`` such as ``ValidSplit(0.2)`` has its own
+        ``random_state``: set it too for a reproducible validation split.
     **kwargs
         Every other skorch parameter (``max_epochs``, ``lr``, ``batch_size``,
         ``module__hidden_units``, ``optimizer``, ``callbacks``, ``device``, ...). Unlike skorch,
@@ -185,6 +188,29 @@ class PrunableNetClassifier(NeuralNetClassifier):
             {name: getattr(self, name) for name in self._parameter_constraints},
             caller_name=type(self).__name__,
         )
+
+    def get_iterator(self, dataset: Any, training: bool = False) -> Any:
+        """Batches by slicing the in-memory arrays once per batch, not once per sample.
+
+        skorch's default ``DataLoader`` indexes and collates sample by sample, which dominates
+        an epoch of a small tabular net. For skorch's own in-memory ``Dataset`` (or a ``Subset``
+        of it) and the default ``DataLoader``, a ``BatchSampler`` hands whole index lists to the
+        dataset instead; shuffling, batch size and the other loader options are unchanged.
+        Custom datasets, iterators, samplers or collate functions take skorch's path.
+        """
+        iterator = self.iterator_train if training else self.iterator_valid
+        kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
+        base = dataset.dataset if isinstance(dataset, Subset) else dataset
+        custom = {"sampler", "batch_sampler", "collate_fn"} & set(kwargs)
+        if iterator is not DataLoader or type(base) is not Dataset or custom:
+            return super().get_iterator(dataset, training=training)
+        batch_size = kwargs.pop("batch_size", self.batch_size)
+        batch_size = len(dataset) if batch_size == -1 else batch_size
+        order = (
+            RandomSampler(dataset) if kwargs.pop("shuffle", False) else SequentialSampler(dataset)
+        )
+        batches = BatchSampler(order, batch_size, drop_last=kwargs.pop("drop_last", False))
+        return DataLoader(dataset, batch_size=None, sampler=batches, **kwargs)
 
     def check_data(self, X: Any, y: Any) -> None:
         """Data are validated by ``fit`` / ``partial_fit`` before they reach skorch."""

@@ -328,3 +328,20 @@ def test_error_inside_training_restores_previous_fit(fitted_net, tabular):
 
 def test_criterion_default_is_cross_entropy():
     assert PrunableNetClassifier(MLP).criterion is torch.nn.CrossEntropyLoss
+
+
+def test_batch_slicing_iterator_trains_exactly_like_skorchs_per_sample_loader(tabular):
+    from torch.utils.data import default_collate
+
+    X, y, _ = tabular
+    weight = np.where(y == 1, 2.0, 1.0)
+    fast = make_net(train_split=ValidSplit(0.2, random_state=0)).fit(X, y, sample_weight=weight)
+    # a collate_fn sends the net down skorch's own sample-by-sample DataLoader path
+    slow = make_net(
+        train_split=ValidSplit(0.2, random_state=0),
+        iterator_train__collate_fn=default_collate,
+        iterator_valid__collate_fn=default_collate,
+    ).fit(X, y, sample_weight=weight)
+    for key, value in slow.module_.state_dict().items():
+        torch.testing.assert_close(fast.module_.state_dict()[key], value)
+    np.testing.assert_allclose(fast.predict_proba(X), slow.predict_proba(X), rtol=1e-5)
