@@ -73,6 +73,7 @@ class DualAscent(Callback):
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
         if not net._constraint_active():
             net.history.record("constraint_violation", None)
+            net.history.record("max_violation", float("nan"))  # keeps PrintLog's columns aligned
             net.history.record("multipliers", net._multipliers.tolist())
             return
         if net.dual_update == "epoch":
