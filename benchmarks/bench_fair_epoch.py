@@ -6,8 +6,9 @@ positive from the second epoch on and every batch pays the full Lagrangian penal
 nets are fitted alternately ``--repeats`` times so that machine load hits both alike; the
 ratio is that of the medians of skorch's per-epoch ``dur`` over all epochs of all repeats.
 On a shared machine wall time swings with other people's load, so the script also records
-each epoch's CPU time of this process (``cpu_dur``, ``time.process_time``; with one torch
-thread it is the work done, whatever the load) and prints that ratio too.
+each epoch's CPU time of this process (``cpu_dur``, ``time.process_time``) and prints that
+ratio too; it helps where load deschedules the process, not where it slows execution (on a
+shared 2-vCPU VM it tracked wall time).
 
 Target: ratio <= 1.15.
 

@@ -690,8 +690,9 @@ def run_methods(
     n_jobs : int or None, default=1
         Parallel jobs of ``joblib.Parallel`` (-1: all cores; None: joblib's active default,
         e.g. from ``joblib.parallel_config``). With the default backend, 1 runs in this
-        process; a Dask backend (``parallel_config(backend="dask")``) needs ``n_jobs=-1``
-        (or a number) to spread the runs over the cluster.
+        process. Under ``parallel_config(backend="dask")`` the jobs run on the cluster's
+        workers whatever ``n_jobs`` is; pass ``n_jobs=-1`` so that each job uses one torch
+        thread (see ``threads``).
     threads : int, optional
         torch CPU threads inside each job; None: 1 when ``n_jobs != 1`` (so jobs do not fight
         over cores), torch's current setting otherwise.

@@ -36,12 +36,12 @@ def _check_table(table: pd.DataFrame, columns: Sequence[str]) -> None:
 
 
 def _new_figure(n_panels: int, *, width: float = 4.2, height: float = 3.4,
-                max_columns: int = 3) -> tuple[Figure, list]:
+                max_columns: int = 3, sharey: bool = False) -> tuple[Figure, list]:
     columns = min(n_panels, max_columns)
     rows = math.ceil(n_panels / columns)
     figure = Figure(figsize=(width * columns, height * rows), layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(rows, columns, squeeze=False).ravel().tolist()
+    axes = figure.subplots(rows, columns, squeeze=False, sharey=sharey).ravel().tolist()
     for extra in axes[n_panels:]:
         extra.set_visible(False)
     return figure, axes[:n_panels]
@@ -82,7 +82,7 @@ def plot_group_accuracy(table: pd.DataFrame, path: str | Path, *,
         groups = list(sizes.index)
     else:
         groups = list(dict.fromkeys(table["group"]))
-    figure, axes = _new_figure(len(methods))
+    figure, axes = _new_figure(len(methods), sharey=True)
     colors = _colors(len(groups))
     for ax, method in zip(axes, methods, strict=True):
         part = table[table["method"] == method]
@@ -99,8 +99,9 @@ def plot_group_accuracy(table: pd.DataFrame, path: str | Path, *,
         ax.set_title(method)
         ax.set_xlabel("pruning rate")
         ax.set_ylabel("test accuracy")
+        ax.tick_params(labelleft=True)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="small", title="group")
+    _legend(figure, axes, "group")
     if title:
         figure.suptitle(title)
     return _save(figure, path)
@@ -152,10 +153,23 @@ def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
         ax.set_xlabel("pruning rate")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="small", title="method")
+    _legend(figure, axes, "method")
     if title:
         figure.suptitle(title)
     return _save(figure, path)
+
+
+def _legend(figure: Figure, axes: list, title: str) -> None:
+    """One legend for the figure, outside the panels on the right (no data hidden)."""
+    handles, labels = {}, []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in handles:
+                handles[label] = handle
+                labels.append(label)
+    if labels:
+        figure.legend([handles[label] for label in labels], labels, loc="outside right upper",
+                      fontsize="small", title=title)
 
 
 def _colors(n: int) -> list:
