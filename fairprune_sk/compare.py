@@ -314,20 +314,31 @@ def fit_dense_reference(
     )
 
 
-def _prune_dense(dense: PrunableNetClassifier, rate: float, X: Any,
-                 y: Any) -> PrunableNetClassifier:
-    """θ* pruned at ``rate`` and fine-tuned ``fine_tune_epochs`` (θ* itself at rate 0)."""
-    pruned = copy.deepcopy(dense)
-    if rate == 0:
-        return pruned
-    pruned.prune(rate)
-    epochs = int(dense.fine_tune_epochs)
-    if epochs > 0:
+def prune_copy(
+    net: PrunableNetClassifier,
+    rate: float,
+    X: Any,
+    y: Any,
+    *,
+    method: str | None = None,
+    fine_tune_epochs: int = 0,
+) -> PrunableNetClassifier:
+    """A pruned (and optionally fine-tuned) copy of a fitted dense net; ``net`` is untouched."""
+    pruned = copy.deepcopy(net).prune(rate, method=method)
+    if fine_tune_epochs > 0:
         max_epochs = pruned.max_epochs
-        pruned.set_params(max_epochs=epochs)
+        pruned.set_params(max_epochs=fine_tune_epochs)
         pruned.partial_fit(X, y)
         pruned.set_params(max_epochs=max_epochs)
     return pruned
+
+
+def _prune_dense(dense: PrunableNetClassifier, rate: float, X: Any,
+                 y: Any) -> PrunableNetClassifier:
+    """θ* pruned at ``rate`` and fine-tuned ``fine_tune_epochs`` (θ* itself at rate 0)."""
+    if rate == 0:
+        return copy.deepcopy(dense)
+    return prune_copy(dense, rate, X, y, fine_tune_epochs=int(dense.fine_tune_epochs))
 
 
 def _columns_by_class(estimator: Any, X: Any, n_classes: int) -> np.ndarray:

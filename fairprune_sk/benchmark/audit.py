@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..compare import prune_copy
 from ..metrics import ExcessRiskFrame
 from ..nets import PrunableNetClassifier
 
@@ -52,25 +52,6 @@ def load_adult_split(
         A_train=A_train[list(sensitive)].reset_index(drop=True),
         A_test=data.A_test[list(sensitive)].reset_index(drop=True),
     )
-
-
-def prune_copy(
-    net: PrunableNetClassifier,
-    rate: float,
-    X: Any,
-    y: Any,
-    *,
-    method: str | None = None,
-    fine_tune_epochs: int = 0,
-) -> PrunableNetClassifier:
-    """A pruned (and optionally fine-tuned) copy of a fitted dense net; ``net`` is untouched."""
-    pruned = copy.deepcopy(net).prune(rate, method=method)
-    if fine_tune_epochs > 0:
-        max_epochs = pruned.max_epochs
-        pruned.set_params(max_epochs=fine_tune_epochs)
-        pruned.partial_fit(X, y)
-        pruned.set_params(max_epochs=max_epochs)
-    return pruned
 
 
 def audit_rates(

@@ -18,10 +18,11 @@ def run_explain(args: argparse.Namespace) -> pd.DataFrame:
     """Train an MLP on Adult, prune a copy at ``--rate``, print ``GroupDiagnostics.by_group``."""
     import torch
 
+    from ..compare import prune_copy
     from ..diagnostics import GroupDiagnostics
     from ..models import MLP
     from ..nets import PrunableNetClassifier
-    from .audit import load_adult_split, prune_copy
+    from .audit import load_adult_split
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()

@@ -26,7 +26,7 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
-from ..compare import MethodResult, format_summary, run_methods, summarize
+from ..compare import GROUP_COLUMNS, MethodResult, format_summary, run_methods, summarize
 
 __all__ = [
     "DATASETS",
@@ -53,13 +53,7 @@ RESULT_COLUMNS = (
     "rate",
     "seed",
     "group",
-    "count",
-    "loss_before",
-    "loss_after",
-    "excess_risk",
-    "accuracy_before",
-    "accuracy_after",
-    "accuracy_drop",
+    *GROUP_COLUMNS,
     "xi",
     "accuracy_gap",
     "worst_group_accuracy",
