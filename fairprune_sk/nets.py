@@ -566,9 +566,14 @@ class PrunableNetClassifier(NeuralNetClassifier):
     # prediction
     # ------------------------------------------------------------------------------------------
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, columns in the order of ``classes_``."""
+        """Class probabilities, float64 as sklearn's classifiers return, columns in ``classes_``.
+
+        The module computes in its own dtype (float32 by default); the probabilities are cast to
+        float64 and renormalised so every row sums to 1 in float64.
+        """
         self.check_is_fitted()
-        return super().predict_proba(self._validate_X(X, reset=False))
+        proba = np.asarray(super().predict_proba(self._validate_X(X, reset=False)), np.float64)
+        return proba / proba.sum(axis=1, keepdims=True)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels (of the same type as the ``y`` seen in fit)."""
