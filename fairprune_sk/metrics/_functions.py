@@ -1,0 +1,132 @@
+"""Function API: group excess risk (eq. 2), fairness violation ξ (eq. 3), accuracy gaps.
+
+Equations refer to Tran, Fioretto, Kim and Naidu, *Pruning has a disparate impact on model
+accuracy*, NeurIPS 2022 (arXiv 2205.13574):
+
+- eq. (2), group excess risk: ``R(a) = J(θ̂; D_a) − J(θ*; D_a)``;
+- eq. (3), fairness violation: ``ξ = max_{a,a'} |R(a) − R(a')| = max_a R(a) − min_a R(a)``.
+
+The excess accuracy gap is that of Hashemizadeh et al., *Balancing Act: Constraining Disparate
+Impact in Sparse Models*, ICLR 2024: ``ψ_g = (acc*_g − acc_g) − (acc* − acc)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._groups import _check_proba, encode_labels, group_codes, group_mean, per_sample_log_loss
+
+
+def excess_risk(
+    y_true: Any,
+    proba_pruned: np.ndarray,
+    proba_dense: np.ndarray,
+    *,
+    sensitive_features: Any,
+    labels: Any = None,
+) -> pd.Series:
+    """Group excess risk ``R(a) = J(θ̂; D_a) − J(θ*; D_a)`` (eq. 2), with ``J`` the cross-entropy.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    proba_pruned, proba_dense : ndarray of shape (n_samples, n_classes)
+        ``predict_proba`` of the pruned net θ̂ and of the dense net θ*.
+    sensitive_features : array-like, Series or DataFrame
+        Group membership (several columns: intersectional groups).
+    labels : array-like of shape (n_classes,), optional
+        Class labels in the column order of the probabilities; ``np.unique(y_true)`` if None.
+
+    Returns
+    -------
+    pandas.Series
+        ``R(a)`` indexed by group.
+    """
+    y_true = np.asarray(y_true).ravel()
+    labels = np.unique(y_true) if labels is None else np.asarray(labels)
+    y_index = encode_labels(y_true, labels)
+    groups = group_codes(sensitive_features, len(y_true))
+    loss_pruned = per_sample_log_loss(
+        _check_proba(proba_pruned, len(y_true), "proba_pruned"), y_index
+    )
+    loss_dense = per_sample_log_loss(_check_proba(proba_dense, len(y_true), "proba_dense"), y_index)
+    values = group_mean(loss_pruned - loss_dense, groups)
+    return pd.Series(values, index=groups.index, name="excess_risk")
+
+
+def fairness_violation(
+    y_true: Any,
+    proba_pruned: np.ndarray,
+    proba_dense: np.ndarray,
+    *,
+    sensitive_features: Any,
+    labels: Any = None,
+) -> float:
+    """Fairness violation ``ξ = max_{a,a'} |R(a) − R(a')|`` (eq. 3).
+
+    Same parameters as :func:`excess_risk`.
+    """
+    risk = excess_risk(
+        y_true, proba_pruned, proba_dense, sensitive_features=sensitive_features, labels=labels
+    )
+    return float(risk.max() - risk.min())
+
+
+def accuracy_gap(y_true: Any, y_pred: Any, *, sensitive_features: Any) -> float:
+    """Accuracy-gap violation: max − min group accuracy, as reported in the paper's experiments."""
+    y_true = np.asarray(y_true).ravel()
+    y_pred = np.asarray(y_pred).ravel()
+    if len(y_pred) != len(y_true):
+        raise ValueError(f"y_pred has {len(y_pred)} samples but y_true has {len(y_true)}")
+    groups = group_codes(sensitive_features, len(y_true))
+    accuracy = group_mean((y_true == y_pred).astype(np.float64), groups)
+    return float(accuracy.max() - accuracy.min())
+
+
+def worst_group_accuracy(y_true: Any, y_pred: Any, *, sensitive_features: Any) -> float:
+    """Accuracy of the group with the lowest accuracy."""
+    y_true = np.asarray(y_true).ravel()
+    groups = group_codes(sensitive_features, len(y_true))
+    return float(
+        group_mean((y_true == np.asarray(y_pred).ravel()).astype(np.float64), groups).min()
+    )
+
+
+
+
+def excess_accuracy_gap(
+    y_true: Any, y_pred_pruned: Any, y_pred_dense: Any, *, sensitive_features: Any
+) -> pd.Series:
+    """Excess accuracy gap ``ψ_g = (acc*_g − acc_g) − (acc* − acc)`` of every group.
+
+    How much more accuracy group ``g`` lost to pruning than the whole population did
+    (Hashemizadeh et al., ICLR 2024). Positive: the group paid more than average.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    y_pred_pruned, y_pred_dense : array-like of shape (n_samples,)
+        Predicted labels of the pruned net θ̂ and of the dense net θ*.
+    sensitive_features : array-like, Series or DataFrame
+        Group membership (several columns: intersectional groups).
+
+    Returns
+    -------
+    pandas.Series
+        ``ψ_g`` indexed by group.
+    """
+    y_true = np.asarray(y_true).ravel()
+    groups = group_codes(sensitive_features, len(y_true))
+    y_pred_pruned = np.asarray(y_pred_pruned).ravel()
+    y_pred_dense = np.asarray(y_pred_dense).ravel()
+    for name, pred in (("y_pred_pruned", y_pred_pruned), ("y_pred_dense", y_pred_dense)):
+        if len(pred) != len(y_true):
+            raise ValueError(f"{name} has {len(pred)} samples but y_true has {len(y_true)}")
+    drop = (y_pred_dense == y_true).astype(np.float64) - (y_pred_pruned == y_true)
+    values = group_mean(drop, groups) - drop.mean()
+    return pd.Series(values, index=groups.index, name="excess_accuracy_gap")

@@ -1,0 +1,115 @@
+"""Scorers for ``GridSearchCV`` / ``cross_validate``; sensitive features by metadata routing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.utils.metadata_routing import MetadataRequest
+
+from ._frame import ExcessRiskFrame
+
+SCORER_METRICS = (
+    "accuracy",
+    "fairness_violation",
+    "accuracy_gap",
+    "max_excess_accuracy_gap",
+    "combined",
+)
+
+MISSING_SCORER_FEATURES = (
+    "the {metric!r} scorer needs sensitive_features: enable metadata routing with "
+    "sklearn.set_config(enable_metadata_routing=True) and pass sensitive_features=A to "
+    "GridSearchCV.fit / cross_validate(params=...), or call scorer(estimator, X, y, "
+    "sensitive_features=A)"
+)
+
+
+def _final_step(estimator: Any, X: Any) -> tuple[Any, Any]:
+    """The last step of a Pipeline and X transformed by the steps before it."""
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(estimator, Pipeline):
+        return estimator[-1], estimator[:-1].transform(X)
+    return estimator, X
+
+
+class PruningScorer:
+    """A scorer for ``GridSearchCV``/``cross_validate`` that audits the (pruned) net it scores.
+
+    Greater is better, as for every sklearn scorer: violations are returned negated.
+    ``sensitive_features`` is requested for ``score`` by default, so with metadata routing
+    enabled it reaches the scorer from ``GridSearchCV.fit(X, y, sensitive_features=A)``.
+
+    Parameters
+    ----------
+    metric : {"accuracy", "fairness_violation", "accuracy_gap", "max_excess_accuracy_gap", \
+"combined"}
+        ``accuracy`` of the net; ``fairness_violation`` −ξ (eq. 3) of the pruned net against its
+        dense reference (0 for a net that was never pruned: it is its own reference);
+        ``accuracy_gap`` −(max − min group accuracy); ``max_excess_accuracy_gap`` −max_g ψ_g;
+        ``combined`` accuracy − weight·ξ.
+    weight : float, default=1.0
+        Weight of ξ in ``combined``.
+    """
+
+    def __init__(self, metric: str, *, weight: float = 1.0) -> None:
+        if metric not in SCORER_METRICS:
+            raise ValueError(f"metric must be one of {SCORER_METRICS}; got {metric!r}")
+        self.metric = metric
+        self.weight = weight
+        self._sensitive_features_request: bool | str | None = True
+
+    def set_score_request(self, *, sensitive_features: bool | str | None = True) -> PruningScorer:
+        """Request (True), refuse (False) or alias (a str) ``sensitive_features`` for scoring."""
+        self._sensitive_features_request = sensitive_features
+        return self
+
+    def get_metadata_routing(self) -> MetadataRequest:
+        """sklearn's routing request: ``score`` consumes ``sensitive_features``."""
+        request = MetadataRequest(owner=self)
+        request.score.add_request(
+            param="sensitive_features", alias=self._sensitive_features_request
+        )
+        return request
+
+    def __call__(self, estimator: Any, X: Any, y: Any, sensitive_features: Any = None) -> float:
+        net, Xt = _final_step(estimator, X)
+        if sensitive_features is None:
+            if self.metric != "accuracy":
+                raise ValueError(MISSING_SCORER_FEATURES.format(metric=self.metric))
+            return float(np.mean(net.predict(Xt) == np.asarray(y).ravel()))
+        pruned = getattr(net, "dense_state_dict_", None) is not None
+        frame = ExcessRiskFrame(
+            net, Xt, y, sensitive_features=sensitive_features, reference=None if pruned else net
+        )
+        accuracy = float(frame.overall["accuracy_pruned"])
+        if self.metric == "accuracy":
+            return accuracy
+        if self.metric == "fairness_violation":
+            return -frame.fairness_violation
+        if self.metric == "accuracy_gap":
+            return -frame.accuracy_gap
+        if self.metric == "max_excess_accuracy_gap":
+            return -frame.max_excess_accuracy_gap
+        return accuracy - self.weight * frame.fairness_violation
+
+    def __repr__(self) -> str:
+        weight = f", weight={self.weight}" if self.metric == "combined" else ""
+        return f"PruningScorer({self.metric!r}{weight})"
+
+
+def make_pruning_scorer(metric: str = "combined", *, weight: float = 1.0) -> PruningScorer:
+    """A :class:`PruningScorer` (see there); ``combined`` is accuracy − weight · ξ."""
+    return PruningScorer(metric, weight=weight)
+
+
+def pruning_scorers(weight: float = 1.0) -> dict[str, PruningScorer]:
+    """All five scorers, for multi-metric ``scoring=`` (``refit`` picks the one to select on)."""
+    return {
+        "accuracy": PruningScorer("accuracy"),
+        "neg_fairness_violation": PruningScorer("fairness_violation"),
+        "neg_accuracy_gap": PruningScorer("accuracy_gap"),
+        "neg_max_excess_accuracy_gap": PruningScorer("max_excess_accuracy_gap"),
+        "combined": PruningScorer("combined", weight=weight),
+    }
