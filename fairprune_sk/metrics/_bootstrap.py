@@ -21,6 +21,8 @@ import numpy as np
 
 #: Count matrix entries per chunk of resamples (bounds memory at about 8 bytes each).
 _CHUNK_ELEMENTS = 2**22
+#: Largest per-group spread of the values (rows x groups x columns) for the one-product path.
+_BLOCK_ELEMENTS = 2**24
 
 
 def check_bootstrap_params(
@@ -97,25 +99,36 @@ def bootstrap_group_sums(
     """
     values = np.asarray(values, dtype=np.float64)
     codes = np.asarray(codes, dtype=np.int64)
-    n_samples = len(codes)
+    n_samples, n_columns = values.shape
     order = np.argsort(codes, kind="stable")
-    sorted_values = values[order]
-    bounds = np.searchsorted(codes[order], np.arange(n_groups + 1))
+    # a column of ones makes the row counts fall out of the same matrix product
+    sorted_values = np.column_stack([values[order], np.ones(n_samples)])
+    sorted_codes = codes[order]
+    bounds = np.searchsorted(sorted_codes, np.arange(n_groups + 1))
+    block = n_samples * n_groups * (n_columns + 1) <= _BLOCK_ELEMENTS
+    if block:  # one product for all groups: values spread into one column block per group
+        spread = np.zeros((n_samples, n_groups, n_columns + 1))
+        spread[np.arange(n_samples), sorted_codes] = sorted_values
+        spread = spread.reshape(n_samples, -1)
     rng = np.random.default_rng(random_state)
-    sums = np.zeros((n_boot, n_groups, values.shape[1]))
-    counts = np.zeros((n_boot, n_groups))
+    result = np.zeros((n_boot, n_groups, n_columns + 1))
     chunk = max(1, _CHUNK_ELEMENTS // max(n_samples, 1))
+    index_type = np.int32 if chunk * n_samples < np.iinfo(np.int32).max else np.int64
     for start in range(0, n_boot, chunk):
         size = min(chunk, n_boot - start)
         # Uniform draws over the sorted rows are uniform draws over the rows.
-        draws = rng.integers(0, n_samples, size=(size, n_samples))
-        draws += (np.arange(size) * n_samples)[:, None]
+        draws = rng.integers(0, n_samples, size=(size, n_samples), dtype=index_type)
+        draws += (np.arange(size, dtype=index_type) * n_samples)[:, None]
         weights = np.bincount(draws.ravel(), minlength=size * n_samples)
+        del draws
         weights = weights.reshape(size, n_samples).astype(np.float64)
+        if block:
+            result[start : start + size] = (weights @ spread).reshape(size, n_groups, -1)
+            continue
         for g in range(n_groups):
             low, high = bounds[g], bounds[g + 1]
-            sums[start : start + size, g] = weights[:, low:high] @ sorted_values[low:high]
-            counts[start : start + size, g] = weights[:, low:high].sum(axis=1)
+            result[start : start + size, g] = weights[:, low:high] @ sorted_values[low:high]
+    sums, counts = result[..., :-1], result[..., -1]
     return sums, counts
 
 

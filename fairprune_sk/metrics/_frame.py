@@ -369,7 +369,7 @@ class ExcessRiskFrame:
             counts.sum(axis=1)[:, None], overall_means[:, None, :], overall_means
         )[:, 0]
         absent = np.isnan(means[..., 2]).mean(axis=0)
-        rarely = self._by_group.index[absent > 0.05].tolist()
+        rarely = [g for g in self._by_group.index[absent > 0.05] if g not in small]
         if rarely:
             warnings.warn(
                 f"group(s) {rarely} are missing from more than 5 % of the bootstrap resamples; "

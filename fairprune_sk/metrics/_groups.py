@@ -111,7 +111,7 @@ def group_mean(values: np.ndarray, groups: GroupCodes) -> np.ndarray:
 # per-sample quantities
 # --------------------------------------------------------------------------------------------
 def encode_labels(y: Any, classes: np.ndarray) -> np.ndarray:
-    """Positions of the labels ``y`` in ``classes``.
+    """Positions of the labels ``y`` in ``classes`` (sorted or not).
 
     Raises
     ------
@@ -121,12 +121,13 @@ def encode_labels(y: Any, classes: np.ndarray) -> np.ndarray:
     y = np.asarray(y).ravel()
     classes = np.asarray(classes)
     try:
-        positions = np.searchsorted(classes, y)
+        order = np.argsort(classes, kind="stable")  # classes need not be sorted
+        found = np.clip(np.searchsorted(classes[order], y), 0, len(classes) - 1)
     except TypeError as exc:
         raise ValueError(
             f"y has labels of another type than the classes seen in fit {classes.tolist()}"
         ) from exc
-    positions = np.clip(positions, 0, len(classes) - 1)
+    positions = order[found]
     unknown = classes[positions] != y
     if np.any(unknown):
         raise ValueError(
