@@ -51,7 +51,8 @@ from torch.func import functional_call, grad, vmap
 from torch.nn.utils import prune as torch_prune
 
 from . import pruning
-from .metrics import encode_labels, group_codes
+from .metrics import ExcessRiskFrame, encode_labels, group_codes, group_mean
+from .metrics._bootstrap import check_bootstrap_params
 
 __all__ = [
     "GroupDiagnostics",
@@ -79,6 +80,10 @@ CORRELATION_FACTORS = (
     "taylor_estimate",
     "count",
 )
+
+#: Audit columns of ``GroupDiagnostics.by_group`` without a dense reference (the net is its
+#: own θ*, so nothing is pruned and no excess risk exists).
+_OWN_REFERENCE_COLUMNS = ("count", "loss_dense", "accuracy_dense")
 
 # Per-sample gradients held at once by output_gradient_norms: chunk * n_params <= this.
 _VMAP_ELEMENT_BUDGET = 2**26
@@ -227,6 +232,28 @@ def _as_logits(out: Any) -> torch.Tensor:
     return out
 
 
+class _KeptState:
+    """The caller's train/eval flag of every submodule and ``.grad`` of every parameter.
+
+    :meth:`restore` puts both back as they were found: each submodule gets its own flag back
+    (not its parent's, as ``module.train(flag)`` would give), a ``.grad`` that was None is None
+    again and an existing gradient tensor is the same object again. The numerical code never
+    accumulates into a parameter's ``.grad`` (it differentiates detached copies with
+    ``torch.autograd.grad``), so the tensor also keeps its values.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self.modes = [(m, m.training) for m in module.modules()]
+        self.grads = [(p, p.grad) for p in module.parameters()]
+
+    def restore(self) -> None:
+        for m, training in self.modes:
+            m.training = training
+        for p, gradient in self.grads:
+            if p.grad is not gradient:
+                p.grad = gradient
+
+
 @dataclass
 class _EigenResult:
     """Outcome of an eigenvalue solver.
@@ -250,13 +277,16 @@ class _Evaluator:
     """Evaluates a module functionally at chosen parameters, in eval mode.
 
     Used as a context manager: entering switches the module to eval mode, leaving restores
-    every submodule's own train/eval flag. Parameters are passed to ``functional_call`` as
-    separate leaf tensors, so the module's own parameters never receive gradients.
+    every submodule's own train/eval flag and every parameter's ``.grad``, on the caller's
+    module and on the plain copy of a pruned one (:class:`_KeptState`). Parameters are passed
+    to ``functional_call`` as separate leaf tensors, so the module's own parameters never
+    receive gradients.
     """
 
     def __init__(self, module: nn.Module, params: Mapping[str, Any] | None = None) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be a torch.nn.Module; got {type(module).__name__}")
+        self.caller = module
         self.names = _trainable_names(module)
         if not self.names:
             raise ValueError("the module has no trainable parameters")
@@ -270,7 +300,7 @@ class _Evaluator:
         self.constants: dict[str, torch.Tensor] = {}
         if params is not None:
             self.params, self.constants = self._resolve(params, own)
-        self._modes: list[tuple[nn.Module, bool]] = []
+        self._kept: list[_KeptState] = []
 
     @property
     def n_params(self) -> int:
@@ -319,18 +349,20 @@ class _Evaluator:
         other = copy.copy(self)
         own = dict(self.module.named_parameters())
         other.params, other.constants = self._resolve(params, own)
-        other._modes = []
+        other._kept = []
         return other
 
     def __enter__(self) -> _Evaluator:
-        self._modes = [(m, m.training) for m in self.module.modules()]
+        self._kept = [_KeptState(self.caller)]
+        if self.module is not self.caller:
+            self._kept.append(_KeptState(self.module))
         self.module.eval()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for m, training in self._modes:
-            m.train(training)
-        self._modes = []
+        for kept in reversed(self._kept):
+            kept.restore()
+        self._kept = []
 
     # -- vectors ----------------------------------------------------------------------------
     def flatten(self, tensors: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
@@ -727,13 +759,15 @@ def top_hessian_eigenvalue(
     return result.value
 
 
-def _warn_if_not_converged(result: _EigenResult, max_iter: int, tol: float, where: str) -> None:
+def _warn_if_not_converged(
+    result: _EigenResult, max_iter: int, tol: float, where: str, stacklevel: int = 3
+) -> None:
     if not result.converged and tol > 0:
         warnings.warn(
             f"the top Hessian eigenvalue{where} did not reach tol={tol} in max_iter={max_iter} "
             f"Hessian-vector products (estimate {result.value:.6g}); increase max_iter",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 
@@ -857,10 +891,19 @@ class GroupDiagnostics:
     Everything is computed once, in the constructor (like fairlearn's ``MetricFrame``);
     ``by_group``, ``correlations`` and ``plot`` only read the results.
 
+    The per-group counts, losses, accuracies and the excess risk ``R(a)`` are those of
+    :class:`~fairprune_sk.ExcessRiskFrame` (the package's one audit table, built from the two
+    nets' outputs with :meth:`~fairprune_sk.ExcessRiskFrame.from_outputs`), in its column
+    names; the factors of Theorem 1 are added beside them.
+
     Gradients, Hessian eigenvalues, boundary closeness and output gradients are measured at
     the dense parameters θ*, the expansion point of Theorem 1: the net's dense reference when
     it was pruned (``net.dense_state_dict_``) or ``reference`` when given, else the net's own
     parameters (an unpruned net is its own θ*).
+
+    The caller's module is left as it was found: every submodule's train/eval flag and every
+    parameter's ``.grad`` (None stays None, an existing gradient keeps its values) are restored,
+    and parameters are never changed.
 
     Parameters
     ----------
@@ -882,25 +925,38 @@ class GroupDiagnostics:
     batch_size : int, default=1024
         Samples per pass.
     random_state : int, RandomState or None, default=None
-        Seeds the eigen-solvers' starting vectors.
+        Seeds the eigen-solvers' starting vectors and the bootstrap resamples.
     eig_method : {"lanczos", "power"}, default="lanczos"
         Solver for ``λ(H_a)``; see :func:`top_hessian_eigenvalue`.
+    n_boot : int >= 1, optional
+        Bootstrap resamples of the evaluation rows for intervals of the audit columns, as in
+        :class:`~fairprune_sk.ExcessRiskFrame` (then ``by_group`` gains
+        ``<column>_ci_low`` / ``<column>_ci_high`` for ``excess_risk``,
+        ``excess_accuracy_gap`` and ``accuracy_drop``, and ``frame.by_group_ci`` holds all).
+    ci_quantiles : sequence of float in (0, 1), optional
+        Quantiles of the intervals; ``(0.025, 0.975)`` with ``n_boot``.
 
     Attributes
     ----------
     by_group : pandas.DataFrame
-        One row per group. Always: ``count``; ``loss`` and ``accuracy`` of the net (or
-        ``loss_dense``, ``accuracy_dense``, ``loss_pruned``, ``accuracy_pruned`` with a dense
-        reference); at θ*: ``gradient_norm`` ``‖g_a‖``, ``hessian_max_eig`` ``λ(H_a)``,
-        ``boundary_closeness`` (mean ``f(1 − f)``), ``input_grad_norm`` (mean ``‖∇_θ f(x)‖``,
-        ``f`` the predicted-class probability: the gradient at each input, wrt the
-        parameters). With a dense reference also: ``param_distance`` ``‖θ̂ − θ*‖``,
-        ``bound_gradient_term`` ``‖g_a‖‖θ̂ − θ*‖``, ``bound_hessian_term``
-        ``½ λ(H_a) ‖θ̂ − θ*‖²``, ``bound`` (their sum, Theorem 1 without the cubic rest),
-        ``taylor_estimate`` ``g_aᵀΔ + ½ ΔᵀH_aΔ`` with ``Δ = θ̂ − θ*`` (the second-order
-        Taylor expansion that Theorem 1 bounds, before Cauchy–Schwarz and the eigenvalue bound;
-        usually much closer to the measurement than ``bound``) and ``excess_risk``
-        ``R(a) = loss_pruned − loss_dense`` (eq. 2).
+        One row per group. First the audit columns of
+        :data:`~fairprune_sk.metrics.FRAME_COLUMNS` (``count``, ``loss_dense``,
+        ``loss_pruned``, ``excess_risk`` ``R(a) = loss_pruned − loss_dense`` (eq. 2),
+        ``accuracy_dense``, ``accuracy_pruned``, ``accuracy_drop``, ``excess_accuracy_gap``
+        ψ_g, ``flip_rate``); without a dense reference only ``count``, ``loss_dense`` and
+        ``accuracy_dense`` (the net is its own θ*). Then the factors at θ*:
+        ``gradient_norm`` ``‖g_a‖``, ``hessian_max_eig`` ``λ(H_a)``, ``boundary_closeness``
+        (mean ``f(1 − f)``), ``input_grad_norm`` (mean ``‖∇_θ f(x)‖``, ``f`` the
+        predicted-class probability: the gradient at each input, wrt the parameters). With a
+        dense reference also: ``param_distance`` ``‖θ̂ − θ*‖``, ``bound_gradient_term``
+        ``‖g_a‖‖θ̂ − θ*‖``, ``bound_hessian_term`` ``½ λ(H_a) ‖θ̂ − θ*‖²``, ``bound`` (their
+        sum, Theorem 1 without the cubic rest) and ``taylor_estimate`` ``g_aᵀΔ + ½ ΔᵀH_aΔ``
+        with ``Δ = θ̂ − θ*`` (the second-order Taylor expansion that Theorem 1 bounds, before
+        Cauchy–Schwarz and the eigenvalue bound; usually much closer to the measurement than
+        ``bound``).
+    frame : ExcessRiskFrame or None
+        The audit table of the pruned net against θ* (its ``fairness_violation`` is ξ, its
+        ``max_excess_accuracy_gap`` max ψ_g); None without a dense reference.
     has_reference : bool
         Whether a dense reference was found (and so the bound columns exist).
     hessian_convergence : pandas.DataFrame
@@ -911,6 +967,7 @@ class GroupDiagnostics:
     >>> net.fit(X, y).prune(0.7)                                           # doctest: +SKIP
     >>> diag = GroupDiagnostics(net, X, y, sensitive_features=race)        # doctest: +SKIP
     >>> diag.by_group[["excess_risk", "bound", "gradient_norm"]]            # doctest: +SKIP
+    >>> diag.frame.fairness_violation                                       # doctest: +SKIP
     >>> diag.correlations()                                                 # doctest: +SKIP
     >>> diag.plot().savefig("diagnostics.png")                              # doctest: +SKIP
     """
@@ -928,13 +985,28 @@ class GroupDiagnostics:
         batch_size: int = 1024,
         random_state: Any = None,
         eig_method: str = "lanczos",
+        n_boot: int | None = None,
+        ci_quantiles: Any = None,
     ) -> None:
         max_iter = _check_int(max_iter, "max_iter", 1)
         tol = _check_real(tol, "tol", 0.0)
         batch_size = _check_int(batch_size, "batch_size", 1)
         eig_method = _check_choice(eig_method, "eig_method", EIGEN_METHODS)
+        check_bootstrap_params(n_boot, ci_quantiles)
         module = _module_of(net, "net")
+        kept = _KeptState(module)  # net.predict_proba (skorch) leaves the module in eval mode
+        try:
+            self._compute(
+                net, module, X, y, sensitive_features, reference, max_iter, tol, batch_size,
+                random_state, eig_method, n_boot, ci_quantiles,
+            )
+        finally:
+            kept.restore()
 
+    def _compute(
+        self, net, module, X, y, sensitive_features, reference, max_iter, tol, batch_size,
+        random_state, eig_method, n_boot, ci_quantiles,
+    ) -> None:
         X_arr = _as_input_array(X)
         y = np.asarray(y.detach().cpu() if torch.is_tensor(y) else y).ravel()
         if len(y) != len(X_arr):
@@ -967,12 +1039,13 @@ class GroupDiagnostics:
                 "None and reference= was not given): gradients and Hessians are taken at the "
                 "pruned parameters and no excess risk or bound is reported",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         self.has_reference = dense_state is not None
 
         rng = check_random_state(random_state)
         seeds = rng.randint(0, 2**31 - 1, size=groups.n_groups)
+        boot_seed = int(rng.randint(0, 2**31 - 1))
         with _Evaluator(module) as ev_net:
             logits_net = ev_net.predict_logits(X_arr, batch_size)
             if classes is not None and logits_net.shape[1] != len(classes):
@@ -1006,8 +1079,8 @@ class GroupDiagnostics:
                         X_arr, y_index, idx, method=eig_method, max_iter=max_iter, tol=tol,
                         seed=int(seeds[g]), batch_size=batch_size,
                     )
-                    _warn_if_not_converged(
-                        result, max_iter, tol, f" of group {_label(groups.index[g])!r}"
+                    _warn_if_not_converged(  # points at the caller of GroupDiagnostics
+                        result, max_iter, tol, f" of group {_label(groups.index[g])!r}", 4
                     )
                     eigs.append(result.value)
                     n_iter.append(result.n_iter)
@@ -1015,34 +1088,38 @@ class GroupDiagnostics:
                 out_grad = ev_star.output_grad_norms(X_arr, batch_size, "proba")
             distance = float(delta.double().norm()) if delta is not None else None
 
-        counts = np.bincount(groups.codes, minlength=groups.n_groups)
+        # the audit columns: one ExcessRiskFrame from both nets' probabilities
+        proba_net = torch.softmax(logits_net.double(), dim=1).numpy()
+        proba_star = torch.softmax(logits_star.double(), dim=1).numpy()
+        if classes is None:
+            labels, frame_classes = y_index, np.arange(logits_net.shape[1])
+        else:
+            labels, frame_classes = y, np.asarray(classes)
+        frame = ExcessRiskFrame.from_outputs(
+            labels, proba_star, proba_net if dense_state is not None else proba_star,
+            sensitive_features=sensitive_features, classes=frame_classes,
+            n_boot=n_boot if dense_state is not None else None,
+            ci_quantiles=ci_quantiles if dense_state is not None else None,
+            random_state=boot_seed,
+        )
+        if dense_state is not None:
+            audit = frame.by_group_with_ci()
+            self.frame: ExcessRiskFrame | None = frame
+        else:
+            audit = frame.by_group[list(_OWN_REFERENCE_COLUMNS)]
+            self.frame = None
+        if not audit.index.equals(groups.index):  # both come from metrics.group_codes
+            raise RuntimeError("the audit frame's groups differ from the diagnostics' groups")
 
         def mean(values: np.ndarray) -> np.ndarray:
-            return np.bincount(groups.codes, weights=values, minlength=groups.n_groups) / counts
+            return group_mean(values, groups)
 
-        def loss_and_accuracy(logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            logp = torch.log_softmax(logits.double(), dim=1)
-            target = torch.as_tensor(y_index)
-            losses = -logp.gather(1, target[:, None])[:, 0].numpy()
-            correct = (logits.argmax(dim=1) == target).numpy().astype(np.float64)
-            return mean(losses), mean(correct), logp.exp().numpy()
-
-        loss_net, acc_net, _ = loss_and_accuracy(logits_net)
-        loss_star, acc_star, proba_star = loss_and_accuracy(logits_star)
-        columns: dict[str, Any] = {"count": counts}
-        if dense_state is None:
-            columns.update(loss=loss_net, accuracy=acc_net)
-        else:
-            columns.update(
-                loss_dense=loss_star, accuracy_dense=acc_star,
-                loss_pruned=loss_net, accuracy_pruned=acc_net,
-            )
-        columns.update(
-            gradient_norm=np.asarray(grad_norms),
-            hessian_max_eig=np.asarray(eigs),
-            boundary_closeness=mean(boundary_closeness(proba_star)),
-            input_grad_norm=mean(out_grad),
-        )
+        columns: dict[str, Any] = {
+            "gradient_norm": np.asarray(grad_norms),
+            "hessian_max_eig": np.asarray(eigs),
+            "boundary_closeness": mean(boundary_closeness(proba_star)),
+            "input_grad_norm": mean(out_grad),
+        }
         if dense_state is not None:
             gradient_term = columns["gradient_norm"] * distance
             hessian_term = 0.5 * columns["hessian_max_eig"] * distance**2
@@ -1052,9 +1129,9 @@ class GroupDiagnostics:
                 bound_hessian_term=hessian_term,
                 bound=gradient_term + hessian_term,
                 taylor_estimate=np.asarray(taylor),
-                excess_risk=loss_net - loss_star,
             )
-        self._by_group = pd.DataFrame(columns, index=groups.index)
+        factors = pd.DataFrame(columns, index=groups.index)
+        self._by_group = pd.concat([audit, factors], axis=1)
         self._convergence = pd.DataFrame(
             {"n_iter": n_iter, "converged": converged}, index=groups.index
         )

@@ -26,7 +26,9 @@ from fairprune_sk.diagnostics import (
     output_gradient_norms,
     top_hessian_eigenvalue,
 )
+from fairprune_sk.metrics import FRAME_COLUMNS
 from fairprune_sk.models import MLP, SmallCNN
+from fairprune_sk.pruning import effective_state_dict
 
 matplotlib.use("Agg")
 
@@ -187,29 +189,72 @@ def test_proposition1_smaller_group_has_larger_gradient_norm():
 # --------------------------------------------------------------------------------------------
 # the caller's module is left alone
 # --------------------------------------------------------------------------------------------
-def test_functions_leave_mode_parameters_and_grad_alone(tiny_data):
-    X, y, groups = tiny_data
+def _mode_and_grads(module: nn.Module) -> tuple[list[bool], list[torch.Tensor | None]]:
+    """Each submodule's train flag and a copy of each parameter's .grad (None kept)."""
+    return (
+        [m.training for m in module.modules()],
+        [None if p.grad is None else p.grad.detach().clone() for p in module.parameters()],
+    )
+
+
+def _assert_mode_and_grads_kept(module: nn.Module, before) -> None:
+    modes, grads = _mode_and_grads(module)
+    assert modes == before[0]
+    assert len(grads) == len(before[1])
+    for got, expected in zip(grads, before[1], strict=True):
+        if expected is None:
+            assert got is None
+        else:
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def _caller_module(X, y, *, with_grads: bool, pruned: bool) -> nn.Module:
+    """A module in train mode with one submodule frozen in eval mode, as a caller may leave it."""
     torch.manual_seed(0)
     module = nn.Sequential(
         nn.Linear(3, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Dropout(0.5), nn.Linear(6, 3)
     ).double()
+    if pruned:
+        prune.l1_unstructured(module[0], "weight", amount=0.5)
+    if with_grads:  # a half-done training step: gradients the caller still needs
+        nn.functional.cross_entropy(module(torch.as_tensor(X)), torch.as_tensor(y)).backward()
+        module[4].bias.grad = None  # a mix of present and absent gradients
     module.train()
     module[1].eval()  # a submodule the caller froze: must stay in eval mode
+    return module
+
+
+@pytest.mark.parametrize("pruned", [False, True], ids=["plain", "pruned"])
+@pytest.mark.parametrize("with_grads", [False, True], ids=["no_grads", "grads"])
+def test_functions_leave_mode_parameters_and_grad_alone(tiny_data, with_grads, pruned):
+    X, y, groups = tiny_data
+    module = _caller_module(X, y, with_grads=with_grads, pruned=pruned)
     before = copy.deepcopy(module.state_dict())
-    modes = [m.training for m in module.modules()]
+    kept = _mode_and_grads(module)
+    n_params = sum(p.numel() for p in module.parameters())
 
     norms_a = group_gradient_norms(module, X, y, groups)
     norms_b = group_gradient_norms(module, X, y, groups)
     np.testing.assert_array_equal(norms_a, norms_b)  # dropout is off: deterministic
-    hessian_vector_product(module, X, y, torch.ones(sum(p.numel() for p in module.parameters()),
-                                                    dtype=torch.float64))
+    hessian_vector_product(module, X, y, torch.ones(n_params, dtype=torch.float64))
     top_hessian_eigenvalue(module, X, y, max_iter=3, tol=0, random_state=0)
     output_gradient_norms(module, X)
+    # and at another point θ (params=): the caller's module is still the one evaluated
+    params = {k: v + 0.1 for k, v in effective_state_dict(module).items()}
+    group_gradient_norms(module, X, y, groups, params=params)
 
-    assert [m.training for m in module.modules()] == modes
+    _assert_mode_and_grads_kept(module, kept)
     for name, value in module.state_dict().items():  # parameters and BN running stats
         torch.testing.assert_close(value, before[name], rtol=0, atol=0)
-    assert all(p.grad is None for p in module.parameters())
+
+
+def test_functions_restore_mode_and_grads_after_an_error(tiny_data):
+    X, y, groups = tiny_data
+    module = _caller_module(X, y, with_grads=True, pruned=False)
+    kept = _mode_and_grads(module)
+    with pytest.raises(ValueError, match="class index 5"):
+        group_gradient_norms(module, X, np.where(y == 2, 5, y), groups)
+    _assert_mode_and_grads_kept(module, kept)
 
 
 def test_pruned_module_is_evaluated_at_its_masked_weights(tiny_data):
@@ -372,10 +417,10 @@ def test_group_diagnostics_columns_and_bound_terms(audit_data, skorch_pruned):
                             batch_size=64, random_state=0)
     table = diag.by_group
     assert list(table.columns) == [
-        "count", "loss_dense", "accuracy_dense", "loss_pruned", "accuracy_pruned",
+        *FRAME_COLUMNS,  # the audit table's own columns, in its order
         "gradient_norm", "hessian_max_eig", "boundary_closeness", "input_grad_norm",
         "param_distance", "bound_gradient_term", "bound_hessian_term", "bound",
-        "taylor_estimate", "excess_risk",
+        "taylor_estimate",
     ]
     assert list(table.index) == ["b", "o", "w"] and table.index.name == "race"
     assert table["count"].sum() == len(y)
@@ -488,9 +533,10 @@ def test_group_diagnostics_without_reference(audit_data):
                               max_epochs=3, train_split=None, verbose=0).fit(X, y)
     diag = GroupDiagnostics(net, X, y, sensitive_features=list(A["sex"]), max_iter=5, tol=0)
     assert list(diag.by_group.columns) == [
-        "count", "loss", "accuracy", "gradient_norm", "hessian_max_eig",
+        "count", "loss_dense", "accuracy_dense", "gradient_norm", "hessian_max_eig",
         "boundary_closeness", "input_grad_norm",
-    ]
+    ]  # the net is its own θ*: no pruned columns, no excess risk
+    assert diag.frame is None
     assert diag.by_group.index.name == "sensitive_feature_0"
     assert not diag.has_reference
     with pytest.raises(ValueError, match="no excess risk"):
@@ -532,3 +578,90 @@ def test_group_diagnostics_errors(audit_data, skorch_pruned):
     hooked.dense_state_dict_ = None
     with pytest.warns(UserWarning, match="no dense reference"):
         GroupDiagnostics(hooked, X, y, sensitive_features=A["race"], max_iter=2, tol=0)
+
+
+# --------------------------------------------------------------------------------------------
+# GroupDiagnostics: one audit table, the caller's module left alone
+# --------------------------------------------------------------------------------------------
+def test_group_diagnostics_audit_columns_come_from_excess_risk_frame(audit_data, skorch_pruned):
+    X, y, A = audit_data
+    net, dense = skorch_pruned
+    diag = GroupDiagnostics(net, X, y, sensitive_features=A["race"], max_iter=5, tol=0,
+                            random_state=0)
+    # the two nets' probabilities, computed here by hand
+    with torch.no_grad():
+        pruned_logits = net.module_.eval()(torch.as_tensor(X)).double()
+        dense_module = MLP(5, 2, hidden_units=(8,))
+        dense_module.load_state_dict(dense)
+        dense_logits = dense_module.eval()(torch.as_tensor(X)).double()
+    frame = ExcessRiskFrame.from_outputs(
+        y, torch.softmax(dense_logits, 1).numpy(), torch.softmax(pruned_logits, 1).numpy(),
+        sensitive_features=A["race"], classes=net.classes_,
+    )
+    pd.testing.assert_frame_equal(diag.by_group[list(FRAME_COLUMNS)], frame.by_group,
+                                  rtol=1e-6)
+    assert isinstance(diag.frame, ExcessRiskFrame)
+    assert diag.frame.fairness_violation == pytest.approx(
+        diag.by_group["excess_risk"].max() - diag.by_group["excess_risk"].min()
+    )
+    assert diag.frame.max_excess_accuracy_gap == diag.by_group["excess_accuracy_gap"].max()
+
+
+def test_group_diagnostics_bootstrap_intervals(audit_data, skorch_pruned):
+    X, y, A = audit_data
+    net, _ = skorch_pruned
+    kwargs = dict(sensitive_features=A["race"], max_iter=3, tol=0, n_boot=50, random_state=0)
+    table = GroupDiagnostics(net, X, y, **kwargs).by_group
+    again = GroupDiagnostics(net, X, y, **kwargs).by_group
+    pd.testing.assert_frame_equal(table, again)  # deterministic under random_state
+    for column in ("excess_risk", "excess_accuracy_gap", "accuracy_drop"):
+        low, high = table[f"{column}_ci_low"], table[f"{column}_ci_high"]
+        assert (low <= table[column] + 1e-12).all() and (table[column] <= high + 1e-12).all()
+    assert "gradient_norm" in table.columns
+    with pytest.raises(ValueError, match="n_boot must be an int >= 1"):
+        GroupDiagnostics(net, X, y, sensitive_features=A["race"], n_boot=0)
+
+
+def _prunable_net(X, y, **params):
+    return PrunableNetClassifier(MLP, module__hidden_units=(8,), module__dropout=0.3,
+                                 max_epochs=2, lr=0.2, random_state=0, verbose=0,
+                                 **params).fit(X, y)
+
+
+@pytest.mark.parametrize("kind", ["pruned_net", "dense_net", "module"])
+def test_group_diagnostics_leaves_mode_and_grads_alone(audit_data, kind):
+    X, y, A = audit_data
+    net = _prunable_net(X, y)
+    if kind == "pruned_net":
+        net.prune(0.5)
+    module = net.module_
+    # the caller is mid-training: train mode, one submodule frozen, gradients present
+    nn.functional.cross_entropy(module(torch.as_tensor(X)), torch.as_tensor(y)).backward()
+    module.train()
+    next(m for m in module.modules() if isinstance(m, nn.Dropout)).eval()
+    last = [p for p in module.parameters()][-1]
+    last.grad = None
+    kept = _mode_and_grads(module)
+    assert kept[0].count(False) == 1 and kept[1][-1] is None and kept[1][0] is not None
+    state = copy.deepcopy(module.state_dict())
+
+    target = module if kind == "module" else net
+    GroupDiagnostics(target, X, y, sensitive_features=A["race"], max_iter=3, tol=0)
+
+    _assert_mode_and_grads_kept(module, kept)
+    for name, value in module.state_dict().items():
+        torch.testing.assert_close(value, state[name], rtol=0, atol=0)
+
+
+def test_group_diagnostics_restores_mode_after_an_error(audit_data):
+    X, y, A = audit_data
+    net = _prunable_net(X, y).prune(0.5)
+    net.module_.train()
+    kept = _mode_and_grads(net.module_)
+    with pytest.raises(ValueError, match="labels not seen in fit"):
+        GroupDiagnostics(net, X, np.where(y == 1, 7, y), sensitive_features=A["race"])
+    with pytest.raises(ValueError, match="softmax of the module's output"):
+        # fails after net.predict_proba ran (skorch switches the module to eval mode)
+        net.predict_proba = lambda X: 1.0 - PrunableNetClassifier.predict_proba(net, X)
+        GroupDiagnostics(net, X, y, sensitive_features=A["race"])
+    _assert_mode_and_grads_kept(net.module_, kept)

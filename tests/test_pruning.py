@@ -562,3 +562,61 @@ def test_compact_rejects_non_chains():
     layernorm = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2))
     with pytest.raises(NotImplementedError, match=r"'1' \(LayerNorm\)"):
         compact(layernorm)
+
+
+# ----------------------------------------------------------------------------- caller's state
+def _mid_training_module(pruned: bool) -> nn.Sequential:
+    """Train mode with one submodule frozen in eval mode, and gradients present (some None)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 2)
+    )
+    if pruned:
+        prune_module(net, 0.25, "structured_l2")
+    nn.functional.cross_entropy(net(torch.randn(16, 6)), torch.randint(0, 2, (16,))).backward()
+    net[4].bias.grad = None
+    net.train()
+    net[3].eval()
+    return net
+
+
+def _modes_and_grads(net: nn.Module):
+    """Train flag per submodule; .grad per parameter *object* (pruning renames parameters)."""
+    grads = {id(p): None if p.grad is None else p.grad.clone() for p in net.parameters()}
+    return [m.training for m in net.modules()], grads
+
+
+ENTRY_POINTS = {
+    **{f"prune_module[{m}]": (lambda net, m=m: prune_module(net, 0.5, m, random_state=0))
+       for m in PRUNING_METHODS},
+    "make_permanent": make_permanent,
+    "detach_pruned_weights": detach_pruned_weights,
+    "copy_module": copy_module,
+    "effective_state_dict": effective_state_dict,
+    "unpruned_copy": unpruned_copy,
+    "compact": compact,
+    "sparsity": sparsity,
+    "layer_sparsity": layer_sparsity,
+    "prunable_tensors": prunable_tensors,
+    "is_pruned": is_pruned,
+}
+
+
+@pytest.mark.parametrize("pruned", [False, True], ids=["dense", "pruned"])
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_entry_points_keep_modes_and_grads(name, pruned):
+    net = _mid_training_module(pruned)
+    modes, grads = _modes_and_grads(net)
+    assert modes.count(False) == 1
+    assert sum(g is None for g in grads.values()) == 1
+
+    ENTRY_POINTS[name](net)
+
+    assert [m.training for m in net.modules()] == modes
+    after = {id(p): p.grad for p in net.parameters()}
+    assert after.keys() == grads.keys()  # the same parameter objects (maybe renamed)
+    for key, expected in grads.items():
+        if expected is None:
+            assert after[key] is None
+        else:
+            torch.testing.assert_close(after[key], expected, rtol=0, atol=0)

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
+#: Columns printed (the CSV gets all of ``GroupDiagnostics.by_group``): the audit table's
+#: names (``ExcessRiskFrame``), then the factors of Theorem 1.
 EXPLAIN_COLUMNS = [
-    "count", "accuracy_dense", "excess_risk", "gradient_norm", "hessian_max_eig",
-    "boundary_closeness", "bound_gradient_term", "bound_hessian_term", "bound", "taylor_estimate",
+    "count", "accuracy_dense", "accuracy_pruned", "excess_risk", "excess_accuracy_gap",
+    "gradient_norm", "hessian_max_eig", "boundary_closeness", "bound_gradient_term",
+    "bound_hessian_term", "bound", "taylor_estimate",
 ]
 
 
@@ -46,6 +49,9 @@ def run_explain(args: argparse.Namespace) -> pd.DataFrame:
     with pd.option_context("display.width", 200, "display.max_columns", 20,
                            "display.float_format", "{:.4g}".format):
         print(table[shown].sort_values("count", ascending=False).to_string())
+        frame = diagnostics.frame
+        print(f"\nfairness_violation (ξ = max R(a) − min R(a)): {frame.fairness_violation:.4g}")
+        print(f"max_excess_accuracy_gap (max ψ_g): {frame.max_excess_accuracy_gap:.4g}")
         print("\nrank correlation (Spearman) across groups of R(a) with each factor:")
         print(diagnostics.correlations().to_string())
     if args.out is not None:
