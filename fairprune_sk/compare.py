@@ -33,11 +33,20 @@ How the quantities are read off each final model:
   0, clipped to 1e-12, i.e. a loss of 27.6 nats, so the losses measure error counts rather than
   confidence and are not comparable with the other methods;
 - ``threshold`` has no class probabilities (it thresholds scores per group), so its losses,
-  ``R(a)`` and ``ξ`` are NaN; its accuracies (expected accuracy of its randomized thresholds,
-  from ``_pmf_predict``) and accuracy gaps are real.
+  ``R(a)``, ``ξ`` and flip rates are NaN; its accuracies (expected accuracy of its randomized
+  thresholds, from ``_pmf_predict``), accuracy gaps and excess accuracy gaps ψ_g are real.
+
+Every per-group table is an :class:`~fairprune_sk.ExcessRiskFrame` (built with
+``ExcessRiskFrame.from_outputs``), so the columns are the frame's (:data:`GROUP_COLUMNS` =
+``FRAME_COLUMNS``) and ξ is ``fairness_violation`` everywhere.
 
 The fairness constraint is enforced on training data; how well it holds on test data is a
-different matter, so every summary reports both ``xi`` (test) and ``train_xi``.
+different matter, so every summary reports both ``fairness_violation`` (test) and
+``train_fairness_violation``.
+
+:func:`summarize` gives, per method × rate, the mean over seeds and a Student-t confidence
+interval of the mean (95 % by default): with 3 seeds the half-width is 2.48 standard
+deviations, so a difference between methods smaller than that is not shown by the sweep.
 """
 
 from __future__ import annotations
@@ -51,9 +60,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
 
-from .metrics import GroupCodes, encode_labels, group_codes, group_mean, per_sample_log_loss
+from .metrics import FRAME_COLUMNS, ExcessRiskFrame, encode_labels
 from .nets import PrunableNetClassifier
 
 __all__ = [
@@ -62,12 +70,14 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "GROUP_COLUMNS",
     "MethodResult",
-    "Float64Proba",
     "fit_dense_reference",
     "run_method",
     "run_methods",
     "compare_methods",
     "summarize",
+    "format_summary",
+    "flat_summary",
+    "seed_interval",
 ]
 
 #: Every method :func:`run_method` knows.
@@ -102,15 +112,17 @@ FAIR_ONLY_PARAMS = ("dual_lr", "dual_update", "kickin", "constraint_target")
 #: Parameters a run sets itself; ``net_params`` must not hold them.
 RESERVED_PARAMS = ("pruning_rate", "random_state", "constraint_phase")
 
-#: Columns of :attr:`MethodResult.by_group_test` / ``by_group_train``, in order.
-GROUP_COLUMNS = (
-    "count",
-    "loss_before",
-    "loss_after",
-    "excess_risk",
-    "accuracy_before",
-    "accuracy_after",
-    "accuracy_drop",
+#: Columns of :attr:`MethodResult.by_group_test` / ``by_group_train``, in order: those of
+#: :attr:`ExcessRiskFrame.by_group <fairprune_sk.ExcessRiskFrame.by_group>`.
+GROUP_COLUMNS = FRAME_COLUMNS
+#: Run-level quantities of one split, in order (prefixed ``train_`` for the training data).
+RUN_METRICS = (
+    "accuracy",
+    "fairness_violation",
+    "max_excess_accuracy_gap",
+    "accuracy_gap",
+    "worst_group_accuracy",
+    "flip_rate",
 )
 #: Columns of :func:`compare_methods`, in order.
 SUMMARY_COLUMNS = (
@@ -119,15 +131,17 @@ SUMMARY_COLUMNS = (
     "seed",
     "accuracy",
     "accuracy_dense",
-    "xi",
+    "fairness_violation",
+    "max_excess_accuracy_gap",
     "accuracy_gap",
     "worst_group_accuracy",
-    "train_accuracy",
-    "train_xi",
-    "train_accuracy_gap",
+    "flip_rate",
+    *(f"train_{name}" for name in RUN_METRICS),
     "sparsity",
     "seconds",
 )
+#: Confidence level of the intervals over seeds.
+DEFAULT_CONFIDENCE = 0.95
 
 NON_BINARY_LABELS = (
     "method {method!r} wraps a fairlearn binary-classification mitigator and needs exactly two "
@@ -172,11 +186,20 @@ class MethodResult:
     model : object or None
         The fitted final model (None when the run was asked not to keep it).
     by_group_test, by_group_train : pandas.DataFrame
-        One row per group: ``count``, ``loss_before`` / ``accuracy_before`` (the common dense
-        reference θ*), ``loss_after`` / ``accuracy_after`` (the final model), ``excess_risk``
-        R(a) and ``accuracy_drop``.
+        ``ExcessRiskFrame.by_group`` of the final model against the common dense reference θ*
+        on the test / training data: one row per group, columns :data:`GROUP_COLUMNS`
+        (``count``, ``loss_dense``, ``loss_pruned``, ``excess_risk`` R(a),
+        ``accuracy_dense``, ``accuracy_pruned``, ``accuracy_drop``, ``excess_accuracy_gap``
+        ψ_g, ``flip_rate``). "dense" is θ*, "pruned" the method's final model.
     summary : dict
         The row of :func:`compare_methods` (keys :data:`SUMMARY_COLUMNS`).
+    own_dense_accuracy : pandas.Series or None
+        Test accuracy per group of the dense net the method itself pruned, aligned with
+        ``by_group_test``: θ* for ``none`` and ``threshold``; the method's own dense net for
+        ``fair_*`` (its constrained training changes θ*; at rate 0 the final model itself)
+        and for ``gridsearch``'s selected net; NaN for ``eg`` (a mixture of nets). Figures
+        draw the change in group accuracy from it, so that methods that train their own
+        dense net show pruning's effect rather than their retraining's.
     """
 
     method: str
@@ -187,6 +210,7 @@ class MethodResult:
     by_group_test: pd.DataFrame
     by_group_train: pd.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
+    own_dense_accuracy: pd.Series | None = None
 
 
 @dataclass
@@ -194,46 +218,9 @@ class _Split:
     """One evaluation split, with labels encoded against the dense net's classes."""
 
     X: Any
+    y: np.ndarray
     y_index: np.ndarray
     A: Any
-    groups: GroupCodes
-
-
-class Float64Proba(BaseEstimator, ClassifierMixin):
-    """A fitted classifier whose ``predict_proba`` returns float64.
-
-    fairlearn 0.15's ``ThresholdOptimizer`` writes float64 interpolated probabilities into a
-    pandas Series of the scores' dtype; with pandas >= 3 that raises ``TypeError`` for the
-    float32 scores of a torch net. This wrapper hands it float64 scores instead.
-
-    Parameters
-    ----------
-    net : fitted classifier
-        Any fitted estimator with ``predict_proba``, ``predict`` and ``classes_``.
-    """
-
-    def __init__(self, net: Any) -> None:
-        self.net = net
-
-    def fit(self, X: Any, y: Any, **fit_params: Any) -> Float64Proba:
-        """Fit the wrapped net (not used with ``prefit=True``)."""
-        self.net.fit(X, y, **fit_params)
-        return self
-
-    @property
-    def classes_(self) -> np.ndarray:
-        return self.net.classes_
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self.net, "classes_")
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """The wrapped net's ``predict_proba`` as float64."""
-        return np.asarray(self.net.predict_proba(X), dtype=np.float64)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """The wrapped net's ``predict``."""
-        return self.net.predict(X)
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,30 +387,46 @@ def _outputs(method: str, model: Any, split: _Split, *, n_classes: int,
     return proba, (proba.argmax(axis=1) == split.y_index).astype(np.float64)
 
 
-def _group_table(split: _Split, proba_dense: np.ndarray, proba_after: np.ndarray | None,
-                 correct_after: np.ndarray) -> pd.DataFrame:
-    """Per-group count, loss/accuracy before (θ*) and after, R(a) and accuracy drop."""
-    groups = split.groups
-    loss_before = group_mean(per_sample_log_loss(proba_dense, split.y_index), groups)
-    accuracy_before = group_mean(proba_dense.argmax(axis=1) == split.y_index, groups)
-    if proba_after is None:
-        loss_after = np.full(groups.n_groups, np.nan)
-    else:
-        loss_after = group_mean(per_sample_log_loss(proba_after, split.y_index), groups)
-    accuracy_after = group_mean(correct_after, groups)
-    table = pd.DataFrame(
-        {
-            "count": np.bincount(groups.codes, minlength=groups.n_groups),
-            "loss_before": loss_before,
-            "loss_after": loss_after,
-            "excess_risk": loss_after - loss_before,
-            "accuracy_before": accuracy_before,
-            "accuracy_after": accuracy_after,
-            "accuracy_drop": accuracy_before - accuracy_after,
-        },
-        index=groups.index,
+def _frame(split: _Split, classes: np.ndarray, proba_dense: np.ndarray,
+           proba_after: np.ndarray | None, correct_after: np.ndarray) -> ExcessRiskFrame:
+    """The audit table of a final model against θ* on one split (the one implementation)."""
+    return ExcessRiskFrame.from_outputs(
+        split.y, proba_dense, proba_after, sensitive_features=split.A, classes=classes,
+        correct_pruned=correct_after,
     )
-    return table[list(GROUP_COLUMNS)]
+
+
+def _run_metrics(frame: ExcessRiskFrame) -> dict[str, float]:
+    """:data:`RUN_METRICS` of one frame (NaN where the model has no probabilities)."""
+    overall = frame.overall
+    return {
+        "accuracy": float(overall["accuracy_pruned"]),
+        "fairness_violation": frame.fairness_violation,
+        "max_excess_accuracy_gap": frame.max_excess_accuracy_gap,
+        "accuracy_gap": frame.accuracy_gap,
+        "worst_group_accuracy": frame.worst_group_accuracy,
+        "flip_rate": float(overall["flip_rate"]),
+    }
+
+
+def _own_dense_accuracy(method: str, model: Any, rate: float, split: _Split,
+                        classes: np.ndarray, by_group: pd.DataFrame) -> pd.Series:
+    """Per-group accuracy of the dense net the method pruned (see ``MethodResult``)."""
+    if method in ("none", "threshold"):
+        return by_group["accuracy_dense"].copy()
+    net = model
+    if method == "gridsearch":
+        net = model.predictors_[model.best_idx_]
+    nan = pd.Series(np.nan, index=by_group.index, name="accuracy_dense")
+    if method == "eg" or not isinstance(net, PrunableNetClassifier):
+        return nan
+    if rate == 0 or getattr(net, "dense_state_dict_", None) is None:
+        return by_group["accuracy_pruned"].rename("accuracy_dense")
+    own = net.dense_reference()
+    proba_own = _columns_by_class(own, split.X, len(classes))
+    frame = ExcessRiskFrame.from_outputs(split.y, proba_own, proba_own,
+                                         sensitive_features=split.A, classes=classes)
+    return frame.by_group["accuracy_dense"]
 
 
 def _model_sparsity(method: str, model: Any) -> float:
@@ -436,7 +439,7 @@ def _model_sparsity(method: str, model: Any) -> float:
     if method == "gridsearch":
         return float(getattr(model.predictors_[model.best_idx_], "sparsity_", np.nan))
     if method == "threshold":
-        return float(model.estimator.net.sparsity_)
+        return float(model.estimator.sparsity_)
     return float(model.sparsity_)
 
 
@@ -550,10 +553,8 @@ def run_method(
             f"dense.classes_ {np.asarray(dense.classes_).tolist()} differ from the classes of "
             f"y_train {classes.tolist()}; pass the dense reference trained on these data"
         )
-    train = _Split(X_train, encode_labels(y_train, dense.classes_), A_train,
-                   group_codes(A_train, len(y_train)))
-    test = _Split(X_test, encode_labels(y_test, dense.classes_), A_test,
-                  group_codes(A_test, len(y_test)))
+    train = _Split(X_train, y_train, encode_labels(y_train, dense.classes_), A_train)
+    test = _Split(X_test, y_test, encode_labels(y_test, dense.classes_), A_test)
 
     start = time.perf_counter()
     model, reused_dense = _train(
@@ -563,43 +564,32 @@ def run_method(
     )
     seconds = time.perf_counter() - start + (_history_seconds(dense) if reused_dense else 0.0)
 
-    tables = {}
+    frames = {}
     for name, split in (("test", test), ("train", train)):
         proba_after, correct_after = _outputs(method, model, split, n_classes=len(classes),
                                               eg_proba=eg_proba)
-        tables[name] = _group_table(split, dense.predict_proba(split.X), proba_after,
-                                    correct_after)
+        frames[name] = _frame(split, dense.classes_, dense.predict_proba(split.X), proba_after,
+                              correct_after)
+    test_metrics = _run_metrics(frames["test"])
     summary = {
         "method": method,
         "rate": rate,
         "seed": seed,
-        "accuracy": _weighted_mean(tables["test"], "accuracy_after"),
-        "accuracy_dense": _weighted_mean(tables["test"], "accuracy_before"),
-        "xi": _spread(tables["test"]["excess_risk"]),
-        "accuracy_gap": _spread(tables["test"]["accuracy_after"]),
-        "worst_group_accuracy": float(tables["test"]["accuracy_after"].min()),
-        "train_accuracy": _weighted_mean(tables["train"], "accuracy_after"),
-        "train_xi": _spread(tables["train"]["excess_risk"]),
-        "train_accuracy_gap": _spread(tables["train"]["accuracy_after"]),
+        **test_metrics,
+        "accuracy_dense": float(frames["test"].overall["accuracy_dense"]),
+        **{f"train_{key}": value for key, value in _run_metrics(frames["train"]).items()},
         "sparsity": _model_sparsity(method, model),
         "seconds": seconds,
     }
+    summary = {key: summary[key] for key in SUMMARY_COLUMNS}
+    by_group_test = frames["test"].by_group
     return MethodResult(
         method=method, rate=rate, seed=seed, seconds=seconds,
         model=model if keep_model else None,
-        by_group_test=tables["test"], by_group_train=tables["train"], summary=summary,
+        by_group_test=by_group_test, by_group_train=frames["train"].by_group, summary=summary,
+        own_dense_accuracy=_own_dense_accuracy(method, model, rate, test, dense.classes_,
+                                               by_group_test),
     )
-
-
-def _weighted_mean(table: pd.DataFrame, column: str) -> float:
-    return float(np.average(table[column], weights=table["count"]))
-
-
-def _spread(values: pd.Series) -> float:
-    """Max − min across groups (NaN if any value is NaN)."""
-    if values.isna().any():
-        return float("nan")
-    return float(values.max() - values.min())
 
 
 def _train(method: str, params: dict[str, Any], train: _Split, *, rate: float, seed: int,
@@ -620,7 +610,7 @@ def _train(method: str, params: dict[str, Any], train: _Split, *, rate: float, s
         from fairlearn.postprocessing import ThresholdOptimizer
 
         pruned = _prune_dense(dense, rate, train.X, y_train)
-        optimizer = ThresholdOptimizer(estimator=Float64Proba(pruned), prefit=True,
+        optimizer = ThresholdOptimizer(estimator=pruned, prefit=True,
                                        predict_method="predict_proba",
                                        constraints=threshold_constraint)
         return optimizer.fit(train.X, train.y_index, sensitive_features=train.A), True
@@ -801,11 +791,13 @@ def compare_methods(
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`SUMMARY_COLUMNS`: ``method``, ``rate``, ``seed``, test ``accuracy``
-        (and ``accuracy_dense`` of θ*), ``xi`` (ξ, eq. 3, test), ``accuracy_gap`` and
-        ``worst_group_accuracy`` (test), ``train_accuracy``, ``train_xi``,
-        ``train_accuracy_gap`` (how well the constraint holds where it was enforced),
-        ``sparsity`` and ``seconds``. ``xi`` is NaN for ``threshold`` (no probabilities).
+        Columns :data:`SUMMARY_COLUMNS`: ``method``, ``rate``, ``seed``; on the test data
+        ``accuracy`` (and ``accuracy_dense`` of θ*), ``fairness_violation`` (ξ, eq. 3),
+        ``max_excess_accuracy_gap`` (max_g ψ_g), ``accuracy_gap``, ``worst_group_accuracy``,
+        ``flip_rate`` (overall fraction of predictions changed from θ*); the same six on the
+        training data prefixed ``train_`` (how well a constraint holds where it was
+        enforced); ``sparsity`` and ``seconds``. ``fairness_violation`` and ``flip_rate`` are
+        NaN for ``threshold`` (no probabilities); ψ is defined for every method.
 
     Examples
     --------
@@ -819,21 +811,55 @@ def compare_methods(
     return pd.DataFrame([r.summary for r in results], columns=list(SUMMARY_COLUMNS))
 
 
-def summarize(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation over seeds per method × rate.
+def seed_interval(mean: Any, std: Any, n: Any,
+                  confidence: float = DEFAULT_CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Student-t confidence interval of a mean over ``n`` seeds.
+
+    ``mean ± t_{(1 + confidence) / 2, n - 1} · std / sqrt(n)``, with ``std`` the sample standard
+    deviation (``ddof=1``). NaN where ``n < 2``: one seed says nothing about the seed noise.
+
+    Parameters
+    ----------
+    mean, std, n : array-like of the same shape
+        Mean, sample standard deviation and number of (non-NaN) seeds.
+    confidence : float in (0, 1), default=0.95
+        Coverage of the interval.
+
+    Returns
+    -------
+    low, high : ndarray
+    """
+    from scipy import stats
+
+    if not 0.0 < float(confidence) < 1.0:
+        raise ValueError(f"confidence must be in (0, 1); got {confidence!r}")
+    mean = np.asarray(mean, dtype=np.float64)
+    std = np.asarray(std, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dof = np.where(n >= 2, n - 1, np.nan)
+        half = stats.t.ppf(0.5 + float(confidence) / 2, dof) * std / np.sqrt(n)
+    return mean - half, mean + half
+
+
+def summarize(table: pd.DataFrame, confidence: float = DEFAULT_CONFIDENCE) -> pd.DataFrame:
+    """Mean over seeds and a Student-t confidence interval of it, per method × rate.
 
     Parameters
     ----------
     table : pandas.DataFrame
         Output of :func:`compare_methods` (or any table with ``method``, ``rate``, ``seed`` and
         numeric columns).
+    confidence : float in (0, 1), default=0.95
+        Coverage of the intervals (:func:`seed_interval`).
 
     Returns
     -------
     pandas.DataFrame
         Indexed by (``method``, ``rate``) in the order of first appearance; columns a
-        ``MultiIndex`` (metric, ``mean`` / ``std``) plus ``("n_seeds", "")``. The std of a
-        single seed is NaN.
+        ``MultiIndex`` (metric, ``mean`` / ``std`` / ``ci_low`` / ``ci_high``) plus
+        ``("n_seeds", "")``. NaN values (ξ of ``threshold``) are left out of the mean and the
+        interval; with a single seed the interval (and the std) is NaN.
     """
     missing = [c for c in ("method", "rate", "seed") if c not in table.columns]
     if missing:
@@ -841,21 +867,46 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     metrics = [c for c in table.columns
                if c not in ("method", "rate", "seed") and pd.api.types.is_numeric_dtype(table[c])]
     grouped = table.groupby(["method", "rate"], sort=False)
-    summary = grouped[metrics].agg(["mean", "std"])
+    stats = grouped[metrics].agg(["mean", "std", "count"])
+    parts = {}
+    for metric in metrics:
+        mean, std, n = (stats[(metric, k)] for k in ("mean", "std", "count"))
+        low, high = seed_interval(mean, std, n, confidence)
+        parts[(metric, "mean")] = mean
+        parts[(metric, "std")] = std
+        parts[(metric, "ci_low")] = pd.Series(low, index=stats.index)
+        parts[(metric, "ci_high")] = pd.Series(high, index=stats.index)
+    summary = pd.DataFrame(parts, index=stats.index)
+    summary.columns = pd.MultiIndex.from_tuples(summary.columns)
     summary[("n_seeds", "")] = grouped["seed"].nunique()
     return summary
 
 
+def flat_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """:func:`summarize`'s output with flat columns ``<metric>_mean``, ``<metric>_ci_low``, ...
+
+    (the schema of the benchmark's ``summary.csv``), ``method`` and ``rate`` as columns.
+    """
+    flat = summary.copy()
+    flat.columns = [f"{a}_{b}" if b else a for a, b in flat.columns]
+    return flat.reset_index()
+
+
 def format_summary(summary: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """``mean ± std`` strings of :func:`summarize`'s output, for printing or Markdown."""
+    """``mean [ci_low, ci_high]`` strings of :func:`summarize`'s output, for printing or Markdown.
+
+    With a single seed (no interval) only the mean is shown.
+    """
     columns = [c for c in (columns or summary.columns.get_level_values(0).unique())
                if c != "n_seeds"]
     out = pd.DataFrame(index=summary.index)
     for column in columns:
-        mean, std = summary[(column, "mean")], summary[(column, "std")]
+        mean = summary[(column, "mean")]
+        low, high = summary[(column, "ci_low")], summary[(column, "ci_high")]
         out[column] = [
-            "nan" if np.isnan(m) else (f"{m:.4f}" if np.isnan(s) else f"{m:.4f} ± {s:.4f}")
-            for m, s in zip(mean, std, strict=True)
+            "nan" if np.isnan(m) else
+            (f"{m:.4f}" if np.isnan(lo) else f"{m:.4f} [{lo:.4f}, {hi:.4f}]")
+            for m, lo, hi in zip(mean, low, high, strict=True)
         ]
     out["n_seeds"] = summary[("n_seeds", "")]
     return out

@@ -7,19 +7,23 @@ import pandas as pd
 import pytest
 from fairlearn.postprocessing import ThresholdOptimizer
 from fairlearn.reductions import ExponentiatedGradient, GridSearch
+from scipy import stats
 
-from fairprune_sk import ExcessRiskFrame, PrunableNetClassifier
+from fairprune_sk import ExcessRiskFrame, PrunableNetClassifier, compare
 from fairprune_sk.benchmark.audit import load_adult_split
 from fairprune_sk.compare import (
     GROUP_COLUMNS,
     SUMMARY_COLUMNS,
     compare_methods,
     fit_dense_reference,
+    flat_summary,
     format_summary,
     run_method,
+    seed_interval,
     summarize,
 )
 from fairprune_sk.constrained import FairConstrainedNet
+from fairprune_sk.metrics import FRAME_COLUMNS
 from fairprune_sk.models import MLP
 
 # fairlearn 0.15 under pandas 3 warns about its own Series.at enlargement: not ours to fix here
@@ -49,8 +53,9 @@ def _run(method, adult, dense, rate=0.5, **kwargs):
 
 
 def _check_tables(result):
+    assert list(GROUP_COLUMNS) == list(FRAME_COLUMNS)  # one vocabulary: the frame's
     for table in (result.by_group_test, result.by_group_train):
-        assert list(table.columns) == list(GROUP_COLUMNS)
+        assert list(table.columns) == list(FRAME_COLUMNS)
         assert len(table) == 2  # Female, Male
     assert set(result.summary) == set(SUMMARY_COLUMNS)
     assert result.by_group_test["count"].sum() == 400
@@ -63,7 +68,8 @@ def test_exponentiated_gradient_wraps_a_prunable_net(adult, dense):
     members = [p for p in eg.predictors_ if isinstance(p, PrunableNetClassifier)]
     assert members and all(p.sparsity_ == pytest.approx(0.5, abs=0.02) for p in members)
     _check_tables(result)
-    assert np.isfinite(result.summary["xi"]) and np.isfinite(result.summary["accuracy_gap"])
+    assert np.isfinite(result.summary["fairness_violation"])
+    assert np.isfinite(result.summary["accuracy_gap"])
     assert result.summary["sparsity"] == pytest.approx(0.5, abs=0.02)
     # the expected accuracy of the mixture is fairlearn's pmf at the true label
     pmf = eg._pmf_predict(adult["X_test"])
@@ -84,7 +90,7 @@ def test_grid_search_wraps_a_prunable_net(adult, dense):
     assert isinstance(result.model, GridSearch)
     assert len(result.model.predictors_) == 3
     _check_tables(result)
-    assert np.isfinite(result.summary["xi"])
+    assert np.isfinite(result.summary["fairness_violation"])
 
 
 def test_threshold_optimizer_post_processes_the_pruned_net(adult, dense):
@@ -92,12 +98,22 @@ def test_threshold_optimizer_post_processes_the_pruned_net(adult, dense):
     optimizer = result.model
     assert isinstance(optimizer, ThresholdOptimizer)
     assert optimizer.prefit and optimizer.predict_method == "predict_proba"
-    assert isinstance(optimizer.estimator.net, PrunableNetClassifier)
-    assert optimizer.estimator.net.sparsity_ == pytest.approx(0.5, abs=0.02)
-    # no probabilities: loss, R(a) and xi are NaN, accuracies are real
-    assert result.by_group_test["loss_after"].isna().all()
-    assert np.isnan(result.summary["xi"]) and np.isnan(result.summary["train_xi"])
+    # the pruned net itself, no float64 wrapper (predict_proba is float64 already)
+    assert not hasattr(compare, "Float64Proba")
+    assert type(optimizer.estimator) is PrunableNetClassifier
+    assert optimizer.estimator.sparsity_ == pytest.approx(0.5, abs=0.02)
+    assert optimizer.estimator.predict_proba(adult["X_test"][:5]).dtype == np.float64
+    # no probabilities: loss, R(a), xi and flip rates are NaN; accuracies and psi are real
+    assert result.by_group_test["loss_pruned"].isna().all()
+    assert result.by_group_test["flip_rate"].isna().all()
+    assert np.isnan(result.summary["fairness_violation"])
+    assert np.isnan(result.summary["train_fairness_violation"])
     assert np.isfinite(result.summary["accuracy_gap"])
+    assert np.isfinite(result.summary["max_excess_accuracy_gap"])
+    psi = result.by_group_test["excess_accuracy_gap"]
+    counts = result.by_group_test["count"]
+    assert np.average(psi, weights=counts) == pytest.approx(0.0, abs=1e-12)
+    assert result.summary["max_excess_accuracy_gap"] == pytest.approx(psi.max())
     assert 0.0 < result.summary["accuracy"] <= 1.0
     labels = optimizer.predict(adult["X_test"], sensitive_features=adult["A_test"],
                                random_state=0)
@@ -110,7 +126,13 @@ def test_dense_reference_is_shared(adult, dense):
                             sensitive_features=adult["A_test"], reference=dense)
     np.testing.assert_allclose(result.by_group_test["excess_risk"].to_numpy(),
                                frame.by_group["excess_risk"].to_numpy(), rtol=1e-6, atol=1e-9)
-    assert result.summary["xi"] == pytest.approx(frame.fairness_violation, abs=1e-9)
+    assert result.summary["fairness_violation"] == pytest.approx(frame.fairness_violation,
+                                                                 abs=1e-9)
+    assert result.summary["max_excess_accuracy_gap"] == pytest.approx(
+        frame.max_excess_accuracy_gap, abs=1e-9)
+    assert result.summary["flip_rate"] == pytest.approx(frame.overall["flip_rate"])
+    pd.testing.assert_series_equal(result.own_dense_accuracy,
+                                   result.by_group_test["accuracy_dense"])
     # the pruned net's own dense reference is the same theta*
     own = ExcessRiskFrame(result.model, adult["X_test"], adult["y_test"],
                           sensitive_features=adult["A_test"])
@@ -119,9 +141,12 @@ def test_dense_reference_is_shared(adult, dense):
     # a fair method is measured against the same theta* ("before" columns agree)
     fair = _run("fair_after", adult, dense, rate=0.7)
     assert isinstance(fair.model, FairConstrainedNet)
-    pd.testing.assert_frame_equal(fair.by_group_test[["count", "loss_before", "accuracy_before"]],
-                                  result.by_group_test[["count", "loss_before",
-                                                        "accuracy_before"]])
+    columns = ["count", "loss_dense", "accuracy_dense"]
+    pd.testing.assert_frame_equal(fair.by_group_test[columns], result.by_group_test[columns])
+    # ... while its figures use the dense net it pruned itself
+    own = ExcessRiskFrame(fair.model, adult["X_test"], adult["y_test"],
+                          sensitive_features=adult["A_test"])
+    np.testing.assert_allclose(fair.own_dense_accuracy, own.by_group["accuracy_dense"])
 
 
 def test_fair_only_params_reach_only_the_fair_nets(adult, dense):
@@ -141,9 +166,46 @@ def test_compare_methods_tidy_schema(adult):
     assert list(dict.fromkeys(table["method"])) == ["none", "fair_before", "threshold"]
     summary = summarize(table)
     assert summary.loc[("none", 0.5), ("n_seeds", "")] == 2
-    assert ("xi", "mean") in summary.columns and ("xi", "std") in summary.columns
-    text = format_summary(summary, ["accuracy", "xi"])
-    assert "±" in text.loc[("none", 0.5), "accuracy"]
+    for stat in ("mean", "std", "ci_low", "ci_high"):
+        assert ("fairness_violation", stat) in summary.columns
+    text = format_summary(summary, ["accuracy", "fairness_violation"])
+    assert "[" in text.loc[("none", 0.5), "accuracy"]
+    assert text.loc[("threshold", 0.5), "fairness_violation"] == "nan"
+
+
+def test_seed_interval_is_scipys_t_interval():
+    table = pd.DataFrame({
+        "method": ["none"] * 3 + ["eg"] * 4 + ["one"],
+        "rate": [0.5] * 8,
+        "seed": [0, 1, 2, 0, 1, 2, 3, 0],
+        "accuracy": [0.80, 0.83, 0.81, 0.70, 0.74, 0.71, 0.69, 0.9],
+        "fairness_violation": [0.01, 0.05, 0.02, np.nan, np.nan, np.nan, np.nan, 0.1],
+    })
+    summary = summarize(table)
+    for method, n in (("none", 3), ("eg", 4)):
+        values = table.loc[table["method"] == method, "accuracy"].to_numpy()
+        low, high = stats.t.interval(0.95, n - 1, loc=values.mean(), scale=stats.sem(values))
+        row = summary.loc[(method, 0.5)]
+        assert row[("accuracy", "mean")] == pytest.approx(values.mean())
+        assert row[("accuracy", "ci_low")] == pytest.approx(low, rel=1e-12)
+        assert row[("accuracy", "ci_high")] == pytest.approx(high, rel=1e-12)
+        assert row[("n_seeds", "")] == n
+    values = table["fairness_violation"].to_numpy()[:3]
+    low, high = stats.t.interval(0.90, 2, loc=values.mean(), scale=stats.sem(values))
+    assert summarize(table, confidence=0.9).loc[("none", 0.5), ("fairness_violation", "ci_low")] \
+        == pytest.approx(low)
+    # all-NaN metric and a single seed: NaN intervals, never a crash
+    assert summary.loc[("eg", 0.5), ("fairness_violation", "mean")] != \
+        summary.loc[("eg", 0.5), ("fairness_violation", "mean")]
+    assert np.isnan(summary.loc[("one", 0.5), ("accuracy", "ci_low")])
+    assert format_summary(summary, ["accuracy"]).loc[("one", 0.5), "accuracy"] == "0.9000"
+    flat = flat_summary(summary)
+    assert {"method", "rate", "accuracy_mean", "accuracy_ci_low", "accuracy_ci_high",
+            "n_seeds"} <= set(flat.columns)
+    low, high = seed_interval([1.0], [0.0], [1])
+    assert np.isnan(low[0]) and np.isnan(high[0])
+    with pytest.raises(ValueError, match="confidence must be in"):
+        seed_interval([1.0], [0.1], [3], confidence=95)
 
 
 def test_non_binary_labels_with_eg_raise(adult):

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from fairprune_sk.benchmark.cli import main
+from fairprune_sk.benchmark.figures import plot_group_accuracy, plot_sweep
 from fairprune_sk.benchmark.sweep import (
     RESULT_COLUMNS,
     load_benchmark_data,
     net_params_for,
     run_sweep,
 )
+from fairprune_sk.compare import SUMMARY_COLUMNS
+from fairprune_sk.metrics import FRAME_COLUMNS
+
+PNG = b"\x89PNG\r\n\x1a\n"
 
 RATES = (0.0, 0.7)
 METHODS = ("none", "fair_after")
@@ -43,6 +49,12 @@ def test_results_csv_schema(sequential):
     out, result = sequential
     table = pd.read_csv(out / "results.csv")
     assert list(table.columns) == list(RESULT_COLUMNS)
+    # one vocabulary: the frame's columns per group, xi named fairness_violation
+    assert list(table.columns[7:7 + len(FRAME_COLUMNS)]) == list(FRAME_COLUMNS)
+    assert "xi" not in table.columns and "loss_before" not in table.columns
+    assert {"fairness_violation", "max_excess_accuracy_gap", "overall_flip_rate",
+            "train_fairness_violation", "train_max_excess_accuracy_gap",
+            "accuracy_own_dense"} <= set(table.columns)
     n_groups = 10  # digit classes
     assert len(table) == len(METHODS) * len(RATES) * 1 * n_groups
     per_run = table.groupby(["method", "rate", "seed"]).size()
@@ -52,9 +64,15 @@ def test_results_csv_schema(sequential):
     dense_rows = table[(table["method"] == "none") & (table["rate"] == 0.0)]
     assert (dense_rows["excess_risk"].abs() < 1e-9).all()  # rate 0 of none is theta* itself
     assert (table["count"].groupby([table["method"], table["rate"]]).sum() == 540).all()
+    assert (dense_rows["accuracy_own_dense"] == dense_rows["accuracy_dense"]).all()
     summary = pd.read_csv(out / "summary.csv")
-    assert {"method", "rate", "accuracy_mean", "xi_std"} <= set(summary.columns)
+    for metric in ("accuracy", "fairness_violation", "max_excess_accuracy_gap",
+                   "worst_group_accuracy", "train_accuracy", "train_fairness_violation",
+                   "train_max_excess_accuracy_gap", "train_worst_group_accuracy"):
+        assert {f"{metric}_mean", f"{metric}_ci_low", f"{metric}_ci_high"} <= set(summary.columns)
+    assert (summary["n_seeds"] == 1).all() and summary["accuracy_ci_low"].isna().all()
     assert len(summary) == len(METHODS) * len(RATES)
+    assert list(result.runs.columns) == list(SUMMARY_COLUMNS)
 
 
 def test_figures_written(sequential):
@@ -62,8 +80,38 @@ def test_figures_written(sequential):
     for name in ("group_accuracy.png", "methods.png"):
         path = out / name
         assert path.is_file() and path.stat().st_size > 1000
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert path.read_bytes()[:8] == PNG
         assert path in result.files
+
+
+def _synthetic_results(seeds=(0, 1, 2)):
+    """A results table without training: two groups, three methods, threshold without xi."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for method in ("none", "fair_before", "threshold"):
+        for rate in (0.0, 0.5, 0.9):
+            for seed in seeds:
+                for group, count in (("a", 90), ("b", 10)):
+                    drop = 0.0 if (method == "none" and rate == 0) else rate * rng.uniform(
+                        0, 0.1 if group == "b" else 0.02)
+                    rows.append({
+                        "method": method, "rate": rate, "seed": seed, "group": group,
+                        "count": count, "accuracy_dense": 0.8, "accuracy_pruned": 0.8 - drop,
+                        "accuracy_own_dense": 0.78 if method == "fair_before" else 0.8,
+                        "overall_accuracy": 0.8 - rate * 0.01, "overall_accuracy_dense": 0.8,
+                        "fairness_violation": np.nan if method == "threshold" else rate * 0.05,
+                        "max_excess_accuracy_gap": rate * 0.03 + 0.001 * seed,
+                    })
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("seeds", [(0, 1, 2), (0,)])
+def test_figures_from_a_table(tmp_path, seeds):
+    files = plot_sweep(_synthetic_results(seeds), tmp_path, title="synthetic")
+    assert [f.name for f in files] == ["group_accuracy.png", "methods.png"]
+    assert all(f.read_bytes()[:8] == PNG for f in files)
+    with pytest.raises(ValueError, match="lacks the column"):
+        plot_group_accuracy(_synthetic_results().drop(columns="count"), tmp_path / "x.png")
 
 
 def test_parallel_runs_give_the_same_rows(sequential, digits, params, tmp_path):
@@ -84,7 +132,8 @@ def test_cli_benchmark(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "not demographic" in text and "subsampled" in text
     assert "2/2" in text and "elapsed" in text  # one progress line per run
-    assert "mean ± std" in text
+    assert "95 % t-interval" in text and "one seed: no interval" in text
+    assert "max_excess_accuracy_gap" in text and "train_fairness_violation" in text
     table = pd.read_csv(out / "results.csv")
     assert len(table) == 2 * 10
     assert not (out / "methods.png").exists()

@@ -116,7 +116,9 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
         gridsearch_params=gridsearch_params,
         config={"command": "fairprune benchmark", "argv": sys.argv[1:]},
     )
-    print("\nmean ± std over seeds (test set unless train_*; xi = max_a R(a) - min_a R(a), eq. 3)")
+    print("\nmean [95 % t-interval] over seeds. fairness_violation = xi = max_a R(a) - min_a R(a) "
+          "(eq. 3); max_excess_accuracy_gap = max_g psi_g, the most accuracy a group lost beyond "
+          "the overall loss; both against the common dense net")
     print_summary(result.summary)
     if args.out is not None:
         print("\nwrote " + ", ".join(str(f) for f in result.files))

@@ -1,9 +1,22 @@
-"""Figures of a benchmark sweep (matplotlib, Agg, PNG), in the spirit of the paper's.
+"""Figures of a benchmark sweep (matplotlib, Agg, PNG), carrying the paper's two messages.
 
-- :func:`plot_group_accuracy`: per-group test accuracy against the pruning rate, one panel per
-  method (Tran et al. 2022, Fig. 1).
-- :func:`plot_method_comparison`: overall test accuracy and fairness violation ξ against the
-  pruning rate, one line per method, mean ± std over seeds (the paper's Fig. 5).
+- :func:`plot_group_accuracy` (Tran et al. 2022, Fig. 1): the *change* in each group's test
+  accuracy from the dense net against the pruning rate, one panel per method, one line per
+  group (``n`` = test rows in the legend), the overall change dashed, a band for the 95 %
+  t-interval over seeds.
+- :func:`plot_method_comparison` (the paper's Fig. 5): test accuracy against disparity, one point
+  per method and pruning rate, error bars for the 95 % t-interval over seeds in both directions;
+  left panel ξ (eq. 3), right panel the largest excess accuracy gap ``max_g ψ_g``. Methods
+  without class probabilities (``threshold``) have no ξ: the left panel names them and the right
+  panel shows them.
+
+Every disparity is measured against the common dense net θ* of the seed (the ★), so methods are
+comparable. A point at pruning rate 0 of a method other than ``none`` is hollow: nothing was
+pruned, so its disparity is the method's own change to θ* (constrained training, reweighting,
+thresholds), not pruning's. In the group-accuracy figure the ``fair_*`` methods (and
+``gridsearch``'s selected net) are drawn relative to *their own* dense net, so their rate-0
+point is 0 and the curve shows what pruning did to them; ``eg`` (a mixture of nets) is drawn
+relative to θ* and its panel says so.
 
 The figures are drawn on ``matplotlib.figure.Figure`` objects with the Agg canvas directly, so
 importing this module neither needs a display nor changes pyplot's backend.
@@ -15,13 +28,22 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..compare import DEFAULT_CONFIDENCE, seed_interval
+from ..metrics import FRAME_COLUMNS
+
 __all__ = ["plot_group_accuracy", "plot_method_comparison", "plot_sweep"]
 
-_REQUIRED = ("method", "rate", "seed", "group", "accuracy_after")
+_RUN_KEYS = ("method", "rate", "seed")
+_GROUP_REQUIRED = (*_RUN_KEYS, "group", "count", "accuracy_dense", "accuracy_pruned")
+_RUN_REQUIRED = (*_RUN_KEYS, "accuracy", "accuracy_dense", "fairness_violation",
+                 "max_excess_accuracy_gap")
+_OWN_DENSE_METHODS = ("fair_before", "fair_after", "fair_both", "gridsearch")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
 
 
 def _check_table(table: pd.DataFrame, columns: Sequence[str]) -> None:
@@ -36,10 +58,13 @@ def _check_table(table: pd.DataFrame, columns: Sequence[str]) -> None:
 
 
 def _new_figure(n_panels: int, *, width: float = 4.2, height: float = 3.4,
-                max_columns: int = 3, sharey: bool = False) -> tuple[Figure, list]:
+                max_columns: int = 3, sharey: bool = False,
+                extra_height: float = 1.2) -> tuple[Figure, list]:
+    """Panels, plus ``extra_height`` inches for the titles and the legend below."""
     columns = min(n_panels, max_columns)
     rows = math.ceil(n_panels / columns)
-    figure = Figure(figsize=(width * columns, height * rows), layout="constrained")
+    figure = Figure(figsize=(max(width * columns, 7.0), height * rows + 0.8 + extra_height),
+                    layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, columns, squeeze=False, sharey=sharey).ravel().tolist()
     for extra in axes[n_panels:]:
@@ -54,122 +79,312 @@ def _save(figure: Figure, path: str | Path) -> Path:
     return path
 
 
+def _stats(frame: pd.DataFrame, by: list[str], column: str,
+           confidence: float) -> pd.DataFrame:
+    """Mean over seeds of ``column`` and its t-interval, per ``by`` (NaN seeds left out)."""
+    stats = frame.groupby(by, sort=False)[column].agg(["mean", "std", "count"])
+    stats["low"], stats["high"] = seed_interval(stats["mean"], stats["std"], stats["count"],
+                                                confidence)
+    return stats
+
+
+def _seeds_note(table: pd.DataFrame, confidence: float) -> str:
+    n_seeds = table["seed"].nunique()
+    if n_seeds < 2:
+        return "1 seed: no interval over seeds"
+    note = f"mean over {n_seeds} seeds, {confidence:.0%} t-interval"
+    if n_seeds == 2:
+        note += " (2 seeds: t = 12.7, very wide; run 3 or more)"
+    return note
+
+
+def _limits(means: Sequence[np.ndarray], lows: Sequence[np.ndarray],
+            highs: Sequence[np.ndarray], floor: float,
+            feasible: tuple[float, float] = (-np.inf, np.inf)) -> tuple[float, float] | None:
+    """Axis limits that show every mean and the intervals up to the means' spread beyond them.
+
+    Intervals wider than that (few seeds) run off the panel instead of squashing the means
+    into a line; nothing outside the ``feasible`` range of the quantity is shown.
+    """
+    values = np.concatenate([np.ravel(m) for m in means]).astype(float)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None
+    lo, hi = float(values.min()), float(values.max())
+    span = max(hi - lo, floor)
+    bounds = [np.concatenate([np.ravel(b) for b in group]).astype(float)
+              for group in (lows, highs)]
+    low = np.nanmin(bounds[0], initial=lo) if np.isfinite(bounds[0]).any() else lo
+    high = np.nanmax(bounds[1], initial=hi) if np.isfinite(bounds[1]).any() else hi
+    low = max(low, lo - span, feasible[0])
+    high = min(high, hi + span, feasible[1])
+    pad = 0.06 * (high - low)
+    return low - pad, high + pad
+
+
+# --------------------------------------------------------------------------------------------
+# Figure 1: change in group accuracy
+# --------------------------------------------------------------------------------------------
+def _group_changes(table: pd.DataFrame) -> pd.DataFrame:
+    """Per run × group: the change in accuracy (points) from the dense net the method pruned.
+
+    Also one row per run with ``group == None`` for the overall change (count-weighted).
+    """
+    rows = table[[*_RUN_KEYS, "group", "count", "accuracy_dense", "accuracy_pruned"]].copy()
+    reference = rows["accuracy_dense"]
+    if "accuracy_own_dense" in table.columns:
+        own = table["accuracy_own_dense"]
+        reference = own.where(own.notna(), reference)
+    rows["change"] = 100.0 * (rows["accuracy_pruned"] - reference)
+    weighted = rows.assign(weighted=rows["change"] * rows["count"])
+    overall = weighted.groupby(list(_RUN_KEYS), sort=False)[["weighted", "count"]].sum()
+    overall = (overall["weighted"] / overall["count"]).rename("change").reset_index()
+    overall["group"] = None
+    return pd.concat([rows, overall], ignore_index=True)
+
+
+def _reference_note(method: str, table: pd.DataFrame) -> str:
+    part = table[table["method"] == method]
+    if method in _OWN_DENSE_METHODS and "accuracy_own_dense" in part.columns \
+            and part["accuracy_own_dense"].notna().all():
+        return "change from its own dense net"
+    if method in ("none", "threshold"):
+        return "change from dense θ*"
+    return "change from θ* (trains its own nets)"
+
+
 def plot_group_accuracy(table: pd.DataFrame, path: str | Path, *,
-                        methods: Sequence[str] | None = None, title: str | None = None) -> Path:
-    """Per-group test accuracy against the pruning rate, one panel per method (paper Fig. 1).
+                        methods: Sequence[str] | None = None, title: str | None = None,
+                        confidence: float = DEFAULT_CONFIDENCE) -> Path:
+    """Change in each group's test accuracy from the dense net against the pruning rate.
+
+    The paper's Fig. 1: one panel per method (shared y axis), one line per group with a band
+    for the t-interval over seeds, the overall change as a dashed black line, ``n`` (test rows
+    of the group) in the legend. Below 0 a group lost accuracy to pruning.
 
     Parameters
     ----------
     table : pandas.DataFrame
-        One row per method × rate × seed × group, with ``method``, ``rate``, ``seed``,
-        ``group``, ``accuracy_after`` (and ``count`` to order the legend by group size).
+        ``results.csv``: one row per method × rate × seed × group with ``count``,
+        ``accuracy_dense``, ``accuracy_pruned`` and (optionally) ``accuracy_own_dense``, the
+        dense net the method itself pruned, used where it is defined.
     path : str or Path
         PNG file to write (folders are created).
     methods : sequence of str, optional
         Methods to draw, in this order; all of the table's by default.
     title : str, optional
         Figure title.
+    confidence : float, default=0.95
+        Coverage of the bands.
 
     Returns
     -------
     Path
         ``path``.
     """
-    _check_table(table, _REQUIRED)
+    _check_table(table, _GROUP_REQUIRED)
     methods = list(dict.fromkeys(table["method"])) if methods is None else list(methods)
-    if "count" in table.columns:
-        sizes = table.groupby("group", sort=False)["count"].mean().sort_values(ascending=False)
-        groups = list(sizes.index)
-    else:
-        groups = list(dict.fromkeys(table["group"]))
-    figure, axes = _new_figure(len(methods), sharey=True)
+    unknown = [m for m in methods if m not in set(table["method"])]
+    if unknown:
+        raise ValueError(f"methods {unknown} are not in the table ({sorted(set(table['method']))})")
+    sizes = table.groupby("group", sort=False)["count"].mean().sort_values(ascending=False)
+    groups = list(sizes.index)
+    changes = _group_changes(table)
+    figure, axes = _new_figure(len(methods), sharey=True,
+                               extra_height=0.25 * math.ceil((len(groups) + 1) / 4) + 0.5)
     colors = _colors(len(groups))
+    drawn: tuple[list, list, list] = ([], [], [])
     for ax, method in zip(axes, methods, strict=True):
-        part = table[table["method"] == method]
-        for color, group in zip(colors, groups, strict=True):
-            rows = part[part["group"] == group]
+        part = changes[changes["method"] == method]
+        ax.axhline(0.0, color="0.5", linewidth=0.8)
+        for color, group in zip([*colors, "black"], [*groups, None], strict=True):
+            rows = part[part["group"].isna()] if group is None else part[part["group"] == group]
             if rows.empty:
                 continue
-            stats = rows.groupby("rate")["accuracy_after"].agg(["mean", "std"]).sort_index()
-            label = str(group)
-            if "count" in rows.columns:
-                label += f" (n={int(rows['count'].iloc[0])})"
-            ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0.0), marker="o",
-                        markersize=3, capsize=2, color=color, label=label)
-        ax.set_title(method)
+            stats = _stats(rows, ["rate"], "change", confidence).sort_index()
+            if group is None:
+                label = f"all (n={_total(table)})"
+                style = dict(color="black", linestyle="--", linewidth=1.6, zorder=3)
+            else:
+                label = f"{group} (n={int(round(sizes.loc[group]))})"
+                style = dict(color=color, linewidth=1.3)
+            ax.plot(stats.index, stats["mean"], marker="o", markersize=3, label=label, **style)
+            for store, column in zip(drawn, ("mean", "low", "high"), strict=True):
+                store.append(stats[column].to_numpy())
+            if stats["low"].notna().any():
+                ax.fill_between(stats.index, stats["low"], stats["high"], color=style["color"],
+                                alpha=0.12 if group is None else 0.18, linewidth=0)
+        ax.set_title(f"{method}\n{_reference_note(method, table)}", fontsize="medium")
         ax.set_xlabel("pruning rate")
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel("Δ test accuracy (points)")
         ax.tick_params(labelleft=True)
         ax.grid(alpha=0.3)
-    _legend(figure, axes, "group")
-    if title:
-        figure.suptitle(title)
+    limits = _limits(*drawn, floor=1.0, feasible=(-100.0, 100.0))
+    if limits is not None:
+        axes[0].set_ylim(*limits)
+    _legend(figure, axes, "test group")
+    heading = ("Change in each group's test accuracy from the dense net (below 0: the group "
+               f"lost accuracy)\n{_seeds_note(table, confidence)} (bands)")
+    figure.suptitle(f"{title}\n{heading}" if title else heading)
     return _save(figure, path)
 
 
-def _method_stats(table: pd.DataFrame) -> pd.DataFrame:
-    """Per method × rate × seed: overall accuracy and ξ (one row per run)."""
-    columns = ["accuracy", "xi"]
-    return table.groupby(["method", "rate", "seed"], sort=False)[columns].first().reset_index()
+def _total(table: pd.DataFrame) -> int:
+    """Test rows of one run (all groups)."""
+    first = table.iloc[0]
+    one_run = table[(table["method"] == first["method"]) & (table["rate"] == first["rate"])
+                    & (table["seed"] == first["seed"])]
+    return int(one_run["count"].sum())
+
+
+# --------------------------------------------------------------------------------------------
+# Figure 5: accuracy against disparity
+# --------------------------------------------------------------------------------------------
+def _runs(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per run with compare_methods' column names, from results.csv or a run table."""
+    if "group" in table.columns:
+        per_group = [c for c in (*FRAME_COLUMNS, "group", "accuracy_own_dense")
+                     if c in table.columns]
+        table = table.drop_duplicates(list(_RUN_KEYS)).drop(columns=per_group)
+        table = table.rename(columns={c: c.removeprefix("overall_") for c in table.columns})
+    return table.reset_index(drop=True)
 
 
 def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
-                           title: str | None = None) -> Path:
-    """Test accuracy and ξ against the pruning rate, one line per method (paper Fig. 5).
+                           title: str | None = None,
+                           confidence: float = DEFAULT_CONFIDENCE) -> Path:
+    """Test accuracy against disparity, one point per method and pruning rate (paper Fig. 5).
+
+    Left: ξ (eq. 3, nats); right: ``max_g ψ_g`` (points of accuracy). Error bars are the
+    t-interval over seeds in both directions; points of one method are joined in order of the
+    pruning rate, which labels each point. Up and to the left is better. The ★ is the dense
+    net θ* every disparity is measured against. Rate-0 points of methods other than ``none``
+    are hollow (nothing was pruned). A method without ξ (``threshold``: no class
+    probabilities) is named in the left panel and drawn in the right one.
 
     Parameters
     ----------
     table : pandas.DataFrame
-        The per-group results table (run-level columns ``accuracy`` and ``xi`` repeated on
-        every group row) or :func:`~fairprune_sk.compare.compare_methods`' table.
+        ``results.csv`` (run-level columns ``overall_accuracy``, ``overall_accuracy_dense``,
+        ``fairness_violation``, ``max_excess_accuracy_gap`` repeated on every group row) or
+        :func:`~fairprune_sk.compare.compare_methods`' table.
     path : str or Path
         PNG file to write.
     title : str, optional
         Figure title.
+    confidence : float, default=0.95
+        Coverage of the error bars.
 
     Returns
     -------
     Path
         ``path``.
-
-    Notes
-    -----
-    ``threshold`` has no probabilities, so no ξ: it is left out of the ξ panel.
     """
-    _check_table(table, ("method", "rate", "seed", "accuracy", "xi"))
-    runs = _method_stats(table)
+    runs = _runs(table)
+    _check_table(runs, _RUN_REQUIRED)
     methods = list(dict.fromkeys(runs["method"]))
-    figure, axes = _new_figure(2)
+    runs = runs.assign(accuracy=100.0 * runs["accuracy"],
+                       accuracy_dense=100.0 * runs["accuracy_dense"],
+                       max_excess_accuracy_gap=100.0 * runs["max_excess_accuracy_gap"])
+    accuracy = _stats(runs, ["method", "rate"], "accuracy", confidence)
+    dense_mean = float(runs.drop_duplicates("seed")["accuracy_dense"].mean())
+    figure, axes = _new_figure(2, width=6.0, height=4.6, sharey=True,
+                               extra_height=0.25 * math.ceil((len(methods) + 2) / 4) + 0.5)
     colors = _colors(len(methods))
-    for ax, column, label in ((axes[0], "accuracy", "test accuracy"),
-                              (axes[1], "xi", "fairness violation ξ (test)")):
-        for color, method in zip(colors, methods, strict=True):
-            part = runs[runs["method"] == method]
-            stats = part.groupby("rate")[column].agg(["mean", "std"]).sort_index()
-            if stats["mean"].isna().all():
+    panels = (("fairness_violation", "fairness violation ξ = max R(a) − min R(a) (nats)"),
+              ("max_excess_accuracy_gap", "max excess accuracy gap max ψ_g (points)"))
+    y_drawn: tuple[list, list, list] = ([[dense_mean]], [], [])
+    for ax, (column, label) in zip(axes, panels, strict=True):
+        disparity = _stats(runs, ["method", "rate"], column, confidence)
+        x_drawn: tuple[list, list, list] = ([[0.0]], [], [])
+        undefined = []
+        for index, (color, method) in enumerate(zip(colors, methods, strict=True)):
+            x = disparity.loc[method].sort_index()
+            y = accuracy.loc[method].reindex(x.index)
+            shown = x["mean"].notna() & ~((method == "none") & (x.index == 0))
+            if not shown.any():
+                if x["mean"].isna().all():
+                    undefined.append(method)
                 continue
-            ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0.0), marker="o",
-                        markersize=3, capsize=2, color=color, label=method)
-        ax.set_xlabel("pruning rate")
-        ax.set_ylabel(label)
+            x, y = x[shown], y[shown]
+            for store, key in zip(x_drawn, ("mean", "low", "high"), strict=True):
+                store.append(x[key].to_numpy())
+            for store, key in zip(y_drawn, ("mean", "low", "high"), strict=True):
+                store.append(y[key].to_numpy())
+            marker = _MARKERS[index % len(_MARKERS)]
+            ax.plot(x["mean"], y["mean"], color=color, linewidth=1.0, alpha=0.6)
+            ax.errorbar(x["mean"], y["mean"], xerr=_half_widths(x), yerr=_half_widths(y),
+                        fmt="none", ecolor=color, elinewidth=0.9, capsize=2, alpha=0.8)
+            pruned = x.index > 0
+            ax.scatter(x["mean"][pruned], y["mean"][pruned], color=color, marker=marker, s=36,
+                       zorder=3, label=method)
+            if (~pruned).any():
+                ax.scatter(x["mean"][~pruned], y["mean"][~pruned], facecolors="white",
+                           edgecolors=color, marker=marker, s=36, zorder=3,
+                           label=None if pruned.any() else method)
+            for rate, xm, ym in zip(x.index, x["mean"], y["mean"], strict=True):
+                ax.annotate(f"{rate:g}", (xm, ym), xytext=(4, 3), textcoords="offset points",
+                            fontsize=7, color=color)
+        ax.scatter([0.0], [dense_mean], marker="*", s=160, color="black", zorder=4,
+                   label="dense θ* (rate 0)")
+        x_limits = _limits(*x_drawn, floor=0.01 if column == "fairness_violation" else 1.0,
+                           feasible=(0.0, np.inf))
+        if x_limits is not None:
+            ax.set_xlim(*x_limits)
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy (%)")
+        ax.tick_params(labelleft=True)
         ax.grid(alpha=0.3)
-    _legend(figure, axes, "method")
-    if title:
-        figure.suptitle(title)
+        ax.text(0.98, 0.98, "better: up and left", transform=ax.transAxes, ha="right",
+                va="top", fontsize="small", color="0.35")
+        if undefined:
+            ax.text(0.98, 0.02, f"not shown, ξ undefined (no class probabilities): "
+                    f"{', '.join(undefined)}\n→ see max ψ_g on the right",
+                    transform=ax.transAxes, ha="right", va="bottom", fontsize="small",
+                    color="firebrick")
+    y_limits = _limits(*y_drawn, floor=1.0, feasible=(0.0, 100.0))
+    if y_limits is not None:
+        axes[0].set_ylim(*y_limits)
+    handles, labels = _unique_handles(axes)
+    from matplotlib.lines import Line2D
+
+    handles.append(Line2D([], [], marker="o", linestyle="none", markerfacecolor="white",
+                          markeredgecolor="0.3"))
+    labels.append("hollow: rate 0, nothing pruned\n(the method's own change to θ*)")
+    figure.legend(handles, labels, loc="outside lower center", fontsize="small",
+                  ncols=min(len(labels), 4), title="method")
+    heading = ("Accuracy against disparity, one point per method and pruning rate (label: "
+               "rate)\nagainst the dense θ* of each seed; "
+               f"{_seeds_note(runs, confidence)}")
+    figure.suptitle(f"{title}\n{heading}" if title else heading)
     return _save(figure, path)
 
 
-def _legend(figure: Figure, axes: list, title: str) -> None:
-    """One legend for the figure, outside the panels on the right (no data hidden)."""
+def _half_widths(stats: pd.DataFrame) -> np.ndarray | None:
+    """Asymmetric error-bar lengths from a t-interval; None when there is none (one seed)."""
+    low = (stats["mean"] - stats["low"]).to_numpy()
+    high = (stats["high"] - stats["mean"]).to_numpy()
+    if np.isnan(low).all():
+        return None
+    return np.vstack([np.nan_to_num(low), np.nan_to_num(high)])
+
+
+def _unique_handles(axes: list) -> tuple[list, list]:
     handles, labels = {}, []
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             if label not in handles:
                 handles[label] = handle
                 labels.append(label)
+    return [handles[label] for label in labels], labels
+
+
+def _legend(figure: Figure, axes: list, title: str) -> None:
+    """One legend for the figure, outside the panels on the right (no data hidden)."""
+    handles, labels = _unique_handles(axes)
     if labels:
-        figure.legend([handles[label] for label in labels], labels, loc="outside right upper",
-                      fontsize="small", title=title)
+        figure.legend(handles, labels, loc="outside lower center", fontsize="small",
+                      ncols=min(len(labels), 4), title=title)
 
 
 def _colors(n: int) -> list:

@@ -5,10 +5,16 @@ the net of a model name, and :func:`run_sweep` runs every method × rate × seed
 :func:`fairprune_sk.compare.run_methods` (one dense reference per seed, independent runs in
 ``joblib.Parallel``), then writes
 
-- ``results.csv``: one row per dataset × model × method × rate × seed × (test) group, with loss
-  and accuracy before (the common dense net θ*) and after, ``R(a)``, and the run-level ``ξ``,
-  accuracy gap, worst-group accuracy, training-set ``ξ`` and gap, sparsity and wall time;
-- ``summary.csv``: mean and std over seeds per method × rate;
+- ``results.csv``: one row per dataset × model × method × rate × seed × (test) group, with the
+  columns of :class:`~fairprune_sk.ExcessRiskFrame` (``count``, ``loss_dense``,
+  ``loss_pruned``, ``excess_risk`` R(a), ``accuracy_dense``, ``accuracy_pruned``,
+  ``accuracy_drop``, ``excess_accuracy_gap`` ψ_g, ``flip_rate``; "dense" is the common dense
+  net θ*, "pruned" the method's final model), ``accuracy_own_dense`` (the dense net the method
+  itself pruned), then the run-level ``fairness_violation`` ξ, ``max_excess_accuracy_gap``, gaps,
+  worst-group accuracy, overall accuracies and flip rate, the same on the training data
+  (``train_*``), sparsity and wall time (:data:`RESULT_COLUMNS`);
+- ``summary.csv``: per method × rate, the mean over seeds with a 95 % Student-t interval
+  (``<metric>_mean``, ``<metric>_std``, ``<metric>_ci_low``, ``<metric>_ci_high``, ``n_seeds``);
 - ``group_accuracy.png`` (the paper's Fig. 1) and ``methods.png`` (its Fig. 5);
 - ``meta.json``: the configuration and the total wall time.
 """
@@ -26,12 +32,21 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
-from ..compare import GROUP_COLUMNS, MethodResult, format_summary, run_methods, summarize
+from ..compare import (
+    GROUP_COLUMNS,
+    SUMMARY_COLUMNS,
+    MethodResult,
+    flat_summary,
+    format_summary,
+    run_methods,
+    summarize,
+)
 
 __all__ = [
     "DATASETS",
     "MODELS",
     "RESULT_COLUMNS",
+    "RUN_COLUMNS",
     "BenchmarkData",
     "SweepResult",
     "load_benchmark_data",
@@ -44,6 +59,13 @@ DATASETS = ("adult", "fashion_mnist", "digits")
 MODELS = ("mlp", "cnn", "resnet18")
 ADULT_SENSITIVE = ("race", "sex")
 
+#: Run-level columns of ``results.csv`` (repeated on every group row of the run): the keys of
+#: :data:`~fairprune_sk.compare.SUMMARY_COLUMNS`, those that share a name with a per-group
+#: column (``accuracy_dense``, ``flip_rate``) and ``accuracy`` prefixed ``overall_``.
+RUN_COLUMNS = {
+    key: (f"overall_{key}" if key in (*GROUP_COLUMNS, "accuracy") else key)
+    for key in SUMMARY_COLUMNS if key not in ("method", "rate", "seed")
+}
 #: Columns of ``results.csv``, in order (one row per run × test group).
 RESULT_COLUMNS = (
     "dataset",
@@ -54,15 +76,8 @@ RESULT_COLUMNS = (
     "seed",
     "group",
     *GROUP_COLUMNS,
-    "xi",
-    "accuracy_gap",
-    "worst_group_accuracy",
-    "accuracy",
-    "accuracy_dense",
-    "train_xi",
-    "train_accuracy_gap",
-    "sparsity",
-    "seconds",
+    "accuracy_own_dense",
+    *RUN_COLUMNS.values(),
 )
 
 #: Training defaults per dataset (used where the caller leaves a setting at None).
@@ -334,9 +349,10 @@ def results_table(results: Sequence[MethodResult], *, dataset: str, model: str,
     for result in results:
         frame = result.by_group_test.copy()
         frame.insert(0, "group", [_group_label(g) for g in frame.index])
-        for key in ("xi", "accuracy_gap", "worst_group_accuracy", "accuracy", "accuracy_dense",
-                    "train_xi", "train_accuracy_gap", "sparsity", "seconds"):
-            frame[key] = result.summary[key]
+        own = result.own_dense_accuracy
+        frame["accuracy_own_dense"] = np.nan if own is None else own.to_numpy()
+        for key, column in RUN_COLUMNS.items():
+            frame[column] = result.summary[key]
         frame["dataset"], frame["model"], frame["sensitive"] = dataset, model, sensitive
         frame["method"], frame["rate"], frame["seed"] = result.method, result.rate, result.seed
         frames.append(frame.reset_index(drop=True))
@@ -353,8 +369,11 @@ class SweepResult:
     ----------
     table : pandas.DataFrame
         ``results.csv``: one row per run × test group.
+    runs : pandas.DataFrame
+        One row per run (:func:`~fairprune_sk.compare.compare_methods`' schema).
     summary : pandas.DataFrame
-        Mean and std over seeds per method × rate (:func:`~fairprune_sk.compare.summarize`).
+        Mean, std and 95 % t-interval over seeds per method × rate
+        (:func:`~fairprune_sk.compare.summarize`).
     files : list of Path
         Files written (empty when ``out`` is None).
     seconds : float
@@ -365,6 +384,7 @@ class SweepResult:
     summary: pd.DataFrame
     files: list[Path]
     seconds: float
+    runs: pd.DataFrame | None = None
 
 
 class _Progress:
@@ -381,15 +401,17 @@ class _Progress:
         s = result.summary
         digits = len(str(total))
         print(f"[{bar}] {done:>{digits}}/{total} {result.method:<11} rate={result.rate:<5g} "
-              f"seed={result.seed}  acc={s['accuracy']:.4f} xi={s['xi']:.4f} "
-              f"gap={s['accuracy_gap']:.4f}  {result.seconds:6.1f} s  "
+              f"seed={result.seed}  acc={s['accuracy']:.4f} "
+              f"xi={s['fairness_violation']:.4f} max_psi={s['max_excess_accuracy_gap']:.4f}  "
+              f"{result.seconds:6.1f} s  "
               f"(elapsed {time.perf_counter() - self.start:.1f} s)",
               file=self.stream, flush=True)
 
 
-#: Columns of the summary printed at the end of a sweep.
-PRINTED_SUMMARY = ("accuracy", "xi", "accuracy_gap", "worst_group_accuracy", "train_xi",
-                   "train_accuracy_gap", "sparsity", "seconds")
+#: Metrics of the summary over seeds printed at the end of a sweep (test, then training data).
+PRINTED_SUMMARY = ("accuracy", "fairness_violation", "max_excess_accuracy_gap",
+                   "worst_group_accuracy")
+PRINTED_TRAIN_SUMMARY = tuple(f"train_{name}" for name in PRINTED_SUMMARY)
 
 
 def run_sweep(
@@ -456,17 +478,15 @@ def run_sweep(
         threads=threads, progress=printer, **options,
     )
     table = results_table(results, dataset=data.name, model=model, sensitive=data.sensitive)
-    run_level = table.drop_duplicates(["method", "rate", "seed"])
-    summary = summarize(run_level[["method", "rate", "seed", *PRINTED_SUMMARY]])
+    runs = pd.DataFrame([r.summary for r in results], columns=list(SUMMARY_COLUMNS))
+    summary = summarize(runs)
     seconds = time.perf_counter() - start
     files: list[Path] = []
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "results.csv", index=False)
-        flat = summary.copy()
-        flat.columns = [f"{a}_{b}" if b else a for a, b in flat.columns]
-        flat.reset_index().to_csv(out / "summary.csv", index=False)
+        flat_summary(summary).to_csv(out / "summary.csv", index=False)
         files += [out / "results.csv", out / "summary.csv"]
         if figures:
             title = f"{data.name}, {model}, groups by {data.sensitive}"
@@ -486,7 +506,7 @@ def run_sweep(
         }
         (out / "meta.json").write_text(json.dumps(meta, indent=2))
         files.append(out / "meta.json")
-    return SweepResult(table=table, summary=summary, files=files, seconds=seconds)
+    return SweepResult(table=table, summary=summary, files=files, seconds=seconds, runs=runs)
 
 
 def _jsonable(value: Any) -> Any:
@@ -504,8 +524,21 @@ def _jsonable(value: Any) -> Any:
 
 
 def print_summary(summary: pd.DataFrame, stream: TextIO | None = None) -> None:
-    """Print :func:`run_sweep`'s summary as ``mean ± std`` (std over seeds)."""
+    """Print :func:`run_sweep`'s summary as ``mean [low, high]`` (95 % t-interval over seeds).
+
+    Test metrics first, then the same on the training data. With a single seed the interval is
+    undefined: only the mean is printed, and a line says so.
+    """
     stream = sys.stdout if stream is None else stream
-    text = format_summary(summary, PRINTED_SUMMARY)
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(text.to_string(), file=stream)
+    n_seeds = summary[("n_seeds", "")]
+    if (n_seeds < 2).any():
+        print("(one seed: no interval over seeds; run --seeds 3 or more to see the seed noise)",
+              file=stream)
+    with pd.option_context("display.width", 250, "display.max_columns", 20,
+                           "display.max_colwidth", 40):
+        for columns, what in ((PRINTED_SUMMARY, "test data"),
+                              (PRINTED_TRAIN_SUMMARY, "training data")):
+            present = [c for c in columns if c in summary.columns.get_level_values(0)]
+            if present:
+                print(f"\n{what}:", file=stream)
+                print(format_summary(summary, present).to_string(), file=stream)
