@@ -10,30 +10,58 @@ import pytest
 
 from fairprune_sk.benchmark.cli import build_parser, main
 
+AUDIT_SMALL = ["audit", "--n-train", "600", "--epochs", "1", "--fine-tune-epochs", "0",
+               "--n-boot", "50", "--quiet"]
 
-def test_audit_writes_per_rate_per_group_table(tmp_path, capsys):
+
+def test_audit_writes_per_rate_per_group_table_with_intervals(tmp_path, capsys):
     out = tmp_path / "audit.csv"
-    main(["audit", "--n-train", "600", "--epochs", "1", "--rates", "0.5", "0.9",
-          "--fine-tune-epochs", "0", "--quiet", "--out", str(out)])
+    main(AUDIT_SMALL + ["--rates", "0.5", "0.9", "--sensitive", "race", "--out", str(out)])
     printed = capsys.readouterr().out
-    assert "pruning rate 0.9" in printed and "fairness violation xi" in printed
+    assert "pruning rate 0.9" in printed and "xi = " in printed
     table = pd.read_csv(out)
     assert sorted(table["rate"].unique()) == [0.5, 0.9]
     assert set(table["race"]) == {"White", "Black", "Asian-Pac-Islander", "Amer-Indian-Eskimo",
                                   "Other"}
-    # ξ is the spread of the excess risk across groups, per rate
+    # the schema: frame columns, intervals, per-rate summaries in one vocabulary
+    expected = {"rate", "sparsity", "count", "loss_dense", "loss_pruned", "excess_risk",
+                "excess_risk_ci_low", "excess_risk_ci_high", "accuracy_dense",
+                "accuracy_pruned", "accuracy_drop", "excess_accuracy_gap",
+                "excess_accuracy_gap_ci_low", "excess_accuracy_gap_ci_high", "flip_rate",
+                "fairness_violation", "fairness_violation_ci_low", "fairness_violation_ci_high",
+                "max_excess_accuracy_gap", "max_excess_accuracy_gap_ci_low",
+                "max_excess_accuracy_gap_ci_high", "accuracy_gap", "seconds"}
+    assert expected <= set(table.columns)
+    assert "xi" not in table.columns
     for _, part in table.groupby("rate"):
+        # ξ is the spread of the excess risk across groups, ψ's max is the max, per rate
         spread = part["excess_risk"].max() - part["excess_risk"].min()
         assert part["fairness_violation"].iloc[0] == pytest.approx(spread)
+        assert part["max_excess_accuracy_gap"].iloc[0] == pytest.approx(
+            part["excess_accuracy_gap"].max())
+        assert (part["excess_risk_ci_low"] <= part["excess_risk"] + 1e-12).all()
+        assert (part["excess_risk"] <= part["excess_risk_ci_high"] + 1e-12).all()
     np.testing.assert_allclose(table["sparsity"], table["rate"], atol=0.01)
+    for suffix in ("_groups.png", "_accuracy_change.png"):
+        assert (tmp_path / f"audit{suffix}").stat().st_size > 0
+
+
+def test_audit_default_reports_the_worst_group_and_a_verdict(capsys):
+    main(AUDIT_SMALL)  # default groups race x sex, default rates
+    printed = capsys.readouterr().out
+    assert "At pruning rate 0.98 (the highest audited):" in printed
+    assert "Lost most: " in printed and "R(a) = " in printed
+    assert "Significant: YES" in printed or "Significant: NO" in printed
+    assert "What the numbers mean:" in printed
+    for name in ("excess_risk", "fairness_violation", "excess_accuracy_gap"):
+        assert name in printed
 
 
 def test_audit_json_and_intersectional_groups(tmp_path):
     out = tmp_path / "audit.json"
-    main(["audit", "--n-train", "400", "--epochs", "1", "--rates", "0.7", "--sensitive", "race",
-          "sex", "--fine-tune-epochs", "0", "--quiet", "--out", str(out)])
+    main(AUDIT_SMALL + ["--rates", "0.7", "--sensitive", "race", "sex", "--out", str(out)])
     rows = json.loads(out.read_text())
-    assert {"race", "sex", "excess_risk", "count"} <= set(rows[0])
+    assert {"race", "sex", "excess_risk", "count", "excess_risk_ci_low"} <= set(rows[0])
     assert len(rows) == len({(r["race"], r["sex"]) for r in rows})
 
 
@@ -54,3 +82,30 @@ def test_bad_arguments_are_rejected(capsys):
     assert "pruning rate must be in [0, 1)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         build_parser().parse_args(["audit", "--sensitive", "age"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["audit", "--n-train", "-5"], "--n-train: must be an integer >= 1; got -5"),
+        (["audit", "--threads", "0"], "--threads: must be an integer >= 1; got 0"),
+        (["audit", "--n-boot", "0"], "--n-boot: must be an integer >= 1; got 0"),
+        (["audit", "--out", "x.txt"], "--out: must end in .csv or .json"),
+        (["audit", "--lr", "-1"], "--lr: must be a finite number > 0"),
+    ],
+)
+def test_audit_user_errors_are_one_line_at_parse_time(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_audit_out_under_a_regular_file_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["audit", "--out", str(blocker / "audit.csv")])
+    assert exit_info.value.code == 2
+    assert "is a file" in capsys.readouterr().err

@@ -1,4 +1,7 @@
-"""Audit: train one dense net, prune copies of it at several rates, and tabulate R(a) and ξ."""
+"""Audit: train one dense net, prune copies of it at several rates, and tabulate R(a), ξ and ψ.
+
+The ``fairprune audit`` subcommand lives in :mod:`fairprune_sk.benchmark.audit_cli`.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,9 @@ import pandas as pd
 from ..compare import prune_copy
 from ..metrics import ExcessRiskFrame
 from ..nets import PrunableNetClassifier
+
+#: Columns of the audit table that get ``_ci_low`` / ``_ci_high`` bootstrap bounds.
+CI_COLUMNS = ("excess_risk", "excess_accuracy_gap", "accuracy_drop")
 
 
 @dataclass
@@ -65,27 +71,62 @@ def audit_rates(
     *,
     method: str | None = None,
     fine_tune_epochs: int = 0,
-) -> pd.DataFrame:
-    """Per-group excess-risk table for each pruning rate of a fitted dense net.
+    n_boot: int | None = None,
+    random_state: Any = None,
+) -> tuple[pd.DataFrame, dict[float, ExcessRiskFrame]]:
+    """Per-group audit table for each pruning rate of a fitted dense net.
+
+    Parameters
+    ----------
+    net : PrunableNetClassifier
+        Fitted dense net θ*; it is not modified (each rate prunes a copy).
+    X_train, y_train : array-like
+        Fine-tuning data.
+    X_test, y_test, sensitive_test : array-like
+        Evaluation data and its groups.
+    rates : sequence of float
+        Pruning rates.
+    method : str, optional
+        Pruning method (default: the net's ``pruning_method``).
+    fine_tune_epochs : int, default=0
+        Epochs of fine-tuning after pruning, masks held.
+    n_boot : int, optional
+        Bootstrap resamples of the evaluation rows for 95 % intervals (None: no intervals).
+    random_state : None or int
+        Seed of the resamples.
 
     Returns
     -------
-    pandas.DataFrame
-        One row per (rate, group): the :class:`ExcessRiskFrame` columns plus ``rate``,
-        ``sparsity``, ``fairness_violation`` (ξ, eq. 3), ``accuracy_gap`` and ``seconds``.
+    table : pandas.DataFrame
+        One row per (rate, group): ``rate``, ``sparsity``, the group column(s), the
+        :class:`ExcessRiskFrame` columns, ``<column>_ci_low`` / ``<column>_ci_high`` for
+        :data:`CI_COLUMNS` (with ``n_boot``), and per rate ``fairness_violation`` (ξ, eq. 3),
+        ``max_excess_accuracy_gap`` (both with intervals), ``accuracy_gap`` and ``seconds``.
+    frames : dict
+        The :class:`ExcessRiskFrame` of each rate.
     """
-    tables = []
+    tables, frames = [], {}
     for rate in rates:
         start = time.perf_counter()
         pruned = prune_copy(
             net, rate, X_train, y_train, method=method, fine_tune_epochs=fine_tune_epochs
         )
-        frame = ExcessRiskFrame(pruned, X_test, y_test, sensitive_features=sensitive_test)
-        table = frame.by_group
+        frame = ExcessRiskFrame(pruned, X_test, y_test, sensitive_features=sensitive_test,
+                                n_boot=n_boot, random_state=random_state)
+        frames[rate] = frame
+        table = frame.by_group_with_ci(CI_COLUMNS)
         table.insert(0, "sparsity", pruned.sparsity_)
         table.insert(0, "rate", rate)
         table["fairness_violation"] = frame.fairness_violation
+        table["max_excess_accuracy_gap"] = frame.max_excess_accuracy_gap
+        if n_boot is not None:
+            xi_low, xi_high = frame.difference_ci()[0], frame.difference_ci()[-1]
+            psi_low, psi_high = frame.group_max_ci()[0], frame.group_max_ci()[-1]
+            table["fairness_violation_ci_low"] = xi_low["excess_risk"]
+            table["fairness_violation_ci_high"] = xi_high["excess_risk"]
+            table["max_excess_accuracy_gap_ci_low"] = psi_low["excess_accuracy_gap"]
+            table["max_excess_accuracy_gap_ci_high"] = psi_high["excess_accuracy_gap"]
         table["accuracy_gap"] = frame.accuracy_gap
         table["seconds"] = time.perf_counter() - start
         tables.append(table)
-    return pd.concat(tables).reset_index()
+    return pd.concat(tables).reset_index(), frames

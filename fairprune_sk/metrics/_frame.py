@@ -44,7 +44,7 @@ COLUMN_DESCRIPTIONS = {
     "accuracy_dense": "accuracy of the dense net",
     "accuracy_pruned": "accuracy of the pruned net",
     "accuracy_drop": "accuracy lost to pruning",
-    "excess_accuracy_gap": "ψ = the group's accuracy drop − the overall accuracy drop",
+    "excess_accuracy_gap": "ψ = group's accuracy drop − overall drop",
     "flip_rate": "fraction of rows whose predicted class changed",
 }
 
@@ -597,7 +597,7 @@ class ExcessRiskFrame:
             )
         return self._metric_frame
 
-    def plot(self, column: str = "excess_risk", *, ax: Any = None, sort: bool = True) -> Any:
+    def plot(self, column: str = "excess_risk", *, ax: Any = None, sort: bool | str = True) -> Any:
         """Horizontal bars of ``column`` per group, with the bootstrap interval when there is one.
 
         Parameters
@@ -606,8 +606,9 @@ class ExcessRiskFrame:
             One of :data:`FRAME_COLUMNS` but ``count``.
         ax : matplotlib Axes, optional
             Where to draw; a new figure if None.
-        sort : bool, default=True
-            Largest value on top.
+        sort : bool or str, default=True
+            True: largest value of ``column`` on top; a column name: order by that column (so
+            two panels side by side share one order); False: the order of ``by_group``.
 
         Returns
         -------
@@ -619,6 +620,8 @@ class ExcessRiskFrame:
             raise ValueError(
                 f"column must be one of {list(FRAME_COLUMNS[1:])}; got {column!r}"
             )
+        if isinstance(sort, str) and sort not in FRAME_COLUMNS:
+            raise ValueError(f"sort must be a bool or one of {list(FRAME_COLUMNS)}; got {sort!r}")
         intervals = None
         if self._boot_table is not None:
             ci = self.by_group_ci

@@ -20,17 +20,18 @@ def plot_by_group(
     overall: float,
     description: str,
     ax: Any = None,
-    sort: bool = True,
+    sort: bool | str = True,
     quantiles: tuple[float, ...] | None = None,
 ) -> Any:
     """Horizontal bars of ``by_group[column]``, error bars from ``intervals``, n in the labels."""
     import matplotlib.pyplot as plt
 
-    table = by_group[[column, "count"]].copy()
+    key = column if sort is True else sort
+    table = by_group[list(dict.fromkeys([column, "count"] + ([key] if key else [])))].copy()
     if intervals is not None:
         table["low"], table["high"] = intervals[0], intervals[1]
-    if sort:
-        table = table.sort_values(column, ascending=True)
+    if key:
+        table = table.sort_values(key, ascending=True, kind="stable")
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 0.45 * len(table) + 1.6), layout="constrained")
     positions = np.arange(len(table))
