@@ -167,3 +167,62 @@ def test_dask_backend(digits, params, tmp_path):
                            net_params=params, n_jobs=-1, out=None, progress=False)
     assert len(result.table) == 10
     assert result.table["sparsity"].iloc[0] == pytest.approx(0.5, abs=0.02)
+
+
+def _utkface_folder(folder, n=48):
+    """Tiny JPEGs named in the UTKFace convention, race readable from the colour."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for i in range(n):
+        race, gender, age = i % 3, (i // 3) % 2, int(rng.integers(1, 90))
+        pixels = rng.integers(0, 60, size=(12, 12, 3), dtype=np.uint8)
+        pixels[..., race] += 150
+        Image.fromarray(pixels).save(folder / f"{age}_{gender}_{race}_2017011617{i:07d}.jpg")
+    return folder
+
+
+def test_cli_benchmark_utkface(tmp_path, capsys):
+    folder = _utkface_folder(tmp_path / "faces")
+    out = tmp_path / "utk"
+    code = main(["benchmark", "--dataset", "utkface", "--data-path", str(folder),
+                 "--image-size", "8", "--width", "4", "--epochs", "1", "--fine-tune-epochs", "0",
+                 "--batch-size", "16", "--rates", "0", "0.5", "--methods", "none",
+                 "--out", str(out), "--no-figures"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "utkface: 36 training and 12 test samples, input shape (3, 8, 8), 3 classes" in text
+    assert "also the group" in text and "(resnet18," in text
+    table = pd.read_csv(out / "results.csv")
+    assert set(table["group"]) == {"White", "Black", "Asian"}
+    assert list(table.columns) == list(RESULT_COLUMNS)
+    data = load_benchmark_data("utkface", data_path=folder, target="gender",
+                               sensitive=["race", "gender"], model="mlp", image_size=8)
+    assert data.X_train.shape[1:] == (3 * 8 * 8,) and set(np.unique(data.y_train)) == {0, 1}
+    assert data.sensitive == "race & gender" and len(data.A_test.drop_duplicates()) == 6
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_cli_benchmark_utkface_bad_folder(tmp_path, capsys, make):
+    folder = tmp_path / "faces"
+    if make == "empty":
+        folder.mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["benchmark", "--dataset", "utkface", "--data-path", str(folder)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("fairprune benchmark: error: --data-path must be a folder")
+    assert "[age]_[gender]_[race]_[date&time].jpg" in err
+
+
+def test_utkface_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="none was given"):
+        load_benchmark_data("utkface")
+    with pytest.raises(ValueError, match="sensitive must be among"):
+        load_benchmark_data("utkface", data_path=tmp_path, sensitive=["sex"])
+    with pytest.raises(ValueError, match="target must be one of"):
+        load_benchmark_data("utkface", data_path=tmp_path, target="age")
+    with pytest.raises(ValueError, match="target applies to utkface only"):
+        load_benchmark_data("digits", target="race")

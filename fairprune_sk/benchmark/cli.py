@@ -23,12 +23,22 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
     # reductions differ between thread counts), and on a loaded 2-core machine two threads per
     # run were measured 2-10x slower than one.
     threads = 1 if args.threads is None else args.threads
+    if threads < 1:
+        _benchmark_error(f"--threads must be an int >= 1; got {threads}")
     torch.set_num_threads(threads)
-    data = load_benchmark_data(
-        args.dataset, model=args.model, sensitive=args.sensitive, n_train=args.n_train,
-        minority_classes=args.minority_classes, minority_fraction=args.minority_fraction,
-        data_path=args.data_path, random_state=args.data_seed,
-    )
+    from .sweep import DEFAULT_MODELS
+
+    if args.model is None:
+        args.model = DEFAULT_MODELS[args.dataset]
+    try:
+        data = load_benchmark_data(
+            args.dataset, model=args.model, sensitive=args.sensitive, n_train=args.n_train,
+            minority_classes=args.minority_classes, minority_fraction=args.minority_fraction,
+            data_path=args.data_path, random_state=args.data_seed, target=args.target,
+            image_size=args.image_size,
+        )
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:  # the user's data
+        _benchmark_error(str(exc))
     print(data.describe())
     for note in data.notes:
         print(note)
@@ -65,6 +75,12 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
         print("\nwrote " + ", ".join(str(f) for f in result.files))
     print(f"\ndone in {time.perf_counter() - start:.1f} s")
     return result.table
+
+
+def _benchmark_error(message: str) -> None:
+    """One line on stderr naming the problem, exit status 2 (argparse's), no traceback."""
+    print(f"fairprune benchmark: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _rate(value: str) -> float:
@@ -115,13 +131,23 @@ def build_parser() -> argparse.ArgumentParser:
                     "pruning rate x seed; print one line per run and a final table; write "
                     "results.csv (one row per run x group), summary.csv, meta.json and PNG "
                     "figures to --out. Without arguments: Adult, MLP, rates 0 0.5 0.9, methods "
-                    "none fair_after, 1 seed.",
+                    "none fair_after, 1 seed. UTKFace (the paper's setting, your own copy of "
+                    "the images): --dataset utkface --data-path DIR (ResNet18, 32x32, "
+                    "ethnicity as label and group).",
     )
     bench.add_argument("--dataset", default="adult", choices=DATASETS)
-    bench.add_argument("--model", default="mlp", choices=MODELS,
-                       help="mlp, cnn (SmallCNN) or resnet18 (ResNet18, see --width)")
-    bench.add_argument("--sensitive", nargs="+", default=["race"], choices=["race", "sex"],
-                       help="Adult's sensitive column(s); 'race sex' gives intersectional groups")
+    bench.add_argument("--model", default=None, choices=MODELS,
+                       help="mlp, cnn (SmallCNN) or resnet18 (ResNet18, see --width); default "
+                            "resnet18 for utkface, mlp otherwise")
+    bench.add_argument("--sensitive", nargs="+", default=["race"],
+                       choices=["race", "sex", "gender", "age_bin"],
+                       help="groups: Adult's race / sex, UTKFace's race / gender / age_bin; "
+                            "several give intersectional groups (default: race)")
+    bench.add_argument("--target", default=None, choices=["race", "gender", "age_bin"],
+                       help="utkface: the label (default race: ethnicity as both label and "
+                            "group, the paper's Fig. 1 and 5)")
+    bench.add_argument("--image-size", type=int, default=32,
+                       help="utkface: images are resized to this size (default 32)")
     bench.add_argument("--rates", nargs="+", type=_rate, default=[0.0, 0.5, 0.9],
                        help="pruning rates (default: 0 0.5 0.9)")
     bench.add_argument("--methods", nargs="+", default=["none", "fair_after"], choices=METHODS,
@@ -132,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="output folder (default: results/)")
     bench.add_argument("--pruning-method", default="global_magnitude", choices=PRUNING_METHODS)
     bench.add_argument("--epochs", type=int, default=None,
-                       help="dense training epochs (default: adult 10, fashion_mnist 8, digits 20)")
+                       help="dense training epochs (default: adult 10, fashion_mnist 8, digits 20, "
+                            "utkface 10)")
     bench.add_argument("--fine-tune-epochs", type=int, default=2,
                        help="epochs after pruning, masks held (default 2)")
     bench.add_argument("--lr", type=float, default=None,
@@ -173,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fashion_mnist: fraction of the minority classes' images kept")
     bench.add_argument("--data-path", type=Path, default=None,
                        help="fashion_mnist: folder of the IDX files (default: the Debian "
-                            "package's folder)")
+                            "package's folder); utkface (required): folder of the images named "
+                            "[age]_[gender]_[race]_[date&time].jpg")
     bench.add_argument("--data-seed", type=int, default=0, help="seed of subsampling/splits")
     bench.add_argument("--n-jobs", type=int, default=1,
                        help="parallel runs through joblib (-1: all cores; default 1)")

@@ -190,8 +190,11 @@ def plot_group_accuracy(table: pd.DataFrame, path: str | Path, *,
     sizes = table.groupby("group", sort=False)["count"].mean().sort_values(ascending=False)
     groups = list(sizes.index)
     changes = _group_changes(table)
+    labels = [f"{group} (n={int(round(sizes.loc[group]))})" for group in groups]
+    columns = min(len(methods), 3)
+    n_columns = _legend_columns([*labels, "all"], max(4.2 * columns, 7.0))
     figure, axes = _new_figure(len(methods), sharey=True,
-                               extra_height=0.25 * math.ceil((len(groups) + 1) / 4) + 0.5)
+                               extra_height=0.22 * math.ceil((len(groups) + 1) / n_columns) + 0.6)
     colors = _colors(len(groups))
     drawn: tuple[list, list, list] = ([], [], [])
     for ax, method in zip(axes, methods, strict=True):
@@ -384,7 +387,14 @@ def _legend(figure: Figure, axes: list, title: str) -> None:
     handles, labels = _unique_handles(axes)
     if labels:
         figure.legend(handles, labels, loc="outside lower center", fontsize="small",
-                      ncols=min(len(labels), 4), title=title)
+                      ncols=_legend_columns(labels, figure.get_figwidth()), title=title)
+
+
+def _legend_columns(labels: Sequence[str], width: float) -> int:
+    """As many legend columns (at most 4) as fit the figure's width in inches."""
+    longest = max(len(label) for label in labels)
+    per_column = 0.075 * longest + 0.7  # small font: about 0.075 in a character, plus the line
+    return int(max(1, min(4, len(labels), width // per_column)))
 
 
 def _colors(n: int) -> list:

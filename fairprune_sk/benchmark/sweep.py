@@ -50,14 +50,25 @@ __all__ = [
     "BenchmarkData",
     "SweepResult",
     "load_benchmark_data",
+    "load_utkface_split",
     "net_params_for",
     "results_table",
     "run_sweep",
 ]
 
-DATASETS = ("adult", "fashion_mnist", "digits")
+DATASETS = ("adult", "fashion_mnist", "digits", "utkface")
 MODELS = ("mlp", "cnn", "resnet18")
 ADULT_SENSITIVE = ("race", "sex")
+#: UTKFace attributes usable as the label (``target``) and as groups (``sensitive``).
+UTKFACE_ATTRIBUTES = ("race", "gender", "age_bin")
+#: Model used when none is named: the paper's ResNet for face images, an MLP otherwise.
+DEFAULT_MODELS = {"adult": "mlp", "fashion_mnist": "mlp", "digits": "mlp", "utkface": "resnet18"}
+#: One line for a missing, empty or unreadable UTKFace folder.
+UTKFACE_FOLDER_HELP = (
+    "--data-path must be a folder holding UTKFace face images (searched recursively) named "
+    "[age]_[gender]_[race]_[date&time].jpg, e.g. 25_1_2_20170116174525125.jpg (gender 0/1, "
+    "race 0-4; the aligned-and-cropped *.jpg.chip.jpg names work too); {problem}"
+)
 
 #: Run-level columns of ``results.csv`` (repeated on every group row of the run): the keys of
 #: :data:`~fairprune_sk.compare.SUMMARY_COLUMNS`, those that share a name with a per-group
@@ -85,6 +96,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "adult": {"max_epochs": 10, "batch_size": 256, "lr": 0.05},
     "fashion_mnist": {"max_epochs": 8, "batch_size": 128, "lr": 0.01},
     "digits": {"max_epochs": 20, "batch_size": 64, "lr": 0.1},
+    "utkface": {"max_epochs": 10, "batch_size": 128, "lr": 0.01},
 }
 
 CLASS_GROUPS_NOTE = (
@@ -146,28 +158,33 @@ def _check_n_train(n_train: int | None) -> None:
 def load_benchmark_data(
     dataset: str,
     *,
-    model: str = "mlp",
+    model: str | None = None,
     sensitive: Sequence[str] = ("race",),
     n_train: int | None = None,
     minority_classes: Sequence[int | str] | None = None,
     minority_fraction: float | None = None,
     data_path: str | Path | None = None,
     random_state: int = 0,
+    target: str | None = None,
+    image_size: int = 32,
 ) -> BenchmarkData:
-    """A benchmark split: bundled Adult, local Fashion-MNIST, or sklearn's digits.
+    """A benchmark split: bundled Adult, local Fashion-MNIST or UTKFace, or sklearn's digits.
 
     Parameters
     ----------
-    dataset : {"adult", "fashion_mnist", "digits"}
+    dataset : {"adult", "fashion_mnist", "digits", "utkface"}
         ``adult``: bundled UCI Adult, original train/test split, groups by ``sensitive``.
         ``fashion_mnist``: local IDX files (``data_path``, or the Debian package's folder);
         groups are the classes. ``digits``: sklearn's 8×8 digits, a stratified 70/30 split;
-        groups are the digit classes (fast, for tests).
-    model : {"mlp", "cnn", "resnet18"}, default="mlp"
-        Shapes the inputs: flat features for ``mlp``, ``(n, 1, H, W)`` images otherwise
-        (image models need an image dataset).
-    sensitive : sequence of {"race", "sex"}, default=("race",)
-        Adult's sensitive columns; both give intersectional groups. Ignored otherwise.
+        groups are the digit classes (fast, for tests). ``utkface``: the user's folder of
+        UTKFace images (``data_path``), see :func:`load_utkface_split`.
+    model : {"mlp", "cnn", "resnet18"}, optional
+        Shapes the inputs: flat features for ``mlp``, ``(n, C, H, W)`` images otherwise
+        (image models need an image dataset). None: :data:`DEFAULT_MODELS` (``resnet18`` for
+        UTKFace, ``mlp`` otherwise).
+    sensitive : sequence of str, default=("race",)
+        Adult: among ``race``, ``sex``; UTKFace: among ``race``, ``gender``, ``age_bin``.
+        Several give intersectional groups. Ignored for the class-grouped data sets.
     n_train : int, optional
         Subsample the training set to this many rows (Adult: at random; Fashion-MNIST and
         digits: stratified by class). Recorded in ``notes``.
@@ -176,19 +193,31 @@ def load_benchmark_data(
     data_path : str or Path, optional
         Fashion-MNIST folder; None: the loader's default.
     random_state : int, default=0
-        Seed of the subsampling and of the digits split.
+        Seed of the subsampling and of the digits and UTKFace splits.
+    target : {"race", "gender", "age_bin"}, optional
+        UTKFace only: the label (default ``race``, the paper's setting).
+    image_size : int, default=32
+        UTKFace only: images are resized to ``image_size × image_size``.
 
     Returns
     -------
     BenchmarkData
     """
     _check_choice(dataset, "dataset", DATASETS)
+    model = DEFAULT_MODELS[dataset] if model is None else model
     _check_choice(model, "model", MODELS)
     _check_n_train(n_train)
     images = model != "mlp"
     if (minority_classes is not None or minority_fraction is not None) and \
             dataset != "fashion_mnist":
         raise ValueError("minority_classes / minority_fraction apply to fashion_mnist only")
+    if dataset == "utkface":
+        return load_utkface_split(data_path, target="race" if target is None else target,
+                                  sensitive=sensitive, model=model, image_size=image_size,
+                                  n_train=n_train, random_state=random_state)
+    if target is not None:
+        raise ValueError(f"target applies to utkface only; {dataset} has a fixed label "
+                         f"(got target={target!r})")
     if dataset == "adult":
         return _adult(sensitive, n_train, images, random_state)
     if dataset == "fashion_mnist":
@@ -257,6 +286,118 @@ def _digits(n_train: int | None, images: bool, random_state: int) -> BenchmarkDa
     return BenchmarkData(
         "digits", X_train, y_train, pd.DataFrame({"class": y_train}), X_test, y_test,
         pd.DataFrame({"class": y_test}), "class", notes,
+    )
+
+
+def load_utkface_split(
+    folder: str | Path | None,
+    *,
+    target: str = "race",
+    sensitive: Sequence[str] = ("race",),
+    model: str = "resnet18",
+    image_size: int = 32,
+    n_train: int | None = None,
+    test_size: float = 0.25,
+    random_state: int = 0,
+) -> BenchmarkData:
+    """A train/test split of the user's UTKFace images, groups by UTKFace attributes.
+
+    The images are read with :func:`fairprune_sk.datasets.load_utkface` (RGB, resized), then
+    split at random (``test_size``), stratified by label × group where every combination has
+    at least two images, else by label, else not at all.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Folder of images named ``[age]_[gender]_[race]_[date&time].jpg`` (searched
+        recursively). Missing, not a folder, or without such images: ``FileNotFoundError`` /
+        ``ValueError`` with one line (:data:`UTKFACE_FOLDER_HELP`).
+    target : {"race", "gender", "age_bin"}, default="race"
+        The label. The paper (Tran et al. 2022, Fig. 1 and 5) uses ethnicity as both label
+        and group.
+    sensitive : sequence of {"race", "gender", "age_bin"}, default=("race",)
+        Group attributes; several give intersectional groups.
+    model : {"mlp", "cnn", "resnet18"}, default="resnet18"
+        ``mlp`` flattens the images to ``3 · image_size²`` features.
+    image_size : int >= 8, default=32
+        Side of the resized images.
+    n_train : int, optional
+        Subsample the training part to this many images (stratified by label when possible).
+    test_size : float in (0, 1), default=0.25
+        Fraction of the images held out for testing.
+    random_state : int, default=0
+        Seed of the split and the subsample.
+
+    Returns
+    -------
+    BenchmarkData
+        ``X`` float32 ``(n, 3, image_size, image_size)`` in [0, 1] (flat for ``mlp``), ``y``
+        int labels (``race``: 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others; ``gender``: 0
+        Male, 1 Female; ``age_bin``: 0-19, 20-39, 40-59, 60+), ``A`` the readable group labels.
+    """
+    _check_choice(target, "target", UTKFACE_ATTRIBUTES)
+    sensitive = list(dict.fromkeys([sensitive] if isinstance(sensitive, str) else sensitive))
+    if not sensitive or any(s not in UTKFACE_ATTRIBUTES for s in sensitive):
+        raise ValueError(f"sensitive must be among {UTKFACE_ATTRIBUTES} for utkface; "
+                         f"got {sensitive}")
+    _check_choice(model, "model", MODELS)
+    _check_n_train(n_train)
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
+        raise ValueError(f"image_size must be an int >= 8; got {image_size!r}")
+    if not (isinstance(test_size, float) and 0.0 < test_size < 1.0):
+        raise ValueError(f"test_size must be a float in (0, 1); got {test_size!r}")
+    if folder is None:
+        raise ValueError(UTKFACE_FOLDER_HELP.format(problem="none was given"))
+    root = Path(folder)
+    if not root.is_dir():
+        problem = "it does not exist" if not root.exists() else "it is not a folder"
+        raise FileNotFoundError(UTKFACE_FOLDER_HELP.format(problem=f"{str(root)!r}: {problem}"))
+    from sklearn.model_selection import train_test_split
+
+    from ..datasets import load_utkface
+
+    try:
+        data = load_utkface(root, size=image_size, target=target)
+    except ValueError as exc:  # arguments are checked above: no (readable) image
+        raise ValueError(UTKFACE_FOLDER_HELP.format(
+            problem=f"{str(root)!r} holds none that can be read ({exc})")) from None
+    y = np.asarray(data.y)
+    groups = data.attributes[sensitive].astype(str).reset_index(drop=True)
+    if len(y) < 4:
+        raise ValueError(UTKFACE_FOLDER_HELP.format(
+            problem=f"{str(root)!r} holds {len(y)} image(s); a train/test split needs at least 4"))
+    indices = np.arange(len(y))
+    strata = pd.Series(y.astype(str)).str.cat(groups.agg("|".join, axis=1), sep="|")
+    stratified = "label × group"
+    n_test = max(1, int(round(test_size * len(y))))
+    for labels, name in ((strata, "label × group"), (pd.Series(y), "label"), (None, "none")):
+        counts = None if labels is None else labels.value_counts()
+        if labels is None or (counts.min() >= 2 and n_test >= len(counts)
+                              and len(y) - n_test >= len(counts)):
+            stratified = name
+            train, test = train_test_split(indices, test_size=n_test, random_state=random_state,
+                                           stratify=None if labels is None else labels)
+            break
+    notes = [f"UTKFace: {len(y)} images from {root}, resized to {image_size}x{image_size}; "
+             f"label {target}, groups by {' & '.join(sensitive)}; random "
+             f"{1 - test_size:.0%}/{test_size:.0%} train/test split (stratified by "
+             f"{stratified}, seed {random_state})"]
+    if target in sensitive:
+        notes.append(f"the label {target} is also the group (as in the paper's Fig. 1 and 5): "
+                     "a group's accuracy is that class's recall")
+    if n_train is not None and n_train < len(train):
+        labels = y[train]
+        _, counts = np.unique(labels, return_counts=True)
+        stratify = labels if counts.min() >= 2 and n_train >= len(counts) else None
+        train, _ = train_test_split(train, train_size=n_train, random_state=random_state,
+                                    stratify=stratify)
+        notes.append(f"subsampled the UTKFace training set to {n_train} images (--n-train, "
+                     f"seed {random_state})")
+    X = data.X if model != "mlp" else data.X.reshape(len(data.X), -1)
+    return BenchmarkData(
+        "utkface", X[train], y[train], groups.iloc[train].reset_index(drop=True),
+        X[test], y[test], groups.iloc[test].reset_index(drop=True), " & ".join(sensitive),
+        notes,
     )
 
 
