@@ -109,3 +109,43 @@ def test_audit_out_under_a_regular_file_fails_before_training(tmp_path, capsys):
         build_parser().parse_args(["audit", "--out", str(blocker / "audit.csv")])
     assert exit_info.value.code == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def _utkface_folder(folder, n=48):
+    """Tiny JPEGs named in the UTKFace convention, race readable from the colour."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for i in range(n):
+        race, gender, age = i % 3, (i // 3) % 2, int(rng.integers(1, 90))
+        pixels = rng.integers(0, 60, size=(12, 12, 3), dtype=np.uint8)
+        pixels[..., race] += 150
+        Image.fromarray(pixels).save(folder / f"{age}_{gender}_{race}_2017011617{i:07d}.jpg")
+    return folder
+
+
+def test_audit_utkface_the_papers_setting(tmp_path, capsys):
+    folder = _utkface_folder(tmp_path / "faces")
+    out = tmp_path / "utk.csv"
+    main(["audit", "--dataset", "utkface", "--data-path", str(folder), "--image-size", "8",
+          "--width", "4", "--epochs", "1", "--batch-size", "16", "--rates", "0.5",
+          "--n-boot", "20", "--quiet", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "input shape (3, 8, 8)" in printed and "training the dense resnet18" in printed
+    assert "Lost most: " in printed
+    table = pd.read_csv(out)
+    assert set(table["race"]) == {"White", "Black", "Asian"}
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_audit_utkface_bad_folder_is_one_line(tmp_path, capsys, make):
+    folder = tmp_path / "faces"
+    if make == "empty":
+        folder.mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["audit", "--dataset", "utkface", "--data-path", str(folder)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("fairprune audit: error: --data-path must be a folder")
