@@ -51,7 +51,7 @@ def test_audit_default_reports_the_worst_group_and_a_verdict(capsys):
     printed = capsys.readouterr().out
     assert "At pruning rate 0.98 (the highest audited):" in printed
     assert "Lost most: " in printed and "R(a) = " in printed
-    assert "Significant: YES" in printed or "Significant: NO" in printed
+    assert any(f"Significant: {word}" in printed for word in ("YES", "WEAK", "NO"))
     assert "What the numbers mean:" in printed
     for name in ("excess_risk", "fairness_violation", "excess_accuracy_gap"):
         assert name in printed

@@ -184,6 +184,15 @@ def test_min_max_difference_ratio_ci_are_quantiles_of_the_reductions(outputs):
     pairs = frame.separated_pairs("excess_risk")
     for _, pair in pairs.iterrows():
         assert pair["higher_low"] > pair["lower_high"]
+    # Bonferroni-adjusted intervals are wider: they separate a subset of the pairs
+    strict = frame.separated_pairs("excess_risk", simultaneous=True)
+    as_set = lambda t: set(zip(t["higher"], t["lower"], strict=True))  # noqa: E731
+    assert as_set(strict) <= as_set(pairs)
+    samples = frame._boot_table[..., FRAME_COLUMNS.index("excess_risk")]
+    tail = 0.05 / (2 * 3)
+    for _, pair in strict.iterrows():
+        g = list(frame.by_group.index).index(pair["higher"])
+        assert pair["higher_low"] == pytest.approx(np.nanquantile(samples[:, g], tail))
 
 
 @pytest.mark.parametrize(
@@ -205,7 +214,7 @@ def test_bad_bootstrap_arguments_name_themselves(outputs, kwargs, message):
 def test_ci_without_bootstrap_says_how_to_get_it(outputs):
     frame = _frame(outputs)
     with pytest.raises(ValueError, match="n_boot"):
-        frame.by_group_ci
+        _ = frame.by_group_ci
     with pytest.raises(ValueError, match="n_boot"):
         frame.difference_ci()
 

@@ -102,22 +102,32 @@ def verdict(frame: Any, rate: float, n_rows: int) -> list[str]:
         f"{_with_interval(by_group.loc[worst, 'excess_accuracy_gap'], low.loc[worst, 'excess_accuracy_gap'], high.loc[worst, 'excess_accuracy_gap'])}."  # noqa: E501
     )
     pairs = frame.separated_pairs("excess_risk")
+    strict = frame.separated_pairs("excess_risk", simultaneous=True)
     xi_low, xi_high = frame.difference_ci()[0]["excess_risk"], frame.difference_ci()[-1][
         "excess_risk"]
-    if len(pairs):
+    n_groups, n_pairs = len(by_group), len(by_group) * (len(by_group) - 1) // 2
+    xi_text = f"xi = {frame.fairness_violation:.3f} [{xi_low:.3f}, {xi_high:.3f}]"
+    if len(strict):
+        top = strict.iloc[0]
+        lines.append(
+            f"  Significant: YES. {len(strict)} of {n_pairs} pairs of groups are separated even "
+            f"by intervals adjusted for comparing {n_groups} groups at once (Bonferroni); e.g. "
+            f"{_group_name(top['higher'])} [from {top['higher_low']:+.3f}] lies entirely above "
+            f"{_group_name(top['lower'])} [up to {top['lower_high']:+.3f}]. {xi_text}."
+        )
+    elif len(pairs):
         top = pairs.iloc[0]
         lines.append(
-            f"  Significant: YES. {len(pairs)} pair(s) of groups have non-overlapping 95 % "
-            f"intervals of R(a); e.g. {_group_name(top['higher'])} [from "
-            f"{top['higher_low']:+.3f}] lies entirely above {_group_name(top['lower'])} "
-            f"[up to {top['lower_high']:+.3f}]. xi = {frame.fairness_violation:.3f} "
-            f"[{xi_low:.3f}, {xi_high:.3f}]."
+            f"  Significant: WEAK. {len(pairs)} of {n_pairs} pairs have non-overlapping 95 % "
+            f"intervals (e.g. {_group_name(top['higher'])} [from {top['higher_low']:+.3f}] above "
+            f"{_group_name(top['lower'])} [up to {top['lower_high']:+.3f}]), but none once the "
+            f"intervals are adjusted for comparing {n_groups} groups at once: with that many "
+            f"pairs, a separation this small can be chance. {xi_text}."
         )
     else:
         lines.append(
             f"  Significant: NO. Every pair of groups' 95 % intervals of R(a) overlaps, so the "
-            f"disparity (xi = {frame.fairness_violation:.3f} [{xi_low:.3f}, {xi_high:.3f}]) is "
-            f"within the noise of the {n_rows} evaluation rows."
+            f"disparity ({xi_text}) is within the noise of the {n_rows} evaluation rows."
         )
     lines.append(
         f"  Intervals: {frame.n_boot} bootstrap resamples of the {n_rows} evaluation rows, for "

@@ -507,11 +507,24 @@ class ExcessRiskFrame:
             table.insert(position + 1, f"{column}_ci_high", intervals[-1][column])
         return table
 
-    def separated_pairs(self, column: str = "excess_risk") -> pd.DataFrame:
+    def separated_pairs(
+        self, column: str = "excess_risk", *, simultaneous: bool = False
+    ) -> pd.DataFrame:
         """Pairs of groups whose intervals of ``column`` do not overlap.
 
         A conservative test of a real disparity: group ``higher``'s lower bound lies above group
-        ``lower``'s upper bound (first and last ``ci_quantiles``).
+        ``lower``'s upper bound.
+
+        Parameters
+        ----------
+        column : str, default="excess_risk"
+            A column of :data:`FRAME_COLUMNS`.
+        simultaneous : bool, default=False
+            False: the intervals of ``ci_quantiles`` (first and last). True: Bonferroni-adjusted
+            intervals that hold for all ``G`` groups at once — quantiles ``α / (2G)`` and
+            ``1 − α / (2G)`` of the same resamples, with ``1 − α`` the coverage of
+            ``ci_quantiles`` — so that comparing many groups does not find separations by
+            chance.
 
         Returns
         -------
@@ -522,9 +535,15 @@ class ExcessRiskFrame:
         self._check_bootstrapped("separated_pairs")
         if column not in FRAME_COLUMNS:
             raise ValueError(f"unknown column {column!r}; the frame has {list(FRAME_COLUMNS)}")
-        intervals = self.by_group_ci
-        low = intervals[0][column].to_numpy()
-        high = intervals[-1][column].to_numpy()
+        if simultaneous:
+            alpha = 1.0 - (self._ci_quantiles[-1] - self._ci_quantiles[0])
+            tail = alpha / (2 * self._groups.n_groups)
+            samples = self._boot_table[..., FRAME_COLUMNS.index(column)]
+            low, high = quantiles(samples, (tail, 1.0 - tail))
+        else:
+            intervals = self.by_group_ci
+            low = intervals[0][column].to_numpy()
+            high = intervals[-1][column].to_numpy()
         above = low[:, None] > high[None, :]
         rows, cols = np.nonzero(above)
         labels = list(self._groups.index)
