@@ -97,9 +97,11 @@ def _group_reduce(table: np.ndarray, overall: np.ndarray, kind: str, method: str
                 return np.nanmax(table, axis=-2) - np.nanmin(table, axis=-2)
             return np.nanmax(np.abs(table - overall[..., None, :]), axis=-2)
         if method == "between_groups":
-            return np.nanmin(table, axis=-2) / np.nanmax(table, axis=-2)
-        ratios = table / overall[..., None, :]
-        return np.nanmin(np.minimum(ratios, 1.0 / ratios), axis=-2)
+            ratio = np.nanmin(table, axis=-2) / np.nanmax(table, axis=-2)
+        else:
+            ratios = table / overall[..., None, :]
+            ratio = np.nanmin(np.minimum(ratios, 1.0 / ratios), axis=-2)
+        return np.where(np.isfinite(ratio), ratio, np.nan)  # x / 0 is undefined, not ±inf
 
 
 def _check_method(method: str) -> str:
