@@ -220,16 +220,22 @@ def plot_audit(frames: dict[float, Any], out: Path) -> list[Path]:
     figure, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
     groups = frame.by_group.index
     colors = plt.get_cmap("tab10" if n_groups <= 10 else "tab20")(np.arange(n_groups) % 20)
+    # the dense net itself (rate 0, no fine-tuning) changes nothing: every line starts at 0
+    anchor = [] if 0.0 in frames else [0.0]
+    xs = anchor + rates
     for color, group in zip(colors, groups, strict=True):
-        change = [-frames[r].by_group.loc[group, "accuracy_drop"] for r in rates]
+        change = [0.0] * len(anchor) + [
+            -frames[r].by_group.loc[group, "accuracy_drop"] for r in rates]
         label = f"{_group_name(group)} (n={frame.by_group.loc[group, 'count']})"
-        ax.plot(rates, change, marker="o", color=color, label=label)
+        ax.plot(xs, change, marker="o", color=color, label=label)
         if frame.n_boot is not None:
-            low = [-frames[r].by_group_ci[-1].loc[group, "accuracy_drop"] for r in rates]
-            high = [-frames[r].by_group_ci[0].loc[group, "accuracy_drop"] for r in rates]
-            ax.fill_between(rates, low, high, color=color, alpha=0.08)
-    overall = [-frames[r].overall["accuracy_drop"] for r in rates]
-    ax.plot(rates, overall, color="black", linestyle="--", linewidth=2, label="overall")
+            low = [0.0] * len(anchor) + [
+                -frames[r].by_group_ci[-1].loc[group, "accuracy_drop"] for r in rates]
+            high = [0.0] * len(anchor) + [
+                -frames[r].by_group_ci[0].loc[group, "accuracy_drop"] for r in rates]
+            ax.fill_between(xs, low, high, color=color, alpha=0.08)
+    overall = [0.0] * len(anchor) + [-frames[r].overall["accuracy_drop"] for r in rates]
+    ax.plot(xs, overall, color="black", linestyle="--", linewidth=2, label="overall")
     ax.axhline(0.0, color="gray", linewidth=0.8)
     ax.set_xlabel("pruning rate")
     ax.set_ylabel("accuracy change from the dense net")
