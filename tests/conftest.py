@@ -43,3 +43,24 @@ def make_net(**params) -> PrunableNetClassifier:
 def fitted_net(tabular):
     X, y, _ = tabular
     return make_net().fit(X, y)
+
+
+def write_utkface_folder(folder, n=48):
+    """Tiny JPEGs named in the UTKFace convention (``[age]_[gender]_[race]_[date].jpg``); the
+    race is readable from the colour."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for i in range(n):
+        race, gender, age = i % 3, (i // 3) % 2, int(rng.integers(1, 90))
+        pixels = rng.integers(0, 60, size=(12, 12, 3), dtype=np.uint8)
+        pixels[..., race] += 150
+        Image.fromarray(pixels).save(folder / f"{age}_{gender}_{race}_2017011617{i:07d}.jpg")
+    return folder
+
+
+@pytest.fixture
+def utkface_folder(tmp_path):
+    """A folder of 48 generated UTKFace-style JPEGs (3 races, 2 genders)."""
+    return write_utkface_folder(tmp_path / "faces")

@@ -111,22 +111,8 @@ def test_audit_out_under_a_regular_file_fails_before_training(tmp_path, capsys):
     assert "is a file" in capsys.readouterr().err
 
 
-def _utkface_folder(folder, n=48):
-    """Tiny JPEGs named in the UTKFace convention, race readable from the colour."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    folder.mkdir()
-    for i in range(n):
-        race, gender, age = i % 3, (i // 3) % 2, int(rng.integers(1, 90))
-        pixels = rng.integers(0, 60, size=(12, 12, 3), dtype=np.uint8)
-        pixels[..., race] += 150
-        Image.fromarray(pixels).save(folder / f"{age}_{gender}_{race}_2017011617{i:07d}.jpg")
-    return folder
-
-
-def test_audit_utkface_the_papers_setting(tmp_path, capsys):
-    folder = _utkface_folder(tmp_path / "faces")
+def test_audit_utkface_the_papers_setting(tmp_path, capsys, utkface_folder):
+    folder = utkface_folder
     out = tmp_path / "utk.csv"
     main(["audit", "--dataset", "utkface", "--data-path", str(folder), "--image-size", "8",
           "--width", "4", "--epochs", "1", "--batch-size", "16", "--rates", "0.5",

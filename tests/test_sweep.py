@@ -169,22 +169,8 @@ def test_dask_backend(digits, params, tmp_path):
     assert result.table["sparsity"].iloc[0] == pytest.approx(0.5, abs=0.02)
 
 
-def _utkface_folder(folder, n=48):
-    """Tiny JPEGs named in the UTKFace convention, race readable from the colour."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    folder.mkdir()
-    for i in range(n):
-        race, gender, age = i % 3, (i // 3) % 2, int(rng.integers(1, 90))
-        pixels = rng.integers(0, 60, size=(12, 12, 3), dtype=np.uint8)
-        pixels[..., race] += 150
-        Image.fromarray(pixels).save(folder / f"{age}_{gender}_{race}_2017011617{i:07d}.jpg")
-    return folder
-
-
-def test_cli_benchmark_utkface(tmp_path, capsys):
-    folder = _utkface_folder(tmp_path / "faces")
+def test_cli_benchmark_utkface(tmp_path, capsys, utkface_folder):
+    folder = utkface_folder
     out = tmp_path / "utk"
     code = main(["benchmark", "--dataset", "utkface", "--data-path", str(folder),
                  "--image-size", "8", "--width", "4", "--epochs", "1", "--fine-tune-epochs", "0",
