@@ -1,0 +1,48 @@
+"""Pruning of ``torch.nn.Module`` objects: pure functions built on ``torch.nn.utils.prune``.
+
+This package knows nothing about estimators. It prunes the weights of ``nn.Linear`` and
+``nn.Conv1d/2d/3d`` layers with torch's reparametrisation (``weight_orig`` + ``weight_mask`` and a
+forward pre-hook), so that fine-tuning keeps pruned weights at zero, and offers the helpers that a
+pruned module needs: sparsity, copies that survive a forward pass, plain state dicts, making the
+masks permanent, and physically compacting a structurally pruned network.
+
+Modules (one concept each; import from ``fairprune_sk.pruning``):
+
+- ``_select``: which tensors are prunable (:func:`prunable_tensors`) and the argument checks
+  (:func:`validate_rate`, :func:`validate_method`);
+- ``_masks``: reading, copying and removing torch's pruning masks (:func:`sparsity`,
+  :func:`copy_module`, :func:`effective_state_dict`, :func:`make_permanent`, ...);
+- ``_methods``: :func:`prune_module` and the :data:`PRUNING_METHODS`;
+- ``_compact``: :func:`compact`, which rebuilds smaller layers after structured pruning.
+"""
+
+from ._compact import compact
+from ._masks import (
+    copy_module,
+    detach_pruned_weights,
+    effective_state_dict,
+    is_pruned,
+    layer_sparsity,
+    make_permanent,
+    sparsity,
+    unpruned_copy,
+)
+from ._methods import prune_module
+from ._select import PRUNING_METHODS, prunable_tensors, validate_method, validate_rate
+
+__all__ = [
+    "PRUNING_METHODS",
+    "compact",
+    "copy_module",
+    "detach_pruned_weights",
+    "effective_state_dict",
+    "is_pruned",
+    "layer_sparsity",
+    "make_permanent",
+    "prunable_tensors",
+    "prune_module",
+    "sparsity",
+    "unpruned_copy",
+    "validate_method",
+    "validate_rate",
+]

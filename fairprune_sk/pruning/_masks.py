@@ -1,0 +1,302 @@
+"""The masks that ``torch.nn.utils.prune`` installs: reading them, copying, making them permanent.
+
+A pruned tensor ``weight`` is reparametrised as ``weight_orig`` + ``weight_mask`` and a forward
+pre-hook (a ``prune.BasePruningMethod``) that recomputes ``weight`` before each forward pass.
+Everything here goes through :func:`pruning_hooks` and :func:`effective`, so the hooks are
+found, and the masked value computed, in one place.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from ._select import check_module, prunable_tensors
+
+__all__ = [
+    "copy_module",
+    "detach_pruned_weights",
+    "effective_state_dict",
+    "is_pruned",
+    "layer_sparsity",
+    "make_permanent",
+    "sparsity",
+    "unpruned_copy",
+]
+
+
+# ----------------------------------------------------------------------------- hooks
+def pruning_hooks(
+    module: nn.Module,
+) -> Iterator[tuple[str, nn.Module, str, prune.BasePruningMethod]]:
+    """``(qualified submodule name, submodule, tensor name, hook)`` of every pruned tensor."""
+    for qualname, sub in module.named_modules():
+        for hook in list(sub._forward_pre_hooks.values()):
+            if isinstance(hook, prune.BasePruningMethod):
+                yield qualname, sub, hook._tensor_name, hook
+
+
+def effective(sub: nn.Module, name: str) -> torch.Tensor:
+    """The current masked value of ``sub.<name>`` (recomputed, never the stale attribute)."""
+    mask = getattr(sub, name + "_mask", None)
+    orig = getattr(sub, name + "_orig", None)
+    if mask is None or orig is None:
+        return getattr(sub, name)
+    return mask.to(dtype=orig.dtype) * orig
+
+
+def mask_of(sub: nn.Module, name: str) -> torch.Tensor:
+    """The mask of ``sub.<name>``; all ones for a tensor that is not pruned."""
+    mask = getattr(sub, name + "_mask", None)
+    return torch.ones_like(getattr(sub, name)) if mask is None else mask
+
+
+# ----------------------------------------------------------------------------- inspection
+def sparsity(module: nn.Module) -> float:
+    """Fraction of zero entries over all prunable weights.
+
+    Counts the zeros of the *effective* (masked) weights of every layer returned by
+    :func:`prunable_tensors` (``keep_dense`` layers included).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    float
+        In ``[0, 1]``; ``0.0`` for a module without prunable layers.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from fairprune_sk.pruning import prune_module, sparsity
+    >>> net = nn.Sequential(nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 2))
+    >>> round(sparsity(prune_module(net, 0.5)), 2)
+    0.5
+    """
+    zeros = total = 0
+    with torch.no_grad():
+        for _, sub, name in prunable_tensors(module):
+            weight = effective(sub, name)
+            zeros += int((weight == 0).sum())
+            total += weight.numel()
+    return zeros / total if total else 0.0
+
+
+def layer_sparsity(module: nn.Module) -> dict[str, float]:
+    """Fraction of zero entries of each prunable layer's effective weight.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    dict of str to float
+        Keyed by qualified layer name, in module order.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from fairprune_sk.pruning import layer_sparsity, prune_module
+    >>> net = nn.Sequential(nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 2))
+    >>> layer_sparsity(prune_module(net, 0.5, "layer_magnitude"))
+    {'0': 0.5, '2': 0.5}
+    """
+    out: dict[str, float] = {}
+    with torch.no_grad():
+        for layer, sub, name in prunable_tensors(module):
+            weight = effective(sub, name)
+            out[layer] = float((weight == 0).sum()) / weight.numel()
+    return out
+
+
+def is_pruned(module: nn.Module) -> bool:
+    """Whether any submodule carries a torch pruning reparametrisation (``*_orig``/``*_mask``).
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from fairprune_sk.pruning import is_pruned, prune_module
+    >>> net = nn.Sequential(nn.Linear(4, 2))
+    >>> is_pruned(net), is_pruned(prune_module(net, 0.5))
+    (False, True)
+    """
+    check_module(module)
+    return prune.is_pruned(module)
+
+
+# ----------------------------------------------------------------------------- copies
+def make_permanent(module: nn.Module) -> nn.Module:
+    """Remove every pruning reparametrisation, keeping the masked values, in place.
+
+    After this, pruned entries are plain zeros in ordinary parameters (``weight_orig`` and
+    ``weight_mask`` are gone) and training may change them again.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module`` itself.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from fairprune_sk.pruning import is_pruned, make_permanent, prune_module, sparsity
+    >>> net = prune_module(nn.Sequential(nn.Linear(4, 4)), 0.5)
+    >>> is_pruned(make_permanent(net)), round(sparsity(net), 2)
+    (False, 0.5)
+    """
+    check_module(module)
+    for _, sub, name, _ in list(pruning_hooks(module)):
+        prune.remove(sub, name)
+    return module
+
+
+def detach_pruned_weights(module: nn.Module) -> nn.Module:
+    """Replace each pruned tensor attribute by a detached ``orig * mask``, in place.
+
+    After pruning (and after every forward pass) the pruned ``weight`` attribute is a non-leaf
+    tensor of the autograd graph, which ``copy.deepcopy`` refuses ("Only Tensors created
+    explicitly by the user support the deepcopy protocol"). The forward pre-hook recomputes
+    the attribute from ``weight_orig`` and ``weight_mask`` at the next forward pass, so
+    replacing it by a detached value changes nothing else.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module`` itself.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from fairprune_sk.pruning import detach_pruned_weights, prune_module
+    >>> import copy
+    >>> net = prune_module(nn.Sequential(nn.Linear(4, 2)), 0.5)
+    >>> _ = copy.deepcopy(detach_pruned_weights(net))
+    """
+    check_module(module)
+    with torch.no_grad():
+        for _, sub, name, _ in pruning_hooks(module):
+            setattr(sub, name, effective(sub, name))
+    return module
+
+
+def copy_module(module: nn.Module) -> nn.Module:
+    """Deep copy that also works on pruned modules, keeping their masks.
+
+    ``module`` is not modified: the non-leaf pruned attributes are copied as detached values
+    (they are recomputed by the forward pre-hook anyway).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    torch.nn.Module
+        An independent copy, pruned like ``module``.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from fairprune_sk.pruning import copy_module, is_pruned, prune_module
+    >>> net = prune_module(nn.Sequential(nn.Linear(4, 2)), 0.5)
+    >>> is_pruned(copy_module(net))
+    True
+    """
+    check_module(module)
+    memo: dict[int, object] = {}
+    with torch.no_grad():
+        for _, sub, name, _ in pruning_hooks(module):
+            value = sub.__dict__.get(name)
+            if isinstance(value, torch.Tensor):
+                memo[id(value)] = effective(sub, name).detach().clone()
+    return copy.deepcopy(module, memo)
+
+
+def effective_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """State dict with plain names and the effective (masked) values.
+
+    ``"0.weight_orig"`` and ``"0.weight_mask"`` become ``"0.weight"`` holding
+    ``weight_orig * weight_mask``. Every value is cloned, detached and on CPU, so the result
+    is a snapshot that loads into an unpruned instance of the same architecture.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from fairprune_sk.pruning import effective_state_dict, prune_module
+    >>> net = prune_module(nn.Sequential(nn.Linear(4, 2)), 0.5)
+    >>> sorted(effective_state_dict(net))
+    ['0.bias', '0.weight']
+    >>> _ = nn.Sequential(nn.Linear(4, 2)).load_state_dict(effective_state_dict(net))
+    """
+    check_module(module)
+    renamed: dict[str, tuple[str, nn.Module, str]] = {}
+    dropped: set[str] = set()
+    for qualname, sub, name, _ in pruning_hooks(module):
+        prefix = f"{qualname}." if qualname else ""
+        renamed[f"{prefix}{name}_orig"] = (f"{prefix}{name}", sub, name)
+        dropped.add(f"{prefix}{name}_mask")
+    out: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for key, value in module.state_dict().items():
+            if key in dropped:
+                continue
+            if key in renamed:
+                key, sub, name = renamed[key]
+                value = effective(sub, name)
+            out[key] = value.detach().to("cpu", copy=True)
+    return out
+
+
+def unpruned_copy(
+    module: nn.Module, state_dict: Mapping[str, torch.Tensor] | None = None
+) -> nn.Module:
+    """A plain copy of ``module`` without pruning hooks or masks.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Pruned or not; not modified.
+    state_dict : mapping of str to torch.Tensor, optional
+        Loaded (strictly) into the copy, e.g. the dense reference weights kept before
+        pruning. Without it the copy holds the effective (masked) weights.
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from fairprune_sk.pruning import is_pruned, prune_module, unpruned_copy
+    >>> net = prune_module(nn.Sequential(nn.Linear(4, 2)), 0.5)
+    >>> plain = unpruned_copy(net)
+    >>> is_pruned(plain), is_pruned(net)
+    (False, True)
+    """
+    plain = make_permanent(copy_module(module))
+    if state_dict is not None:
+        plain.load_state_dict(state_dict)
+    return plain
