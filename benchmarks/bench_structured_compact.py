@@ -66,8 +66,8 @@ def bench(name: str, dense: nn.Module, x: torch.Tensor, args) -> dict:
             dense(x[:64])
     dense.eval()
     # masked: the dense shapes with zeroed rows / filters; compact: the smaller layers
-    masked = prune_module(copy_module(dense), args.rate, "structured_l2")
-    small = compact(masked).eval()
+    masked = prune_module(copy_module(dense), args.rate, "structured_l2", example_inputs=x[:2])
+    small = compact(masked, example_inputs=x[:2]).eval()  # traced by Torch-Pruning on x[:2]
     with torch.inference_mode():
         max_diff = (small(x) - masked(x)).abs().max().item()
     t_dense, t_masked, t_small = median_ms([dense, masked, small], x, args.repeats, args.warmup)

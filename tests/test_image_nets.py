@@ -65,6 +65,17 @@ def test_resnet18_prunes_inside_the_net(digits):
                                 pruning_rate=0.8, fine_tune_epochs=1, random_state=0, verbose=0)
     net.fit(X[:256], y[:256])
     assert net.sparsity_ == pytest.approx(0.8, abs=1e-3)
-    with pytest.raises(NotImplementedError):
-        net.compact()  # residual connections cannot be compacted
     assert torch.isfinite(torch.as_tensor(net.predict_proba(X[:20]))).all()
+
+
+def test_resnet18_structured_compact_predicts_the_same(digits):
+    X, y = digits
+    net = PrunableNetClassifier(ResNet18, module__width=4, max_epochs=1, lr=0.05, batch_size=32,
+                                random_state=0, verbose=0)
+    net.fit(X[:64], y[:64]).prune(0.5, method="structured_l2")
+    small = net.compact()  # residual blocks: Torch-Pruning's dependency graph couples channels
+    n_params = sum(p.numel() for p in small.module_.parameters())
+    assert n_params < sum(p.numel() for p in net.module_.parameters())
+    assert small.module_.layer1[0].conv1.out_channels == 2  # half of width 4, inside a block
+    np.testing.assert_allclose(small.predict_proba(X[:32]), net.predict_proba(X[:32]), atol=1e-5)
+    np.testing.assert_array_equal(small.predict(X[:32]), net.predict(X[:32]))

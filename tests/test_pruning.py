@@ -56,6 +56,7 @@ class CNN(nn.Module):
     def __init__(self, channels=(8, 16), n_classes=4, seed=0):
         super().__init__()
         torch.manual_seed(seed)
+        self.input_shape = (1, 16, 16)  # as the package's image models: compact traces with it
         c1, c2 = channels
         self.features = nn.Sequential(
             nn.Conv2d(1, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
@@ -544,24 +545,58 @@ def test_compact_keeps_constant_channels_before_zero_padded_conv():
         dead_first = torch.ones_like(net[i].weight)
         dead_first[0] = 0
         prune.custom_from_mask(net[i], "weight", dead_first)
-    small = compact(net)
+    small = compact(net, example_inputs=torch.randn(4, 1, 6, 6))
     # conv 0's dead filter outputs relu(0.3) into a zero-padded conv: kept (not foldable);
     # conv 2's feeds an unpadded conv: folded into its bias and removed
     assert (small[0].out_channels, small[2].out_channels, small[4].in_channels) == (4, 3, 3)
     assert_same_outputs(net, small, torch.randn(4, 1, 6, 6))
 
 
-def test_compact_rejects_non_chains():
+def kill_units(layer: nn.Module, units) -> None:
+    """Mask whole output units (weight rows and bias) of ``layer``, as structured pruning does."""
+    alive = torch.ones(layer.weight.shape[0], dtype=torch.bool)
+    alive[list(units)] = False
+    shape = (-1,) + (1,) * (layer.weight.dim() - 1)
+    prune.custom_from_mask(layer, "weight", alive.view(shape).expand_as(layer.weight).float())
+    if layer.bias is not None:
+        prune.custom_from_mask(layer, "bias", alive.float())
+
+
+def test_compact_residual_removes_channels_dead_on_both_sides_of_the_addition():
+    torch.manual_seed(0)
     net = Residual()
-    prune_module(net, 0.5, "structured_l1")
-    with pytest.raises(NotImplementedError, match="residual/skip connections"):
+    kill_units(net.fc1, [1, 3, 5])
+    kill_units(net.fc2, [1, 3, 6])  # unit 6 is alive in fc1: the sum is not zero there
+    small = compact(net)
+    assert_same_outputs(net, small, torch.randn(16, 8))
+    assert (small.fc1.out_features, small.fc2.in_features, small.fc2.out_features) == (6, 6, 6)
+    assert small.out.in_features == 6
+
+
+def test_compact_needs_example_inputs_when_it_cannot_infer_them():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
+    kill_units(net[0], [0, 2])
+    with pytest.raises(ValueError, match="pass example_inputs"):
         compact(net)
-    grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Flatten(), nn.Linear(4, 2))
-    with pytest.raises(NotImplementedError, match="grouped/depthwise"):
+    small = compact(net, example_inputs=torch.randn(2, 1, 6, 6))
+    assert (small[0].out_channels, small[3].in_features) == (2, 2 * 4 * 4)
+    assert_same_outputs(net, small, torch.randn(3, 1, 6, 6))
+
+
+def test_compact_refuses_layers_it_cannot_shrink_and_names_them():
+    grouped = nn.Sequential(
+        nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 3, groups=2), nn.Flatten(), nn.Linear(4, 2)
+    )
+    grouped.input_shape = (4, 3, 3)
+    kill_units(grouped[0], [1])
+    with pytest.raises(NotImplementedError, match=r"layer '1' \(Conv2d, groups=2\)"):
         compact(grouped)
     layernorm = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2))
-    with pytest.raises(NotImplementedError, match=r"'1' \(LayerNorm\)"):
+    kill_units(layernorm[0], [1])
+    with pytest.raises(NotImplementedError, match=r"layer '1' \(LayerNorm\)"):
         compact(layernorm)
+    # nothing dead: nothing to refuse, a plain copy comes back
+    assert not is_pruned(compact(nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2))))
 
 
 # ----------------------------------------------------------------------------- caller's state
@@ -587,8 +622,10 @@ def _modes_and_grads(net: nn.Module):
 
 
 ENTRY_POINTS = {
-    **{f"prune_module[{m}]": (lambda net, m=m: prune_module(net, 0.5, m, random_state=0))
-       for m in PRUNING_METHODS},
+    **{
+        f"prune_module[{m}]": (lambda net, m=m: prune_module(net, 0.5, m, random_state=0))
+        for m in PRUNING_METHODS
+    },
     "make_permanent": make_permanent,
     "detach_pruned_weights": detach_pruned_weights,
     "copy_module": copy_module,

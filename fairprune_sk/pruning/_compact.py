@@ -1,42 +1,66 @@
-"""Physically removing the dead units of a structurally pruned network."""
+"""Physically removing the dead channels of a structurally pruned network (Torch-Pruning).
+
+Torch-Pruning's ``DependencyGraph`` finds, for every Linear/Conv layer, the group of layers
+whose channels are coupled to its outputs (its BatchNorm, the other side of a residual
+addition, the inputs of the next layers, through flatten and concatenation) and removes one
+channel from all of them at once. This module decides *which* channels can be removed without
+changing the outputs, and leaves the surgery to Torch-Pruning.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ._chain import _Op, chain
+from ._graph import OPTYPE, build_graph, example_batch
 from ._masks import unpruned_copy
-from ._select import check_module
+from ._select import PRUNABLE_TYPES, check_module
 
 __all__ = ["compact"]
 
+# node types a removed channel may pass through; anything else coupled to a dead channel is
+# refused (a LayerNorm or GroupNorm normalises across channels, an Embedding or attention has
+# its own index semantics)
+_SUPPORTED = {
+    OPTYPE.CONV, OPTYPE.LINEAR, OPTYPE.BN, OPTYPE.ELEMENTWISE, OPTYPE.RESHAPE, OPTYPE.CONCAT,
+    OPTYPE.SPLIT,
+}  # fmt: skip
+_HELP = (
+    "compact removes channels through Linear, Conv (groups=1) and BatchNorm layers and "
+    "element-wise, pooling, reshape, concatenation and split operations"
+)
 
-def compact(module: nn.Module) -> nn.Module:
-    """Physically remove dead units of a structurally pruned network.
+
+def compact(module: nn.Module, example_inputs: torch.Tensor | None = None) -> nn.Module:
+    """Physically remove the dead output channels of a structurally pruned network.
 
     Returns a new, plain (unpruned) module of the same class whose ``Linear`` / ``Conv``
-    layers are smaller: every output unit (row / filter) whose effective weights are all zero
-    is removed, together with its ``BatchNorm`` channel and the matching input columns /
-    channels of the next layer (with a ``Flatten`` in between, the whole ``H*W`` block of the
-    next ``Linear``'s inputs). The outputs of the last layer (the classes) are kept.
+    layers are smaller. A channel is removed when every layer that produces it (several, across
+    a residual addition) has an all-zero weight row / filter for it; the channel is removed from
+    every layer coupled to it (BatchNorm, both sides of a residual addition, the input columns
+    or channels of the next layers, through flatten), as found by Torch-Pruning's
+    ``DependencyGraph``. Channels that reach the network's output (the classes) are kept.
 
-    A removed unit outputs a constant (its bias, mapped through the BatchNorm and activation
-    that follow it). Units pruned by :func:`prune_module` with a structured method are dead
+    Such a channel is a constant (its bias, mapped through BatchNorm and activations). Units
+    pruned by :func:`~fairprune_sk.pruning.prune_module` with a structured method are dead
     (weights, bias and BatchNorm channel masked) and that constant is zero. Otherwise the
-    constant is folded into the next layer's bias, which is exact for a ``Linear`` and for a
-    ``Conv`` without zero padding; a unit whose non-zero constant feeds a zero-padded ``Conv``
-    is kept. The outputs of the compact module therefore equal those of ``module`` in eval
-    mode (up to float rounding); in training mode as well when every removed unit is dead.
+    constant, measured on ``example_inputs``, is folded into the bias of the next layer, which
+    is exact for a ``Linear`` and for a ``Conv`` without zero padding; a channel whose non-zero
+    constant feeds a zero-padded ``Conv``, or that is not constant there, is kept. The outputs of
+    the compact module therefore equal those of ``module`` in eval mode (up to float rounding),
+    and in training mode as well when every removed channel is dead. The result is checked on
+    ``example_inputs`` before it is returned.
 
     Parameters
     ----------
     module : torch.nn.Module
-        Typically pruned with ``structured_l1`` / ``structured_l2``; not modified. Supported:
-        chains ``Linear/Conv -> [BatchNorm, element-wise activation, dropout, pooling,
-        flatten]* -> Linear/Conv``, found by tracing ``forward`` with ``torch.fx``, or, when
-        it cannot be traced, in an ``nn.Sequential`` or in the ``layers`` (or ``features`` then
-        ``classifier``) ``nn.Sequential`` attributes, assumed to make up ``forward``.
+        Typically pruned with ``structured_l1`` / ``structured_l2``; not modified.
+    example_inputs : torch.Tensor, optional
+        A batch that ``module`` accepts, used to trace it. By default 2 random rows shaped as
+        ``module.input_shape`` (the package's image models have one) or as the
+        ``in_features`` of a first ``Linear`` layer.
 
     Returns
     -------
@@ -45,10 +69,12 @@ def compact(module: nn.Module) -> nn.Module:
 
     Raises
     ------
+    ValueError
+        If ``example_inputs`` is needed but cannot be inferred.
     NotImplementedError
-        For an architecture that is not such a chain (residual blocks, branches, grouped
-        convolutions, layers used twice, reshapes that hard-code a size, ...); the message
-        names the layer or operation and why.
+        If the forward cannot be traced, or a dead channel is coupled to a layer that compact
+        cannot shrink exactly (a grouped convolution, LayerNorm, GroupNorm, Embedding, ...): the
+        message names the layer.
 
     Examples
     --------
@@ -61,154 +87,157 @@ def compact(module: nn.Module) -> nn.Module:
     """
     check_module(module)
     small = unpruned_copy(module)
-    ops = chain(small)
-    positions = [i for i, op in enumerate(ops) if op.kind == "layer"]
-    with torch.no_grad():
-        for start, stop in zip(positions, positions[1:], strict=False):
-            _compact_segment(ops[start], ops[start + 1 : stop], ops[stop])
+    if not any(isinstance(sub, PRUNABLE_TYPES) for sub in small.modules()):
+        return small
+    inputs = example_batch(small, example_inputs)
+    if inputs is None:
+        raise ValueError(
+            f"cannot compact {type(module).__name__}: pass example_inputs (a batch its forward "
+            "accepts); they are only inferred from an `input_shape` attribute or a first "
+            "Linear layer"
+        )
+    modes = [sub.training for sub in small.modules()]
+    small.eval()
+    try:
+        expected, seen = _probe(small, inputs)
+        graph = build_graph(small, inputs)
+        names = {sub: name for name, sub in small.named_modules()}
+        plans = [_plan(group, seen, names) for group in list(graph.get_all_groups())]
+        plans = [plan for plan in plans if plan.remove]
+        with torch.no_grad():
+            for plan in plans:
+                for layer, column, value in plan.folds:
+                    _fold(layer, column, value)
+        for plan in plans:
+            graph.get_pruning_group(plan.root, plan.handler, plan.remove).prune()
+        _check_outputs(small, inputs, expected)
+    finally:
+        for sub, mode in zip(small.modules(), modes, strict=True):
+            sub.training = mode
     return small
 
 
-def _compact_segment(first: _Op, between: list[_Op], second: _Op) -> None:
-    """Remove the dead output units of ``first`` and the matching inputs of ``second``."""
-    a, b = first.module, second.module
-    a_conv = not isinstance(a, nn.Linear)
-    units = a.weight.shape[0]
-    dead = ~a.weight.flatten(1).bool().any(dim=1)
-    if not bool(dead.any()):
-        return
+@dataclass
+class _Plan:
+    """What to do with one group: the root channels to remove and the constants to fold."""
 
-    # constant output of each unit with zero weights, mapped through the ops in between
-    const = a.bias.detach().clone() if a.bias is not None else a.weight.new_zeros(units)
-    zero_only = False  # True once a pooling only keeps a zero channel constant
-    flattened = False
-    for op in between:
-        if op.kind == "norm":
-            if op.module.num_features != units:
-                raise NotImplementedError(
-                    f"cannot compact: {op.label!r} has {op.module.num_features} features but "
-                    f"layer {first.label!r} outputs {units}"
-                )
-            const = _norm_constant(op.module, const)
-        elif op.kind == "pointwise":
-            const = op.fn(const)
-        elif op.kind == "pool":
-            if not a_conv or flattened:
-                raise NotImplementedError(
-                    f"cannot compact: pooling {op.label!r} after a Linear layer or a flatten "
-                    "is not supported"
-                )
-            zero_only = zero_only or op.zero_only
-        elif op.kind == "flatten":
-            flattened = True
-
-    span = _input_span(first, second, units, flattened)
-    nonzero = const != 0
-    if isinstance(b, nn.Linear):
-        foldable = not zero_only
-    else:
-        padding = b.padding
-        unpadded = padding == "valid" or (
-            not isinstance(padding, str) and all(p == 0 for p in padding)
-        )
-        foldable = not zero_only and (unpadded or b.padding_mode != "zeros")
-    removable = dead & (~nonzero | foldable)
-    if bool(removable.all()):
-        removable[0] = False  # keep one unit: no zero-sized layers
-    if not bool(removable.any()):
-        return
-    keep = ~removable
-
-    fold = removable & nonzero
-    if bool(fold.any()):
-        if isinstance(b, nn.Linear):
-            block = b.weight.view(b.out_features, units, span)[:, fold, :].sum(dim=2)
-        else:
-            block = b.weight[:, fold].flatten(2).sum(dim=2)
-        shift = block @ const[fold].to(block.dtype)
-        if b.bias is None:
-            b.bias = nn.Parameter(torch.zeros_like(shift))
-        b.bias.add_(shift)
-
-    _keep_outputs(a, keep)
-    for op in between:
-        if op.kind == "norm":
-            _keep_norm_channels(op.module, keep)
-    _keep_inputs(b, keep, span)
+    root: nn.Module
+    handler: object
+    remove: list[int] = field(default_factory=list)
+    folds: list[tuple[nn.Module, int, float]] = field(default_factory=list)
 
 
-def _norm_constant(bn: nn.Module, const: torch.Tensor) -> torch.Tensor:
-    """BatchNorm (eval mode) of a channel that is constant ``const``."""
-    if bn.track_running_stats and bn.running_mean is not None:
-        out = (const - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps)
-    else:  # batch statistics of a constant channel: mean = const, var = 0
-        out = torch.zeros_like(const)
-    if bn.affine:
-        out = out * bn.weight + bn.bias
-    return out
+def _probe(module: nn.Module, inputs) -> tuple[torch.Tensor, dict[nn.Module, list]]:
+    """The output on ``inputs`` and every input that each Linear/Conv layer received."""
+    seen: dict[nn.Module, list[torch.Tensor]] = {}
+
+    def record(sub, args):
+        seen.setdefault(sub, []).append(args[0].detach())
+
+    handles = [
+        sub.register_forward_pre_hook(record)
+        for sub in module.modules()
+        if isinstance(sub, PRUNABLE_TYPES)
+    ]
+    try:
+        with torch.no_grad():
+            output = module(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return output, seen
 
 
-def _input_span(first: _Op, second: _Op, units: int, flattened: bool) -> int:
-    """How many inputs of ``second`` each output unit of ``first`` feeds."""
-    a, b = first.module, second.module
-    a_conv = not isinstance(a, nn.Linear)
-    if isinstance(b, nn.Linear):
-        if a_conv and not flattened:
+def _plan(group, seen, names) -> _Plan:
+    items = list(group)
+    root = items[0].dep.target.module
+    plan = _Plan(root, items[0].dep.handler)
+    if any(item.dep.target.type == OPTYPE.OUTPUT for item in items):
+        return plan  # these channels are outputs of the network
+    candidates = set(range(len(items[0].idxs)))
+    consumers = []
+    for item in items:
+        node, handler = item.dep.target, item.dep.handler
+        if node.type in (OPTYPE.CONV, OPTYPE.LINEAR):
+            if node.type == OPTYPE.CONV and node.module.groups != 1:
+                continue  # refused below, if there is anything to remove
+            if _is_out(group, handler):
+                rows = node.module.weight.detach().flatten(1).bool().any(dim=1)
+                candidates -= {r for i, r in zip(item.idxs, item.root_idxs, strict=True) if rows[i]}
+            else:
+                consumers.append(item)
+    n_channels = len(items[0].idxs)
+    if len(candidates) == n_channels:
+        candidates.discard(0)  # keep one channel: no zero-sized layers
+    if not candidates:
+        return plan
+    for item in items:
+        node = item.dep.target
+        grouped = node.type == OPTYPE.CONV and node.module.groups != 1
+        if grouped or node.type not in _SUPPORTED and node.type != OPTYPE.OUTPUT:
+            label = names.get(node.module, node.name)
             raise NotImplementedError(
-                f"cannot compact: Linear {second.label!r} is applied to the output of "
-                f"convolution {first.label!r} without flattening it"
+                f"cannot compact: layer {label!r} ({type(node.module).__name__}"
+                f"{f', groups={node.module.groups}' if grouped else ''}) is coupled to the "
+                f"pruned channels of {names.get(root, '?')!r}; {_HELP}"
             )
-        if a_conv and b.in_features % units == 0:
-            return b.in_features // units
-        if not a_conv and b.in_features == units:
-            return 1
+    folds = []
+    for item in consumers:
+        layer = item.dep.target.module
+        padded = isinstance(layer, nn.modules.conv._ConvNd) and _zero_padded(layer)
+        for column, r in zip(item.idxs, item.root_idxs, strict=True):
+            if r not in candidates:
+                continue
+            value = _constant(seen.get(layer, []), layer, column)
+            if value is None or (value != 0 and padded):
+                candidates.discard(r)
+            elif value != 0:
+                folds.append((layer, column, value, r))
+    plan.remove = sorted(candidates)
+    plan.folds = [(layer, column, value) for layer, column, value, r in folds if r in candidates]
+    return plan
+
+
+def _is_out(group, handler) -> bool:
+    return group._DG.is_out_channel_pruning_fn(handler)
+
+
+def _zero_padded(conv: nn.Module) -> bool:
+    padding = conv.padding
+    if padding == "valid" or conv.padding_mode != "zeros":
+        return False
+    return padding == "same" or any(p != 0 for p in padding)
+
+
+def _constant(calls: list[torch.Tensor], layer: nn.Module, column: int) -> float | None:
+    """The value of input ``column`` of ``layer`` if it was one constant in every call."""
+    if not calls:
+        return None
+    values = torch.cat([(x[..., column] if isinstance(layer, nn.Linear) else x[:, column]).flatten()
+                        for x in calls])  # fmt: skip
+    first = values[0]
+    return float(first) if bool((values == first).all()) else None
+
+
+def _fold(layer: nn.Module, column: int, value: float) -> None:
+    """Add the contribution of a constant input ``column`` to ``layer``'s bias."""
+    weight = layer.weight[:, column]
+    shift = (weight if weight.dim() == 1 else weight.flatten(1).sum(dim=1)) * value
+    if layer.bias is None:
+        layer.bias = nn.Parameter(torch.zeros_like(shift))
+    layer.bias.add_(shift)
+
+
+def _check_outputs(module: nn.Module, inputs, expected: torch.Tensor) -> None:
+    with torch.no_grad():
+        got = module(inputs)
+    scale = float(expected.abs().max()) if expected.numel() else 0.0
+    if got.shape != expected.shape or not torch.allclose(
+        got, expected, rtol=1e-4, atol=1e-5 * max(1.0, scale)
+    ):
+        diff = (got - expected).abs().max() if got.shape == expected.shape else "shape"
         raise NotImplementedError(
-            f"cannot compact: layer {second.label!r} has {b.in_features} input features, "
-            f"which do not match the {units} outputs of {first.label!r}"
+            f"cannot compact {type(module).__name__}: removing its dead channels changed its "
+            f"outputs on the example inputs (max abs difference {diff}); an operation between "
+            f"the pruned layers mixes channels; {_HELP}"
         )
-    if not a_conv or flattened:
-        raise NotImplementedError(
-            f"cannot compact: convolution {second.label!r} after "
-            f"{'a flatten' if flattened else 'Linear ' + repr(first.label)} is not supported"
-        )
-    if b.in_channels != units:
-        raise NotImplementedError(
-            f"cannot compact: convolution {second.label!r} has {b.in_channels} input channels "
-            f"but {first.label!r} outputs {units}"
-        )
-    return 1
-
-
-def _replace(sub: nn.Module, name: str, value: torch.Tensor) -> None:
-    old = getattr(sub, name)
-    if isinstance(old, nn.Parameter):
-        setattr(sub, name, nn.Parameter(value.clone(), requires_grad=old.requires_grad))
-    else:
-        setattr(sub, name, value.clone())
-
-
-def _keep_outputs(layer: nn.Module, keep: torch.Tensor) -> None:
-    _replace(layer, "weight", layer.weight[keep])
-    if layer.bias is not None:
-        _replace(layer, "bias", layer.bias[keep])
-    if isinstance(layer, nn.Linear):
-        layer.out_features = int(keep.sum())
-    else:
-        layer.out_channels = int(keep.sum())
-
-
-def _keep_inputs(layer: nn.Module, keep: torch.Tensor, span: int) -> None:
-    if isinstance(layer, nn.Linear):
-        columns = keep.repeat_interleave(span)
-        _replace(layer, "weight", layer.weight[:, columns])
-        layer.in_features = int(columns.sum())
-    else:
-        _replace(layer, "weight", layer.weight[:, keep])
-        layer.in_channels = int(keep.sum())
-
-
-def _keep_norm_channels(bn: nn.Module, keep: torch.Tensor) -> None:
-    for name in ("weight", "bias", "running_mean", "running_var"):
-        if getattr(bn, name, None) is not None:
-            _replace(bn, name, getattr(bn, name)[keep])
-    bn.num_features = int(keep.sum())

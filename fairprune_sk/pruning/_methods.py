@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from ._chain import norms_after
+from ._graph import example_batch, norms_after
 from ._masks import effective, mask_of
 from ._select import (
     check_module,
@@ -52,6 +52,7 @@ def prune_module(
     keep_dense: Iterable[str] | str = (),
     min_layer_density: float = 0.0,
     random_state=None,
+    example_inputs: torch.Tensor | None = None,
 ) -> nn.Module:
     """Prune ``module`` in place so that a fraction ``rate`` of its prunable weights is zero.
 
@@ -81,9 +82,9 @@ def prune_module(
           a pruned unit, and the matching channel (weight and bias) of a ``BatchNorm`` that
           follows the layer (through element-wise activations, dropout or pooling only), are
           masked too, so a pruned unit outputs exactly zero, in training as in evaluation, and
-          :func:`compact` can remove it without changing the outputs. (BatchNorm layers are
-          found on the chains that :func:`compact` supports; in other architectures, e.g.
-          residual ones, only the weights and the bias of a pruned unit are masked.)
+          :func:`compact` can remove it without changing the outputs. (The BatchNorm layers
+          are found in Torch-Pruning's dependency graph, traced on ``example_inputs``; without
+          them only the weights and the bias of a pruned unit are masked.)
     keep_dense : iterable of str or str, default=()
         Layers to leave dense: qualified names and/or ``"first"`` / ``"last"``
         (see :func:`prunable_tensors`).
@@ -95,6 +96,10 @@ def prune_module(
     random_state : None, int or numpy.random.RandomState, default=None
         Seeds ``method="random"`` (same seed, same masks); ignored by the other methods. The
         draws use their own ``torch.Generator``; torch's global RNG is left untouched.
+    example_inputs : torch.Tensor, optional
+        A batch that ``module`` accepts; used by the structured methods only, to trace the
+        network and find the BatchNorm after each layer. By default 2 random rows shaped as
+        ``module.input_shape`` or as the ``in_features`` of a first ``Linear`` layer.
 
     Returns
     -------
@@ -165,7 +170,8 @@ def prune_module(
 
         _prune_layerwise(targets, rate, min_layer_density, random_scores)
     else:
-        _prune_structured(module, targets, rate, min_layer_density, _STRUCTURED_NORM[method])
+        norms = norms_after(module, example_batch(module, example_inputs))
+        _prune_structured(targets, rate, min_layer_density, _STRUCTURED_NORM[method], norms)
 
     emptied = [name for name, sub, pname in targets if not bool(mask_of(sub, pname).any())]
     if emptied:
@@ -255,11 +261,8 @@ def _prune_layerwise(
         prune.l1_unstructured(sub, pname, amount=int(amount), importance_scores=importance)
 
 
-def _prune_structured(
-    module: nn.Module, targets, rate: float, min_layer_density: float, norm: int
-) -> None:
+def _prune_structured(targets, rate: float, min_layer_density: float, norm: int, norms) -> None:
     plan = _layer_plan(targets, rate, min_layer_density, _count_units)
-    norms = norms_after(module)
     for (layer, _, _), (sub, pname, amount) in zip(targets, plan, strict=True):
         with torch.no_grad():
             importance = effective(sub, pname).detach()
