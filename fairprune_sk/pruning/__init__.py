@@ -13,6 +13,7 @@ Modules (one concept each; import from ``fairprune_sk.pruning``):
 - ``_masks``: reading, copying and removing torch's pruning masks (:func:`sparsity`,
   :func:`copy_module`, :func:`effective_state_dict`, :func:`make_permanent`, ...);
 - ``_methods``: :func:`prune_module` and the :data:`PRUNING_METHODS`;
+- ``_graph``: Torch-Pruning's ``DependencyGraph`` of a network (coupled channels, BatchNorm);
 - ``_compact``: :func:`compact`, which rebuilds smaller layers after structured pruning.
 """
 
