@@ -3,6 +3,11 @@
 On the bundled Adult data (race groups; synthetic 30k x 100 data with 5 groups if
 ``fairprune_sk.datasets.load_adult`` is unavailable) with an MLP (hidden 64, 64):
 
+0. cost of one Lanczos iteration, in full gradient passes, side by side: the Hessian-vector
+   product as it was (forward, backward with ``create_graph``, second backward, per batch and
+   per iteration: ``old_double_backward`` below), the same recomputed with the current code
+   (``_HVP_CACHE_BYTES = 0``), and the current default, which keeps the first-order graph
+   between the iterations of an eigen-solve (``_HessianOperator``);
 1. time of λ(H_a) for all groups (Lanczos and power iteration, default ``tol``) divided by the
    time of one full gradient pass over the training data;
 2. time vs data size (25 %, 50 %, 100 %) at a fixed number of Hessian-vector products;
@@ -10,7 +15,7 @@ On the bundled Adult data (race groups; synthetic 30k x 100 data with 5 groups i
 
 Every ratio is measured in the same run (best of ``--repeats``), so machine speed cancels.
 
-    python benchmarks/bench_hessian.py [--repeats 2] [--synthetic]
+    python benchmarks/bench_hessian.py [--repeats 2] [--synthetic] [--only-cost]
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from fairprune_sk.diagnostics import _Evaluator, top_hessian_eigenvalue
+from fairprune_sk import diagnostics
+from fairprune_sk.diagnostics import _batches, _Evaluator, top_hessian_eigenvalue
 from fairprune_sk.models import MLP
 
 
@@ -95,15 +101,50 @@ def gradient_pass(module: nn.Module, X: np.ndarray, y: np.ndarray, batch_size: i
     module.zero_grad(set_to_none=True)
 
 
+def old_double_backward(ev, X, y, idx, batch_size):
+    """The Hessian-vector product before issue 9 (the reference for section 0).
+
+    Per batch and per product: forward, backward with ``create_graph=True``, then the
+    gradient of ``Σ g·v`` (a second backward), as ``_Evaluator.hvp`` did.
+    """
+
+    def operator(v):
+        total = torch.zeros(ev.n_params, device=ev.device, dtype=ev.dtype)
+        vs = ev.unflatten(v)
+        with torch.enable_grad():
+            for b in _batches(idx, batch_size):
+                x, t = ev.batch(X, y, b)
+                leaves = ev._leaves()
+                grads = torch.autograd.grad(
+                    ev.loss_sum(leaves, x, t), leaves, create_graph=True, allow_unused=True
+                )
+                dot = sum((g * u).sum() for g, u in zip(grads, vs, strict=True)
+                          if g is not None and g.requires_grad)
+                total += ev.flatten(torch.autograd.grad(dot, leaves, allow_unused=True))
+        return total / max(len(idx), 1)
+
+    return operator
+
+
 def eigenvalues(module, X, y, groups, *, method="lanczos", max_iter=100, tol=1e-4,
-                batch_size=1024):
-    """λ(H_a) and Hessian-vector products used, for every group."""
+                batch_size=1024, variant="kept"):
+    """λ(H_a) and Hessian-vector products used, for every group.
+
+    ``variant``: "kept" (the default operator), "recomputed" (the current operator with no
+    graph kept) or "old" (:func:`old_double_backward`).
+    """
     out = []
     with _Evaluator(module) as ev:
         for g in range(groups.max() + 1):
             idx = np.flatnonzero(groups == g)
+            operator = None
+            if variant == "old":
+                operator = old_double_backward(ev, X, y, idx, batch_size)
+            elif variant == "recomputed":
+                operator = diagnostics._HessianOperator(ev, X, y, idx, batch_size,
+                                                        cache_bytes=0)
             res = ev.top_eigenvalue(X, y, idx, method=method, max_iter=max_iter, tol=tol,
-                                    seed=g, batch_size=batch_size)
+                                    seed=g, batch_size=batch_size, operator=operator)
             out.append((res.value, res.n_iter))
     return out
 
@@ -115,6 +156,8 @@ def main() -> None:
                         help="torch threads (1 is the most stable on a shared machine)")
     parser.add_argument("--synthetic", action="store_true", help="use synthetic 30k x 100 data")
     parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--only-cost", action="store_true",
+                        help="run section 0 only (a few seconds)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -133,10 +176,16 @@ def main() -> None:
         keep = np.sort(order[: int(fraction * len(X))])
         subsets[fraction] = (X[keep], y[keep], groups[keep])
     fixed = 20
+    variants = ("old", "recomputed", "kept")
     timer = Timer()
     for _ in range(args.repeats):
         timer.run("grad", lambda: gradient_pass(module, X, y, bs))
         timer.run("grad", lambda: gradient_pass(module, X, y, bs))
+        for variant in variants:
+            timer.run(("variant", variant), lambda v=variant: eigenvalues(
+                module, X, y, groups, max_iter=fixed, tol=0.0, batch_size=bs, variant=v))
+        if args.only_cost:
+            continue
         for method in ("lanczos", "power"):
             timer.run(method, lambda m=method: eigenvalues(module, X, y, groups, method=m,
                                                            batch_size=bs))
@@ -147,12 +196,28 @@ def main() -> None:
             timer.run(("iter", max_iter), lambda k=max_iter: eigenvalues(
                 module, X, y, groups, max_iter=k, tol=0.0, batch_size=bs))
     for clock in (timer.wall, timer.cpu):
-        clock[("iter", fixed)] = clock[("size", 1.0)]
+        if not args.only_cost:
+            clock[("iter", fixed)] = clock[("size", 1.0)]
 
     for clock, times in (("CPU", timer.cpu), ("wall", timer.wall)):
         t_grad = times["grad"]
         print(f"\n===== {clock} time =====")
         print(f"one full gradient pass (forward + backward, all {len(X)} rows): {t_grad:.3f} s")
+
+        print(f"\n0. one Lanczos iteration over all groups (max_iter={fixed}, tol=0), side by side")
+        print(f"{'Hessian-vector product':<44}{'time s':>9}{'grad passes / iteration':>26}")
+        labels = {"old": "double backward per product (before)",
+                  "recomputed": "double backward per product (now, no cache)",
+                  "kept": "first-order graph kept (now, default)"}
+        for variant in variants:
+            t = times[("variant", variant)]
+            print(f"{labels[variant]:<44}{t:>9.2f}{t / (fixed * t_grad):>26.2f}")
+        same = [r[0] for r in timer.result[("variant", "old")]]
+        new = [r[0] for r in timer.result[("variant", "kept")]]
+        print("largest relative difference of λ(H_a), kept vs before: "
+              f"{max(abs(a - b) / abs(a) for a, b in zip(same, new, strict=True)):.1e}")
+        if args.only_cost:
+            continue
 
         print("\n1. λ(H_a) for all groups, default tol=1e-4, max_iter=100")
         print(f"{'method':<9}{'time s':>9}{'/ grad pass':>13}{'HVPs per group':>22}  λ per group")
@@ -179,6 +244,8 @@ def main() -> None:
             print(f"{max_iter:<10d}{t:>9.2f}{t / times[('iter', 10)]:>13.2f}"
                   f"{t / (max_iter * t_grad):>31.2f}")
 
+    if args.only_cost:
+        return
     # the public function on one group, as a user would call it
     g = int(np.argmin(np.bincount(groups)))
     mask = groups == g

@@ -18,6 +18,8 @@ from torch.nn.utils import prune
 from fairprune_sk import ExcessRiskFrame, PrunableNetClassifier
 from fairprune_sk.diagnostics import (
     GroupDiagnostics,
+    _Evaluator,
+    _HessianOperator,
     _lanczos,
     _power_iteration,
     boundary_closeness,
@@ -665,3 +667,45 @@ def test_group_diagnostics_restores_mode_after_an_error(audit_data):
         net.predict_proba = lambda X: 1.0 - PrunableNetClassifier.predict_proba(net, X)
         GroupDiagnostics(net, X, y, sensitive_features=A["race"])
     _assert_mode_and_grads_kept(net.module_, kept)
+
+
+# --------------------------------------------------------------------------------------------
+# the kept-graph Hessian operator of the eigen-solvers (issue 9)
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("budget", ["none", "one batch", "two batches", "all"])
+def test_kept_graph_operator_equals_dense_hessian_at_any_budget(tiny_data, budget):
+    X, y, _ = tiny_data
+    module = tiny_net()
+    H = dense_hessian(module, X, y)
+    gen = torch.Generator().manual_seed(2)
+    vectors = [torch.randn(H.shape[0], dtype=torch.float64, generator=gen) for _ in range(3)]
+    idx = np.arange(len(X))
+    with _Evaluator(module) as ev:
+        probe = _HessianOperator(ev, X, y, idx, batch_size=7, cache_bytes=2**40)
+        probe.gradient()
+        per_batch = probe.batch_bytes
+        bytes_for = {"none": 0, "one batch": per_batch, "two batches": 2 * per_batch + 1,
+                     "all": 2**40}
+        op = _HessianOperator(ev, X, y, idx, batch_size=7, cache_bytes=bytes_for[budget])
+        for v in vectors:  # repeated products reuse the kept graph
+            torch.testing.assert_close(op(v), H @ v, rtol=1e-10, atol=1e-12)
+        expected_kept = {"none": 0, "one batch": 1, "two batches": 2, "all": 6}[budget]
+        assert op.n_kept_batches == expected_kept
+        loss, flat = mean_loss_of_flat(module, X, y)
+        flat.requires_grad_(True)
+        reference = torch.autograd.grad(loss(flat), flat)[0]
+        torch.testing.assert_close(op.gradient(), reference, rtol=1e-10, atol=1e-12)
+    assert all(p.grad is None for p in module.parameters())
+
+
+def test_kept_graph_eigenvalue_matches_recomputed_products(tiny_data):
+    X, y, _ = tiny_data
+    idx = np.arange(len(X))
+    with _Evaluator(tiny_net()) as ev:
+        kept = ev.top_eigenvalue(X, y, idx, method="lanczos", max_iter=30, tol=0, seed=0,
+                                 batch_size=7)
+        recomputed = ev.top_eigenvalue(
+            X, y, idx, method="lanczos", max_iter=30, tol=0, seed=0, batch_size=7,
+            operator=_HessianOperator(ev, X, y, idx, 7, cache_bytes=0),
+        )
+    assert kept.value == pytest.approx(recomputed.value, rel=1e-10)
