@@ -10,7 +10,13 @@ each epoch's CPU time of this process (``cpu_dur``, ``time.process_time``) and p
 ratio too; it helps where load deschedules the process, not where it slows execution (on a
 shared 2-vCPU VM it tracked wall time).
 
-Target: ratio <= 1.15.
+With ``--target accuracy_gap`` both nets are pruned (``--rate``) after one dense epoch and the
+ratio is taken over the fine-tuning epochs only, where CEAG acts (``constraint_phase="after"``,
+``constraint_target="accuracy_gap"`` at its defaults: duals on the training batches through the
+replay buffer). ``--constraint-split 0.2`` measures the duals on held-out rows instead (the
+primal epochs then see 20 % fewer rows, so their epochs are shorter).
+
+Target: ratio <= 1.15 (group_loss, the original target); <= 1.10 for accuracy_gap (issue 10).
 
 Run: ``python benchmarks/bench_fair_epoch.py`` (``--help`` for options).
 """
@@ -30,7 +36,7 @@ from fairprune_sk.benchmark.audit import load_adult_split
 from fairprune_sk.constrained import FairConstrainedNet
 from fairprune_sk.models import MLP
 
-TARGET = 1.15
+TARGETS = {"group_loss": 1.15, "accuracy_gap": 1.10}
 
 
 class EpochCPUTime(Callback):
@@ -52,7 +58,13 @@ def main() -> None:
     parser.add_argument("--sensitive", nargs="+", default=["race"], choices=["race", "sex"])
     parser.add_argument("--dual-lr", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--target", choices=sorted(TARGETS), default="group_loss",
+                        help="constraint_target of the FairConstrainedNet")
+    parser.add_argument("--rate", type=float, default=0.9, help="pruning rate (accuracy_gap)")
+    parser.add_argument("--constraint-split", default="None",
+                        help="constraint_split of accuracy_gap: None or a fraction")
     args = parser.parse_args()
+    target = TARGETS[args.target]
     torch.set_num_threads(args.threads)
 
     data = load_adult_split(args.sensitive)
@@ -66,19 +78,30 @@ def main() -> None:
 
     durations: dict[str, list[float]] = {"plain": [], "fair": []}
     cpu: dict[str, list[float]] = {"plain": [], "fair": []}
+    fair_params: dict = {"dual_lr": args.dual_lr, "constraint_phase": "before"}
+    phase = "train"
+    if args.target == "accuracy_gap":  # one dense epoch, then timed fine-tuning epochs
+        split = args.constraint_split
+        split = None if split == "None" else float(split)
+        common.update(max_epochs=1, pruning_rate=args.rate, fine_tune_epochs=args.epochs)
+        fair_params = {"constraint_phase": "after", "constraint_target": "accuracy_gap",
+                       "constraint_split": split}
+        phase = "fine_tune"
     for repeat in range(args.repeats):
         plain = PrunableNetClassifier(MLP, **common)
-        fair = FairConstrainedNet(MLP, **common, dual_lr=args.dual_lr, constraint_phase="before")
+        fair = FairConstrainedNet(MLP, **common, **fair_params)
         fits = (("plain", plain, {}), ("fair", fair, {"sensitive_features": data.A_train}))
         for name, net, fit_params in fits:
             start = time.perf_counter()
             net.fit(data.X_train, data.y_train, **fit_params)
             wall = time.perf_counter() - start
-            dur = list(net.history[:, "dur"])
+            rows = [row for row in net.history if row["phase"] == phase]
+            dur = [row["dur"] for row in rows]
             durations[name] += dur
-            cpu[name] += list(net.history[:, "cpu_dur"])
-            print(f"  repeat {repeat}: {name:<5} median epoch {statistics.median(dur):.3f} s "
-                  f"(CPU {statistics.median(net.history[:, 'cpu_dur']):.3f} s), fit {wall:.1f} s")
+            cpu[name] += [row["cpu_dur"] for row in rows]
+            print(f"  repeat {repeat}: {name:<5} median {phase} epoch "
+                  f"{statistics.median(dur):.3f} s (CPU "
+                  f"{statistics.median([row['cpu_dur'] for row in rows]):.3f} s), fit {wall:.1f} s")
         multipliers = np.round(fair.multipliers_.to_numpy(), 4)
         print(f"  fair multipliers after training: {multipliers.tolist()}")
 
@@ -87,12 +110,12 @@ def main() -> None:
     ratio = fair_median / plain_median
     print(f"\nmedian epoch: PrunableNetClassifier {plain_median:.3f} s, FairConstrainedNet "
           f"{fair_median:.3f} s")
-    verdict = "meets" if ratio <= TARGET else "MISSES"
-    print(f"ratio FairConstrainedNet / PrunableNetClassifier = {ratio:.3f} "
-          f"({verdict} the target <= {TARGET})")
+    verdict = "meets" if ratio <= target else "MISSES"
+    print(f"ratio FairConstrainedNet ({args.target}) / PrunableNetClassifier = {ratio:.3f} "
+          f"({verdict} the target <= {target})")
     cpu_ratio = statistics.median(cpu["fair"]) / statistics.median(cpu["plain"])
     print(f"CPU-time ratio (median epoch CPU time, insensitive to other load) = {cpu_ratio:.3f} "
-          f"({'meets' if cpu_ratio <= TARGET else 'MISSES'} the target)")
+          f"({'meets' if cpu_ratio <= target else 'MISSES'} the target)")
 
 
 if __name__ == "__main__":

@@ -285,3 +285,187 @@ def test_excess_risk_target_uses_dense_losses_and_lowers_training_xi(hard_minori
     fair_xi = ExcessRiskFrame(fair, X, y, sensitive_features=group).fairness_violation
     assert fair.multipliers_.gt(0).all()
     assert fair_xi < plain_xi
+
+
+# ------------------------------------------------------------------------------------------------
+# CEAG (constraint_target="accuracy_gap"), tolerance, dual dynamics, divergence, constraint_split
+# ------------------------------------------------------------------------------------------------
+from collections import deque  # noqa: E402
+
+from fairprune_sk.constrained import (  # noqa: E402
+    GROUP_KEY,
+    INPUT_KEY,
+    REFERENCE_CORRECT_KEY,
+    REFERENCE_LOSS_KEY,
+    DivergenceError,
+    GroupReplayBuffer,
+    dual_step,
+    excess_accuracy_gap,
+    stratified_holdout,
+)
+
+CEAG = dict(constraint_target="accuracy_gap", pruning_rate=0.7, fine_tune_epochs=2)
+
+
+def test_auto_parameters_resolve_per_target(tabular):
+    X, y, group = tabular
+    ceag = make_fair(max_epochs=1, dual_lr="auto", **CEAG).fit(X, y, sensitive_features=group)
+    resolved = ("dual_lr_", "tolerance_", "dual_update_", "dual_dynamics_")
+    assert tuple(getattr(ceag, name) for name in resolved) == (1.0, 0.0, 20, "damped")
+    paper = make_fair(max_epochs=1, dual_lr="auto").fit(X, y, sensitive_features=group)
+    assert tuple(getattr(paper, name) for name in resolved) == (0.05, 0.0, "epoch", "gradient")
+
+
+def test_proxy_gradient_equals_autograd_of_the_formula(tabular):
+    X, y, group = tabular
+    X = X.astype(np.float32)
+    fair = make_fair(max_epochs=1, **CEAG).fit(X, y, sensitive_features=group)
+    fair._phase, fair._heldout = "fine_tune", None
+    fair._multipliers = np.array([0.3, 0.0, 0.8])  # group "b" unpenalised
+    rows = np.arange(64)
+    codes = fair._encode_groups(group, len(y))[rows]
+    reference = np.random.default_rng(0).uniform(0.1, 1.0, len(rows)).astype(np.float32)
+    batch = {INPUT_KEY: X[rows], GROUP_KEY: codes, REFERENCE_LOSS_KEY: reference,
+             REFERENCE_CORRECT_KEY: np.ones(len(rows), dtype=np.float32)}
+    y_true = torch.as_tensor(y[rows])
+
+    fair.module_.zero_grad()
+    fair.get_loss(fair.infer(batch), y_true, X=batch, training=True).backward()
+    ours = [p.grad.clone() for p in fair.module_.parameters()]
+
+    fair.module_.zero_grad()
+    logits = fair.module_(torch.as_tensor(X[rows]))
+    excess = torch.nn.functional.cross_entropy(logits, y_true, reduction="none") - torch.as_tensor(
+        reference)
+    overall = excess.mean()
+    lam = torch.as_tensor(fair._multipliers, dtype=torch.float32)
+    proxy = torch.stack([excess[torch.as_tensor(codes == g)].mean() - overall.detach()
+                         for g in range(3)])
+    mean_loss = torch.nn.functional.cross_entropy(logits, y_true)
+    ((mean_loss + (lam * proxy).sum()) / (1 + lam.sum())).backward()
+    for got, expected in zip(ours, (p.grad for p in fair.module_.parameters()), strict=True):
+        torch.testing.assert_close(got, expected)
+
+
+def test_dual_step_solves_a_toy_problem():
+    # min θ²/2 s.t. 0.5 − θ ≤ 0: θ* = 0.5, λ* = 0.5 (θ − λ = 0); primal steps on the normalised
+    # Lagrangian (θ²/2 + λ(0.5 − θ)) / (1 + λ), dual steps through dual_step
+    for damping in (0.0, 1.0):
+        theta, lam, error = 3.0, np.zeros(1), np.zeros(1)
+        for _ in range(3000):
+            theta -= 0.1 * (theta - lam[0]) / (1 + lam[0])
+            lam, error = dual_step(lam, np.array([0.5 - theta]), error, lr=0.05, cap=1.0,
+                                   damping=damping)
+        assert theta == pytest.approx(0.5, abs=1e-3) and lam[0] == pytest.approx(0.5, abs=1e-3)
+    # the arithmetic: projection, cap, tolerance, PI term, NaN = no estimate
+    lam, error = dual_step(np.array([0.2, 0.9, 0.1, 0.4]), np.array([0.5, 0.5, -1.0, np.nan]),
+                           np.array([0.1, 0.0, 0.0, 7.0]), lr=0.5, tolerance=0.1, cap=1.0,
+                           damping=2.0)
+    np.testing.assert_allclose(lam, [0.2 + 0.5 * (0.4 + 2.0 * 0.3), 1.0, 0.0, 0.4])
+    np.testing.assert_allclose(error, [0.4, 0.4, -1.1, 7.0])
+
+
+def test_replay_buffer_keeps_the_last_values_of_every_group():
+    rng = np.random.default_rng(0)
+    buffer, expected = GroupReplayBuffer(4, size=5), [deque(maxlen=5) for _ in range(4)]
+    assert np.isnan(buffer.means()).all()
+    for n in (3, 0, 17, 1, 8, 30):
+        codes, values = rng.integers(0, 3, n), rng.normal(size=n)  # group 3 never seen
+        buffer.push(codes, values)
+        for code, value in zip(codes, values, strict=True):
+            expected[code].append(value)
+        means = [np.mean(d) if d else np.nan for d in expected]
+        np.testing.assert_allclose(buffer.means(), means)
+    psi = excess_accuracy_gap(np.array([0.1, 0.3, np.nan]), np.array([0.75, 0.25, 0.5]))
+    np.testing.assert_allclose(psi, [0.1 - 0.15, 0.3 - 0.15, np.nan])
+
+
+def test_ceag_records_psi_and_lowers_the_training_accuracy_gap(hard_minority):
+    X, y, group = hard_minority
+    params = dict(max_epochs=10, lr=0.05, batch_size=100, module__hidden_units=(16,),
+                  pruning_rate=0.9, fine_tune_epochs=4, dual_update=2)
+    fair = make_fair(constraint_target="accuracy_gap", dual_lr=1.0, tolerance=0.0, **params)
+    fair.fit(X, y, sensitive_features=group)
+    fine_tune = [row for row in fair.history if row["phase"] == "fine_tune"]
+    assert all(len(row["constraint_violation"]) == 2 for row in fine_tune)
+    assert fair.multipliers_.max() > 0 and fair.multipliers_.max() <= 1.0  # damped: capped
+
+
+def test_all_zero_multipliers_train_exactly_like_plain(tabular):
+    X, y, group = tabular
+    fair = make_fair(tolerance=10.0, **CEAG).fit(X, y, sensitive_features=group)
+    assert (fair.multipliers_ == 0).all()
+    plain = make_net(pruning_rate=0.7, fine_tune_epochs=2).fit(X, y)
+    for key, value in plain.module_.state_dict().items():
+        assert torch.equal(value, fair.module_.state_dict()[key]), key
+
+
+def test_huge_tolerance_keeps_group_loss_multipliers_at_zero(tabular):
+    X, y, group = tabular
+    fair = make_fair(tolerance=1e3, dual_lr=5.0, max_epochs=3, constraint_phase="before")
+    assert (fair.fit(X, y, sensitive_features=group).multipliers_ == 0).all()
+
+
+def test_divergence_stops_with_an_error_and_restores_the_net(tabular):
+    X, y, group = tabular
+    fair = make_fair(max_epochs=2, constraint_phase="before").fit(X, y, sensitive_features=group)
+    before = {k: v.clone() for k, v in fair.module_.state_dict().items()}
+    history_length = len(fair.history)
+    fair.set_params(dual_lr=1e30, max_epochs=6, lr=1.0)
+    with pytest.raises(DivergenceError, match=r"dual_lr \(got 1e\+30\)"):
+        fair.fit(X, y, sensitive_features=group)
+    assert len(fair.history) == history_length and fair.dual_lr == 1e30
+    for key, value in before.items():
+        assert torch.equal(value, fair.module_.state_dict()[key])
+
+
+def test_constraint_split_is_stratified_by_group_and_label(tabular):
+    X, y, group = tabular
+    codes = pd.factorize(group)[0]
+    held = stratified_holdout(codes, y, 0.25, random_state=0)
+    for g in range(3):
+        for label in (0, 1):
+            stratum = (codes == g) & (y == label)
+            assert held[stratum].sum() == np.floor(0.25 * stratum.sum() + 0.5)
+    assert not np.array_equal(held, stratified_holdout(codes, y, 0.25, random_state=1))
+    fair = make_fair(**{**CEAG, "constraint_split": 0.25}).fit(X, y, sensitive_features=group)
+    assert len(fair._heldout["y"]) == held.sum()
+    # the primal fine-tuning steps never see the held-out rows; dense training sees all
+    rows_seen = [sum(batch["train_batch_size"] for batch in row["batches"]) for row in fair.history]
+    phases = list(fair.history[:, "phase"])
+    assert {n for n, p in zip(rows_seen, phases, strict=True) if p == "fine_tune"} == {
+        len(y) - held.sum()}
+    assert {n for n, p in zip(rows_seen, phases, strict=True) if p == "train"} == {len(y)}
+    tiny = group.copy()
+    tiny.iloc[0] = "lonely"  # one row: nothing to hold out
+    with pytest.raises(ValueError, match="constraint_split=0.25 leaves group 'lonely'"):
+        make_fair(**{**CEAG, "constraint_split": 0.25}).fit(X, y, sensitive_features=tiny)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"tolerance": -0.1}, "tolerance"),
+        ({"constraint_split": 1.0}, "constraint_split"),
+        ({"multiplier_cap": 0.0}, "multiplier_cap"),
+        ({"dual_dynamics": "fast"}, "dual_dynamics"),
+        ({"replay_size": 0}, "replay_size"),
+    ],
+)
+def test_bad_ceag_params_are_named(tabular, params, match):
+    X, y, group = tabular
+    with pytest.raises(ValueError, match=match):
+        make_fair(**params).fit(X, y, sensitive_features=group)
+
+
+def test_best_iterate_keeps_the_selected_weights(tabular):
+    X, y, group = tabular
+    params = {**CEAG, "constraint_split": 0.25, "dual_update": 2}
+    fair = make_fair(**params).fit(X, y, sensitive_features=group)
+    last = fair.history[-1]
+    assert 1 <= last["selected_iterate"] <= last["iterates"]
+    state = fair.module_.state_dict()
+    for key, value in fair._best_state.items():
+        assert torch.equal(value, state[key]), key
+    final = make_fair(best_iterate=False, **params).fit(X, y, sensitive_features=group)
+    assert "selected_iterate" not in final.history[-1]
