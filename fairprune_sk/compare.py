@@ -646,10 +646,20 @@ def _method_job(method: str, rate: float, seed: int, dense: PrunableNetClassifie
 
 
 def _parallel_results(jobs: list, n_jobs: int | None) -> Iterator[Any]:
-    """Results of joblib jobs as they finish, through the active joblib backend."""
+    """Results of joblib jobs as they finish, through the active joblib backend.
+
+    Backends that cannot return a generator (Ray's ``ray.util.joblib`` backend) give all the
+    results together once the last job is done.
+    """
     from joblib import Parallel
 
-    yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
+    try:
+        parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+    except ValueError as error:  # joblib checks the backend's supports_return_generator
+        if "return_as" not in str(error):
+            raise
+        parallel = Parallel(n_jobs=n_jobs)
+    yield from parallel(jobs)
 
 
 def run_methods(
@@ -674,7 +684,8 @@ def run_methods(
 
     The dense references are trained first (one job per seed), then every method × rate ×
     seed is an independent job; both stages go through ``joblib.Parallel``, so
-    ``joblib.parallel_config(backend="dask")`` sends them to a Dask cluster.
+    ``joblib.parallel_config(backend="dask")`` sends them to a Dask cluster, and
+    ``parallel_config(backend="ray")`` (after ``ray.util.joblib.register_ray()``) to Ray.
 
     Parameters
     ----------
@@ -693,7 +704,8 @@ def run_methods(
         e.g. from ``joblib.parallel_config``). With the default backend, 1 runs in this
         process. Under ``parallel_config(backend="dask")`` the jobs run on the cluster's
         workers whatever ``n_jobs`` is; pass ``n_jobs=-1`` so that each job uses one torch
-        thread (see ``threads``).
+        thread (see ``threads``). Under Ray's backend ``n_jobs=-1`` uses all the CPUs Ray
+        knows of.
     threads : int, optional
         torch CPU threads inside each job; None: 1 when ``n_jobs != 1`` (so jobs do not fight
         over cores), torch's current setting otherwise.

@@ -212,3 +212,22 @@ def test_utkface_clear_errors(tmp_path):
         load_benchmark_data("utkface", data_path=tmp_path, target="age")
     with pytest.raises(ValueError, match="target applies to utkface only"):
         load_benchmark_data("digits", target="race")
+
+
+def test_ray_backend(digits, params):
+    ray = pytest.importorskip("ray")
+    from joblib import parallel_config
+    from ray.util.joblib import register_ray
+
+    register_ray()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    try:
+        with parallel_config(backend="ray"):
+            result = run_sweep(digits, model="mlp", methods=("none",), rates=(0.5,),
+                               seeds=(0,), net_params=params, n_jobs=-1, out=None,
+                               progress=False)
+    finally:
+        ray.shutdown()
+    assert len(result.table) == 10
+    assert result.table["sparsity"].iloc[0] == pytest.approx(0.5, abs=0.02)
