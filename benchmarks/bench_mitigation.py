@@ -13,12 +13,13 @@ it is pruned (global magnitude) and fine-tuned for the same ``--fine-tune-epochs
 
 ``--set name=value`` overrides a CEAG parameter of both CEAG methods; ``--variant
 label:name=value,name=value`` adds a CEAG method with those parameters (the grid of
-docs/mitigation.md, e.g. ``--variant lr0.1:dual_lr=0.1``). Every number comes from :class:`~fairprune_sk.ExcessRiskFrame` of the
-fine-tuned net against θ*: ψ_g = (acc_dense_g − acc_pruned_g) − (acc_dense − acc_pruned), max over
-groups; ξ; the worst group's accuracy. The script prints, per rate and method, the mean over
-seeds and the 95 % t-interval (``scipy.stats.t``) on test data, the training numbers apart,
-the change of mean test max ψ against plain, the accuracy cost, the worst seed's accuracy gap to
-plain (paired by seed) and the fine-tuning wall time.
+docs/mitigation.md, e.g. ``--variant lr0.1:dual_lr=0.1``). Every number comes from
+:class:`~fairprune_sk.ExcessRiskFrame` of the fine-tuned net against θ*:
+ψ_g = (acc_dense_g − acc_pruned_g) − (acc_dense − acc_pruned), max over groups; ξ; the worst
+group's accuracy. The script prints, per rate and method, the mean over seeds and the 95 %
+t-interval (``scipy.stats.t``) on test data, the training numbers apart, the change of mean test
+max ψ against plain, the accuracy cost, the worst seed's accuracy gap to plain (paired by seed)
+and the pruning + fine-tuning wall time. ``--from-csv`` reprints the report of saved runs.
 
 Run (one process, one torch thread)::
 
