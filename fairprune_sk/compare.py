@@ -12,7 +12,14 @@ Methods (:data:`METHODS`):
     the masks held. At rate 0 it is θ* itself.
 ``fair_before`` / ``fair_after`` / ``fair_both``
     :class:`~fairprune_sk.constrained.FairConstrainedNet` with ``constraint_phase`` ``"before"``,
-    ``"after"`` or ``"both"`` (the paper's *Fair Bf*, *Fair Aft*, *Fair Both*).
+    ``"after"`` or ``"both"`` (the paper's *Fair Bf*, *Fair Aft*, *Fair Both*; the target is
+    ``net_params["constraint_target"]``, the paper's equal group losses by default).
+``ceag`` / ``ceag_heldout``
+    :class:`~fairprune_sk.constrained.FairConstrainedNet` fine-tuning under ψ_g ≤ ``tolerance``
+    (``constraint_target="accuracy_gap"``, Balancing Act's CEAG, at its defaults — the
+    recommended mitigation, see docs/mitigation.md); ``ceag_heldout`` measures the constraint
+    for the dual steps on a 20 % group × label stratified held-out part
+    (``constraint_split=0.2``, Cotter et al. 2019). Same fine-tuning budget as ``none``.
 ``eg``
     fairlearn's ``ExponentiatedGradient`` around a ``PrunableNetClassifier(pruning_rate=rate)``:
     every oracle call trains, prunes and fine-tunes a net. Binary labels only.
@@ -86,6 +93,8 @@ METHODS: tuple[str, ...] = (
     "fair_before",
     "fair_after",
     "fair_both",
+    "ceag",
+    "ceag_heldout",
     "eg",
     "gridsearch",
     "threshold",
@@ -97,10 +106,18 @@ DEFAULT_METHODS: tuple[str, ...] = (
     "fair_before",
     "fair_after",
     "fair_both",
+    "ceag",
     "eg",
     "threshold",
 )
 FAIR_PHASES = {"fair_before": "before", "fair_after": "after", "fair_both": "both"}
+#: FairConstrainedNet parameters each constrained method sets (over ``net_params``).
+FAIR_METHODS: dict[str, dict[str, Any]] = {
+    **{method: {"constraint_phase": phase} for method, phase in FAIR_PHASES.items()},
+    "ceag": {"constraint_phase": "after", "constraint_target": "accuracy_gap"},
+    "ceag_heldout": {"constraint_phase": "after", "constraint_target": "accuracy_gap",
+                     "constraint_split": 0.2},
+}
 BINARY_ONLY = ("eg", "gridsearch", "threshold")
 EG_CONSTRAINTS = ("error_rate_parity", "bounded_group_loss")
 THRESHOLD_CONSTRAINTS = ("demographic_parity", "equalized_odds")
@@ -108,7 +125,19 @@ EG_PROBA = ("soft", "pmf")
 
 #: Parameters only :class:`~fairprune_sk.constrained.FairConstrainedNet` takes; they are left
 #: out of ``net_params`` for the other methods.
-FAIR_ONLY_PARAMS = ("dual_lr", "dual_update", "kickin", "constraint_target")
+FAIR_ONLY_PARAMS = (
+    "dual_lr",
+    "dual_update",
+    "kickin",
+    "constraint_target",
+    "tolerance",
+    "dual_dynamics",
+    "multiplier_cap",
+    "dual_damping",
+    "replay_size",
+    "constraint_split",
+    "best_iterate",
+)
 #: Parameters a run sets itself; ``net_params`` must not hold them.
 RESERVED_PARAMS = ("pruning_rate", "random_state", "constraint_phase")
 
@@ -145,7 +174,7 @@ DEFAULT_CONFIDENCE = 0.95
 
 NON_BINARY_LABELS = (
     "method {method!r} wraps a fairlearn binary-classification mitigator and needs exactly two "
-    "classes; y_train has {n_classes}: {classes}. Use none / fair_before / fair_after / fair_both "
+    "classes; y_train has {n_classes}: {classes}. Use none / fair_* / ceag / ceag_heldout "
     "for multi-class data"
 )
 
@@ -600,11 +629,11 @@ def _train(method: str, params: dict[str, Any], train: _Split, *, rate: float, s
     plain = _plain_params(params)
     if method == "none":
         return _prune_dense(dense, rate, train.X, y_train), True
-    if method in FAIR_PHASES:
+    if method in FAIR_METHODS:
         from .constrained import FairConstrainedNet
 
-        fair = FairConstrainedNet(**params, pruning_rate=rate, random_state=seed,
-                                  constraint_phase=FAIR_PHASES[method])
+        fair = FairConstrainedNet(**{**params, **FAIR_METHODS[method]}, pruning_rate=rate,
+                                  random_state=seed)
         return fair.fit(train.X, y_train, sensitive_features=train.A), False
     if method == "threshold":
         from fairlearn.postprocessing import ThresholdOptimizer

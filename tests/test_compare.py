@@ -157,6 +157,22 @@ def test_fair_only_params_reach_only_the_fair_nets(adult, dense):
     assert not hasattr(plain.model, "dual_lr")
 
 
+@pytest.mark.parametrize("method", ["ceag", "ceag_heldout"])
+def test_ceag_methods_fine_tune_under_the_accuracy_gap_constraint(adult, dense, method):
+    # the net_params' target (the paper's group_loss for fair_*) does not reach ceag
+    params = {**NET, "constraint_target": "group_loss", "tolerance": 0.01}
+    result = run_method(method, **adult, rate=0.5, seed=0, net_params=params, dense=dense)
+    _check_tables(result)
+    fair = result.model
+    assert fair.constraint_target == "accuracy_gap" and fair.constraint_phase == "after"
+    assert fair.tolerance == 0.01 and fair.fine_tune_epochs == NET["fine_tune_epochs"]
+    assert fair.constraint_split == (0.2 if method == "ceag_heldout" else None)
+    assert fair.sparsity_ == pytest.approx(0.5, abs=0.01)
+    # fine-tuning after an unconstrained dense phase: θ* is the common dense reference
+    np.testing.assert_allclose(fair.dense_reference().predict_proba(adult["X_test"]),
+                               dense.predict_proba(adult["X_test"]), atol=1e-6)
+
+
 def test_compare_methods_tidy_schema(adult):
     table = compare_methods(**adult, methods=("none", "fair_before", "threshold"), rates=(0.5,),
                             seeds=(0, 1), net_params=NET)

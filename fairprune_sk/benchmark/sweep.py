@@ -414,9 +414,10 @@ def net_params_for(
     hidden_units: Sequence[int] = (64, 64),
     channels: Sequence[int] = (16, 32),
     width: int = 16,
-    dual_lr: float = 0.05,
-    dual_update: str | int = "epoch",
+    dual_lr: float | str = "auto",
+    dual_update: str | int = "auto",
     constraint_target: str = "group_loss",
+    tolerance: float | str = "auto",
     device: str = "cpu",
 ) -> dict[str, Any]:
     """``net_params`` of :func:`~fairprune_sk.compare.run_methods` for a model name.
@@ -435,10 +436,13 @@ def net_params_for(
         SGD momentum.
     pruning_method : str, default="global_magnitude"
         One of :data:`fairprune_sk.pruning.PRUNING_METHODS`.
-    dual_lr, dual_update, constraint_target : optional
-        Of the ``fair_*`` methods' :class:`~fairprune_sk.constrained.FairConstrainedNet`
-        (``constraint_target="excess_risk"`` equalises R(a) instead of the group losses while
-        fine-tuning).
+    dual_lr, dual_update, tolerance : float, int or "auto", optional
+        Of every :class:`~fairprune_sk.constrained.FairConstrainedNet` method (``fair_*``,
+        ``ceag``, ``ceag_heldout``); "auto" resolves per constraint target (see
+        docs/mitigation.md).
+    constraint_target : str, default="group_loss"
+        What the ``fair_*`` methods constrain: ``group_loss`` (the paper's equal group losses),
+        ``excess_risk`` or ``accuracy_gap``. ``ceag`` always constrains ``accuracy_gap``.
     device : str, default="cpu"
         skorch device.
 
@@ -459,9 +463,10 @@ def net_params_for(
         "optimizer__momentum": float(momentum),
         "fine_tune_epochs": int(fine_tune_epochs),
         "pruning_method": pruning_method,
-        "dual_lr": float(dual_lr),
+        "dual_lr": dual_lr if isinstance(dual_lr, str) else float(dual_lr),
         "dual_update": dual_update,
         "constraint_target": constraint_target,
+        "tolerance": tolerance if isinstance(tolerance, str) else float(tolerance),
         "device": device,
         "verbose": 0,
     }
@@ -559,7 +564,7 @@ def run_sweep(
     data: BenchmarkData,
     *,
     model: str = "mlp",
-    methods: Sequence[str] = ("none", "fair_after"),
+    methods: Sequence[str] = ("none", "ceag"),
     rates: Sequence[float] = (0.0, 0.5, 0.9),
     seeds: Sequence[int] = (0,),
     net_params: Mapping[str, Any] | None = None,
