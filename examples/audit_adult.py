@@ -19,7 +19,7 @@ from fairprune_sk import ExcessRiskFrame, FairConstrainedNet, PrunableNetClassif
 from fairprune_sk.datasets import load_adult  # noqa: E402
 from fairprune_sk.models import MLP  # noqa: E402
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # the fastest on a busy machine (docs/getting-started.md, Threads)
 RATE = 0.9
 data = load_adult()
 race_train, race_test = data.A_train["race"], data.A_test["race"]

@@ -69,11 +69,17 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
-from skorch.callbacks import Callback, PrintLog
+from skorch.callbacks import Callback
 from skorch.utils import to_tensor
 
 from .metrics import group_codes
-from .nets import INPUT_KEY, SAMPLE_WEIGHT_KEY, PrunableNetClassifier, _seed_from
+from .nets import (
+    INPUT_KEY,
+    SAMPLE_WEIGHT_KEY,
+    PrunableNetClassifier,
+    TerminalPrintLog,
+    _seed_from,
+)
 
 GROUP_KEY = "group"
 REFERENCE_LOSS_KEY = "reference_loss"
@@ -490,7 +496,7 @@ class FairConstrainedNet(PrunableNetClassifier):
     @property
     def _default_callbacks(self) -> list:
         callbacks = super()._default_callbacks[:-1]
-        print_log = PrintLog(keys_ignored=["constraint_violation", "multipliers"])
+        print_log = TerminalPrintLog(keys_ignored=["constraint_violation", "multipliers"])
         return callbacks + [("dual_ascent", DualAscent()), ("print_log", print_log)]
 
     def _validate_own_params(self) -> None:

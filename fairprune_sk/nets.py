@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -23,7 +25,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, validate_data
 from skorch import NeuralNetClassifier
-from skorch.callbacks import Callback, EpochScoring
+from skorch.callbacks import Callback, EpochScoring, PrintLog
 from skorch.dataset import Dataset
 from skorch.utils import to_tensor
 from torch import nn
@@ -59,6 +61,23 @@ class PruningLog(Callback):
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
         net.history.record("phase", getattr(net, "_phase", "train"))
         net.history.record("sparsity", float(pruning.sparsity(net.module_)))
+
+
+class TerminalPrintLog(PrintLog):
+    """skorch's ``PrintLog`` that colours the best values only when they go to a terminal.
+
+    skorch marks each epoch's best scores with ANSI colour codes; in a log file (stdout not a
+    terminal, or a ``sink`` other than ``print``) they are noise, so the values are printed plain.
+    ``NO_COLOR`` in the environment (no-color.org) turns colours off on a terminal too.
+    """
+
+    def format_row(self, row: Any, key: str, color: str) -> Any:
+        stream = sys.stdout
+        colours = (self.sink is print and not os.environ.get("NO_COLOR")
+                   and hasattr(stream, "isatty") and stream.isatty())
+        if not colours and row.get(f"{key}_best"):
+            row = {**row, f"{key}_best": False}  # the same number, without the colour codes
+        return super().format_row(row, key, color)
 
 
 class PrunableNetClassifier(NeuralNetClassifier):
@@ -97,6 +116,9 @@ class PrunableNetClassifier(NeuralNetClassifier):
         ``module__hidden_units``, ``optimizer``, ``callbacks``, ``device``, ...). Unlike skorch,
         ``iterator_train__shuffle`` defaults to True: batches are reshuffled every epoch, as in
         sklearn's ``MLPClassifier`` (unshuffled, sorted data give one-group batches).
+        Also unlike skorch, ``verbose`` defaults to 0: no per-epoch table, so a
+        ``GridSearchCV`` or a fairlearn reduction that fits many nets is quiet; ``verbose=1``
+        prints skorch's table (colours only on a terminal, see :class:`TerminalPrintLog`).
 
     Attributes
     ----------
@@ -148,6 +170,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("iterator_train__shuffle", True)  # SGD on shuffled batches
+        kwargs.setdefault("verbose", 0)  # quiet inside GridSearchCV and fairlearn's reductions
         super().__init__(module, criterion=criterion, train_split=train_split, **kwargs)
         self.pruning_rate = pruning_rate
         self.pruning_method = pruning_method
@@ -168,8 +191,9 @@ class PrunableNetClassifier(NeuralNetClassifier):
         callbacks["valid_acc"] = EpochScoring(
             _index_accuracy, name="valid_acc", lower_is_better=False
         )
-        print_log = callbacks.pop("print_log")
-        return [*callbacks.items(), ("pruning_log", PruningLog()), ("print_log", print_log)]
+        callbacks.pop("print_log")  # ours: ANSI colours only on a terminal
+        return [*callbacks.items(), ("pruning_log", PruningLog()),
+                ("print_log", TerminalPrintLog())]
 
     def _get_param_names(self) -> list[str]:
         """Parameters are the public attributes; skorch's private bookkeeping is not one."""

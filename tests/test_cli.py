@@ -135,3 +135,160 @@ def test_audit_utkface_bad_folder_is_one_line(tmp_path, capsys, make):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert err.startswith("fairprune audit: error: --data-path must be a folder")
+
+
+# --- explain and benchmark: every argument checked at parse time (issue 8) -----------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["explain", "--rate", "1.5"], "--rate: a pruning rate must be in (0, 1); got 1.5"),
+        (["explain", "--rate", "0"], "--rate: a pruning rate must be in (0, 1); got 0"),
+        (["explain", "--epochs", "0"], "--epochs: must be an integer >= 1; got 0"),
+        (["explain", "--max-iter", "-1"], "--max-iter: must be an integer >= 1; got -1"),
+        (["explain", "--n-train", "1"], "--n-train: must be an integer >= 2; got 1"),
+        (["explain", "--lr", "0"], "--lr: must be a finite number > 0"),
+        (["explain", "--out", "x.json"], "--out: must end in .csv"),
+        (["explain", "--threads", "0"], "--threads: must be an integer >= 1; got 0"),
+        (["benchmark", "--seeds", "0"], "--seeds: must be an integer >= 1; got 0"),
+        (["benchmark", "--rates", "1"], "--rates: a pruning rate must be in [0, 1); got 1"),
+        (["benchmark", "--n-jobs", "0"], "--n-jobs: must be an integer >= 1, or -1"),
+        (["benchmark", "--momentum", "1.5"], "--momentum: a momentum must be in [0, 1)"),
+        (["benchmark", "--minority-fraction", "0"], "--minority-fraction: a fraction must be in"),
+        (["benchmark", "--dual-lr", "-1"], "--dual-lr: must be a finite number >= 0"),
+        (["benchmark", "--epochs", "x"], "--epochs: expected an integer, got 'x'"),
+        (["benchmark", "--hidden", "64", "0"], "--hidden: must be an integer >= 1; got 0"),
+        (["benchmark", "--image-size", "4"], "--image-size: must be an integer >= 8; got 4"),
+        (["benchmark", "--threads", "0"], "--threads: must be an integer >= 1; got 0"),
+        (["benchmark", "--device", "nonsense"], "--device: not a torch device"),
+    ],
+)
+def test_explain_and_benchmark_user_errors_at_parse_time(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_benchmark_out_must_be_a_writable_folder(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out, message in ((blocker, "is a file; give a folder"),
+                         (blocker / "results", "is a file")):
+        with pytest.raises(SystemExit) as exit_info:
+            build_parser().parse_args(["benchmark", "--out", str(out)])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    missing = tmp_path / "new" / "results"  # made later, when the results are written
+    assert build_parser().parse_args(["benchmark", "--out", str(missing)]).out == missing
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model", "cnn"], "--dataset adult is tabular: use --model mlp"),
+        (["--dataset", "utkface"], "--dataset utkface needs --data-path"),
+        (["--target", "gender"], "--target applies to --dataset utkface only"),
+        (["--minority-fraction", "0.1"], "apply to --dataset fashion_mnist only"),
+        (["--sensitive", "gender"], "--sensitive for --dataset adult must be among race sex"),
+    ],
+)
+def test_benchmark_flag_combinations_fail_in_one_line_before_loading(argv, message, capsys,
+                                                                     monkeypatch):
+    from fairprune_sk.benchmark import sweep
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("data were loaded")
+
+    monkeypatch.setattr(sweep, "load_benchmark_data", no_load)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["benchmark", *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert err.startswith("fairprune benchmark: error: ")
+
+
+def test_one_threads_policy_for_every_subcommand():
+    from fairprune_sk.benchmark._arguments import DEFAULT_THREADS
+
+    parser = build_parser()
+    assert DEFAULT_THREADS == 1
+    for command in ("audit", "explain", "benchmark"):
+        assert parser.parse_args([command]).threads == DEFAULT_THREADS
+        assert parser.parse_args([command, "--threads", "3"]).threads == 3
+
+
+def _fail(*args, **kwargs):
+    raise RuntimeError("no display")
+
+
+def test_benchmark_writes_results_when_plotting_fails(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from fairprune_sk.benchmark import figures
+
+    monkeypatch.setattr(figures, "plot_sweep", _fail)
+    threads = torch.get_num_threads()
+    out = tmp_path / "bench"
+    main(["benchmark", "--dataset", "digits", "--n-train", "200", "--epochs", "1",
+          "--fine-tune-epochs", "0", "--rates", "0.5", "--methods", "none", "--out", str(out)])
+    assert torch.get_num_threads() == threads  # main() restores the caller's setting
+    captured = capsys.readouterr()
+    assert "could not draw the figures (RuntimeError: no display)" in captured.err
+    assert "Traceback" not in captured.err
+    assert (out / "results.csv").stat().st_size > 0 and (out / "meta.json").exists()
+    assert "..." not in captured.out.split("test data:")[1]  # the summary is never truncated
+
+
+@pytest.mark.filterwarnings("ignore:the top Hessian eigenvalue")
+def test_explain_writes_the_table_when_plotting_fails(tmp_path, capsys, monkeypatch):
+    from fairprune_sk.diagnostics import GroupDiagnostics
+
+    monkeypatch.setattr(GroupDiagnostics, "plot", _fail)
+    out = tmp_path / "explain.csv"
+    main(["explain", "--n-train", "300", "--epochs", "1", "--max-iter", "3", "--quiet",
+          "--out", str(out)])
+    assert "could not draw the figure (RuntimeError: no display)" in capsys.readouterr().err
+    assert out.stat().st_size > 0 and not out.with_suffix(".png").exists()
+
+
+# --- terminal and logs ---------------------------------------------------------------------
+
+
+def test_nets_are_quiet_by_default_and_print_no_ansi_codes_to_a_file(tabular, capsys):
+    from fairprune_sk import FairConstrainedNet, PrunableNetClassifier
+    from fairprune_sk.models import MLP
+
+    X, y, group = tabular
+    assert PrunableNetClassifier(MLP).verbose == 0 and FairConstrainedNet(MLP).verbose == 0
+    PrunableNetClassifier(MLP, max_epochs=2, random_state=0).fit(X, y)
+    assert capsys.readouterr().out == ""
+    PrunableNetClassifier(MLP, max_epochs=3, random_state=0, verbose=1).fit(X, y)
+    FairConstrainedNet(MLP, max_epochs=2, random_state=0, verbose=1).fit(
+        X, y, sensitive_features=group)
+    printed = capsys.readouterr().out  # captured: stdout is not a terminal
+    assert "train_loss" in printed and "\x1b[" not in printed
+
+
+def test_print_log_colours_only_a_terminal(monkeypatch):
+    import io
+
+    from fairprune_sk.nets import TerminalPrintLog
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    row = {"train_loss": 0.5, "train_loss_best": True}
+    log = TerminalPrintLog().initialize()
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr("sys.stdout", Terminal())
+    assert "\x1b[" in log.format_row(row, "train_loss", color="\x1b[31m")
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert log.format_row(row, "train_loss", color="\x1b[31m") == "0.5000"
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    assert log.format_row(row, "train_loss", color="\x1b[31m") == "0.5000"

@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._arguments import int_at_least, output_file, positive_float, pruning_rate
+from ._arguments import (
+    add_threads_argument,
+    int_at_least,
+    output_file,
+    positive_float,
+    pruning_rate,
+)
 
 #: Per-dataset defaults of the audit, chosen by the measurements in docs/benchmark.md ("The
 #: audit demo"). No fine-tuning by default: R(a) is then pruning's effect alone (at rate 0 it is
@@ -389,8 +395,7 @@ def add_audit_parser(commands: Any) -> argparse.ArgumentParser:
                        help="bootstrap resamples of the test rows for the 95 %% intervals "
                             "(default 1000)")
     audit.add_argument("--seed", type=int_at_least(0), default=0)
-    audit.add_argument("--threads", type=int_at_least(1), default=2,
-                       help="torch CPU threads (default 2)")
+    add_threads_argument(audit)
     audit.add_argument("--out", type=output_file((".csv", ".json")), default=None,
                        help="write the table to a .csv or .json file, and the figures "
                             "<name>_groups.png and <name>_accuracy_change.png beside it")

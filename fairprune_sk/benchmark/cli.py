@@ -8,28 +8,63 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 
+from ._arguments import (
+    add_threads_argument,
+    float_in,
+    int_at_least,
+    n_jobs,
+    nonnegative_float,
+    output_folder,
+    positive_float,
+    pruning_rate,
+    torch_device,
+)
 
-def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
-    """Sweep methods × pruning rates × seeds on one dataset and model; write table and figures."""
-    import torch
 
-    from .sweep import load_benchmark_data, net_params_for, print_summary, run_sweep
-
-    start = time.perf_counter()
-    # One torch thread per run unless asked: the rows then do not depend on --n-jobs (float
-    # reductions differ between thread counts), and on a loaded 2-core machine two threads per
-    # run were measured 2-10x slower than one.
-    threads = 1 if args.threads is None else args.threads
-    if threads < 1:
-        _benchmark_error(f"--threads must be an int >= 1; got {threads}")
-    torch.set_num_threads(threads)
+def _check_combinations(args: argparse.Namespace) -> None:
+    """The checks that involve several flags, before any data loads (one line, exit 2)."""
     from .sweep import DEFAULT_MODELS
 
     if args.model is None:
         args.model = DEFAULT_MODELS[args.dataset]
+    if args.target is not None and args.dataset != "utkface":
+        _benchmark_error("--target applies to --dataset utkface only")
+    if (args.minority_classes is not None or args.minority_fraction is not None) and \
+            args.dataset != "fashion_mnist":
+        _benchmark_error("--minority-classes / --minority-fraction apply to --dataset "
+                         "fashion_mnist only")
+    if args.dataset == "adult" and args.model != "mlp":
+        _benchmark_error(f"--dataset adult is tabular: use --model mlp (got {args.model})")
+    if args.dataset == "utkface" and args.data_path is None:
+        _benchmark_error("--dataset utkface needs --data-path DIR, your folder of UTKFace images")
+    allowed = {"adult": {"race", "sex"}, "utkface": {"race", "gender", "age_bin"}}
+    if args.dataset in allowed and not set(args.sensitive) <= allowed[args.dataset]:
+        _benchmark_error(f"--sensitive for --dataset {args.dataset} must be among "
+                         f"{' '.join(sorted(allowed[args.dataset]))}; got "
+                         f"{' '.join(args.sensitive)}")
+
+
+def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
+    """Sweep methods × pruning rates × seeds on one dataset and model; write table and figures.
+
+    The results (``results.csv``, ``summary.csv``, ``meta.json``) are written before the
+    figures are drawn, so a plotting failure loses no result.
+    """
+    import torch
+
+    from .sweep import load_benchmark_data, net_params_for, print_summary, run_sweep
+
+    _check_combinations(args)
+    start = time.perf_counter()
+    # The policy of every subcommand (_arguments.DEFAULT_THREADS): one torch thread per run
+    # unless asked; the rows then do not depend on --n-jobs either (float reductions differ
+    # between thread counts).
+    threads = args.threads
+    torch.set_num_threads(threads)
     try:
         data = load_benchmark_data(
             args.dataset, model=args.model, sensitive=args.sensitive, n_train=args.n_train,
@@ -62,7 +97,7 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
     result = run_sweep(
         data, model=args.model, methods=args.methods, rates=args.rates, seeds=seeds,
         net_params=params, n_jobs=args.n_jobs, threads=threads, out=args.out,
-        figures=not args.no_figures, eg_constraint=args.eg_constraint,
+        figures=False, eg_constraint=args.eg_constraint,
         threshold_constraint=args.threshold_constraint, eg_params=eg_params,
         gridsearch_params=gridsearch_params,
         config={"command": "fairprune benchmark", "argv": sys.argv[1:]},
@@ -70,24 +105,26 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
     print("\nmean [95 % t-interval] over seeds. fairness_violation = xi = max_a R(a) - min_a R(a) "
           "(eq. 3); max_excess_accuracy_gap = max_g psi_g, the most accuracy a group lost beyond "
           "the overall loss; both against the common dense net")
-    print_summary(result.summary)
-    if args.out is not None:
-        print("\nwrote " + ", ".join(str(f) for f in result.files))
+    print_summary(result.summary)  # to_string: every row and column, never truncated
+    print("\nwrote " + ", ".join(str(f) for f in result.files))
+    if not args.no_figures:
+        from .figures import plot_sweep
+
+        try:  # the results are already on disk
+            figures = plot_sweep(result.table, args.out,
+                                 title=f"{data.name}, {args.model}, groups by {data.sensitive}")
+            print("wrote " + ", ".join(str(f) for f in figures))
+        except Exception as exc:
+            print(f"could not draw the figures ({type(exc).__name__}: {exc}); the results are "
+                  "written", file=sys.stderr)
     print(f"\ndone in {time.perf_counter() - start:.1f} s")
     return result.table
 
 
-def _benchmark_error(message: str) -> None:
+def _benchmark_error(message: str) -> NoReturn:
     """One line on stderr naming the problem, exit status 2 (argparse's), no traceback."""
     print(f"fairprune benchmark: error: {message}", file=sys.stderr)
     raise SystemExit(2)
-
-
-def _rate(value: str) -> float:
-    rate = float(value)
-    if not 0.0 <= rate < 1.0:
-        raise argparse.ArgumentTypeError(f"a pruning rate must be in [0, 1); got {value}")
-    return rate
 
 
 def _dual_update(value: str) -> str | int:
@@ -146,37 +183,40 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--target", default=None, choices=["race", "gender", "age_bin"],
                        help="utkface: the label (default race: ethnicity as both label and "
                             "group, the paper's Fig. 1 and 5)")
-    bench.add_argument("--image-size", type=int, default=32,
+    bench.add_argument("--image-size", type=int_at_least(8), default=32,
                        help="utkface: images are resized to this size (default 32)")
-    bench.add_argument("--rates", nargs="+", type=_rate, default=[0.0, 0.5, 0.9],
+    bench.add_argument("--rates", nargs="+", type=pruning_rate, default=[0.0, 0.5, 0.9],
                        help="pruning rates (default: 0 0.5 0.9)")
     bench.add_argument("--methods", nargs="+", default=["none", "fair_after"], choices=METHODS,
                        help="default: none fair_after")
-    bench.add_argument("--seeds", type=int, default=1, help="number of seeds (default 1)")
-    bench.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
-    bench.add_argument("--out", type=Path, default=Path("results"),
-                       help="output folder (default: results/)")
+    bench.add_argument("--seeds", type=int_at_least(1), default=1,
+                       help="number of seeds (default 1)")
+    bench.add_argument("--seed-start", type=int_at_least(0), default=0,
+                       help="first seed (default 0)")
+    bench.add_argument("--out", type=output_folder, default=Path("results"),
+                       help="output folder, made if missing; must be writable (default: "
+                            "results/)")
     bench.add_argument("--pruning-method", default="global_magnitude", choices=PRUNING_METHODS)
-    bench.add_argument("--epochs", type=int, default=None,
+    bench.add_argument("--epochs", type=int_at_least(1), default=None,
                        help="dense training epochs (default: adult 10, fashion_mnist 8, digits 20, "
                             "utkface 10)")
-    bench.add_argument("--fine-tune-epochs", type=int, default=2,
+    bench.add_argument("--fine-tune-epochs", type=int_at_least(0), default=2,
                        help="epochs after pruning, masks held (default 2)")
-    bench.add_argument("--lr", type=float, default=None,
+    bench.add_argument("--lr", type=positive_float, default=None,
                        help="SGD learning rate (default: adult 0.05, fashion_mnist 0.01, "
                             "digits 0.1)")
-    bench.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    bench.add_argument("--batch-size", type=int, default=None,
+    bench.add_argument("--momentum", type=float_in(0.0, 1.0, closed="left", name="a momentum"),
+                       default=0.9, help="SGD momentum in [0, 1) (default 0.9)")
+    bench.add_argument("--batch-size", type=int_at_least(1), default=None,
                        help="default: adult 256, fashion_mnist 128, digits 64")
-    bench.add_argument("--hidden", nargs="+", type=int, default=[64, 64],
+    bench.add_argument("--hidden", nargs="+", type=int_at_least(1), default=[64, 64],
                        help="MLP hidden layer sizes (default 64 64)")
-    bench.add_argument("--channels", nargs="+", type=int, default=[16, 32],
+    bench.add_argument("--channels", nargs="+", type=int_at_least(1), default=[16, 32],
                        help="SmallCNN channels (default 16 32)")
-    bench.add_argument("--width", type=int, default=16,
+    bench.add_argument("--width", type=int_at_least(1), default=16,
                        help="ResNet18 width (default 16; 64 is the standard ResNet-18)")
-    bench.add_argument("--dual-lr", type=float, default=0.05,
-                       help="dual step size of the fair_* methods (default 0.05, "
-                            "FairConstrainedNet's)")
+    bench.add_argument("--dual-lr", type=nonnegative_float, default=0.05,
+                       help="dual step size of the fair_* methods (default 0.05)")
     bench.add_argument("--dual-update", type=_dual_update, default="epoch",
                        help="'epoch' or every k training batches (default: epoch)")
     bench.add_argument("--constraint-target", default="group_loss",
@@ -186,28 +226,30 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--eg-constraint", default="error_rate_parity",
                        choices=["error_rate_parity", "bounded_group_loss"],
                        help="fairlearn moment of eg and gridsearch")
-    bench.add_argument("--eg-max-iter", type=int, default=None,
+    bench.add_argument("--eg-max-iter", type=int_at_least(1), default=None,
                        help="ExponentiatedGradient max_iter (fairlearn's default: 50 nets)")
-    bench.add_argument("--grid-size", type=int, default=None,
+    bench.add_argument("--grid-size", type=int_at_least(1), default=None,
                        help="GridSearch grid_size (fairlearn's default: 10 nets)")
     bench.add_argument("--threshold-constraint", default="demographic_parity",
                        choices=["demographic_parity", "equalized_odds"])
-    bench.add_argument("--n-train", type=int, default=None,
+    bench.add_argument("--n-train", type=int_at_least(2), default=None,
                        help="subsample the training set to this many rows (said in the output)")
     bench.add_argument("--minority-classes", nargs="+", type=_class_name, default=None,
                        help="fashion_mnist: classes made rare in training (indices or names)")
-    bench.add_argument("--minority-fraction", type=float, default=None,
+    bench.add_argument("--minority-fraction",
+                       type=float_in(0.0, 1.0, closed="right", name="a fraction"), default=None,
                        help="fashion_mnist: fraction of the minority classes' images kept")
     bench.add_argument("--data-path", type=Path, default=None,
                        help="fashion_mnist: folder of the IDX files (default: the Debian "
                             "package's folder); utkface (required): folder of the images named "
                             "[age]_[gender]_[race]_[date&time].jpg")
-    bench.add_argument("--data-seed", type=int, default=0, help="seed of subsampling/splits")
-    bench.add_argument("--n-jobs", type=int, default=1,
+    bench.add_argument("--data-seed", type=int_at_least(0), default=0,
+                       help="seed of subsampling/splits")
+    bench.add_argument("--n-jobs", type=n_jobs, default=1,
                        help="parallel runs through joblib (-1: all cores; default 1)")
-    bench.add_argument("--threads", type=int, default=None,
-                       help="torch threads per run (default 1: rows independent of --n-jobs)")
-    bench.add_argument("--device", default="cpu", help="skorch device, e.g. cuda (default cpu)")
+    add_threads_argument(bench, " per run")
+    bench.add_argument("--device", type=torch_device, default="cpu",
+                       help="skorch device, e.g. cuda (default cpu); checked to exist here")
     bench.add_argument("--no-figures", action="store_true", help="write no PNG figures")
     bench.set_defaults(handler=run_benchmark)
 
@@ -220,7 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fairprune`` console script."""
     args = build_parser().parse_args(argv)
-    args.handler(args)
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        args.handler(args)  # sets torch's threads to --threads (_arguments.DEFAULT_THREADS)
+    finally:
+        torch.set_num_threads(threads)  # as it was, for a caller that runs main() in-process
     return 0
 
 

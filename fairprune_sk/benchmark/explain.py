@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
-from pathlib import Path
 
 import pandas as pd
+
+from ._arguments import (
+    add_threads_argument,
+    float_in,
+    int_at_least,
+    output_file,
+    positive_float,
+)
 
 #: Columns printed (the CSV gets all of ``GroupDiagnostics.by_group``): the audit table's
 #: names (``ExcessRiskFrame``), then the factors of Theorem 1.
@@ -27,7 +35,7 @@ def run_explain(args: argparse.Namespace) -> pd.DataFrame:
     from ..nets import PrunableNetClassifier
     from .audit import load_adult_split
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)  # the policy of every subcommand: _arguments.py
     start = time.perf_counter()
     data = load_adult_split(args.sensitive, n_train=args.n_train, random_state=args.seed)
     net = PrunableNetClassifier(
@@ -46,7 +54,9 @@ def run_explain(args: argparse.Namespace) -> pd.DataFrame:
                                    max_iter=args.max_iter, random_state=args.seed)
     table = diagnostics.by_group
     shown = [c for c in EXPLAIN_COLUMNS if c in table.columns]
-    with pd.option_context("display.width", 200, "display.max_columns", 20,
+    # every row and column, whatever the terminal's width: pandas never elides a column here
+    with pd.option_context("display.width", None, "display.max_columns", None,
+                           "display.max_rows", None, "display.max_colwidth", None,
                            "display.float_format", "{:.4g}".format):
         print(table[shown].sort_values("count", ascending=False).to_string())
         frame = diagnostics.frame
@@ -57,9 +67,18 @@ def run_explain(args: argparse.Namespace) -> pd.DataFrame:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out)
-        figure = diagnostics.plot()
-        figure.savefig(args.out.with_suffix(".png"), dpi=120)
-        print(f"\nwrote {args.out} and {args.out.with_suffix('.png')}")
+        print(f"\nwrote {args.out}")
+        figure_path = args.out.with_suffix(".png")
+        try:
+            import matplotlib.pyplot as plt
+
+            figure = diagnostics.plot()
+            figure.savefig(figure_path, dpi=120)
+            plt.close(figure)
+            print(f"wrote {figure_path}")
+        except Exception as exc:  # the table is already safe on disk
+            print(f"could not draw the figure ({type(exc).__name__}: {exc}); the table is "
+                  "written", file=sys.stderr)
     print(f"\ndone in {time.perf_counter() - start:.1f} s")
     return table
 
@@ -73,24 +92,26 @@ def add_explain_parser(commands: argparse._SubParsersAction) -> None:
         help="per-group gradient norms, Hessian eigenvalues, boundary closeness and the "
         "Theorem 1 bound next to the measured R(a), on the bundled Adult data",
     )
-    explain.add_argument("--rate", type=float, default=0.8, help="pruning rate (default 0.8)")
+    explain.add_argument("--rate", type=float_in(0.0, 1.0, name="a pruning rate"),
+                         default=0.8, help="pruning rate in (0, 1) (default 0.8)")
     explain.add_argument("--sensitive", nargs="+", default=["race"], choices=["race", "sex"])
     explain.add_argument("--method", default="global_magnitude", choices=PRUNING_METHODS)
-    explain.add_argument("--fine-tune-epochs", type=int, default=0,
+    explain.add_argument("--fine-tune-epochs", type=int_at_least(0), default=0,
                          help="fine-tuning after pruning (default 0: Theorem 1 compares the "
                          "pruned weights with the dense ones directly)")
     explain.add_argument("--data", choices=["train", "test"], default="train",
                          help="data the factors are measured on (default train)")
-    explain.add_argument("--epochs", type=int, default=10)
-    explain.add_argument("--hidden", nargs="+", type=int, default=[64, 64])
-    explain.add_argument("--lr", type=float, default=0.05)
-    explain.add_argument("--batch-size", type=int, default=256)
-    explain.add_argument("--max-iter", type=int, default=100,
+    explain.add_argument("--epochs", type=int_at_least(1), default=10)
+    explain.add_argument("--hidden", nargs="+", type=int_at_least(1), default=[64, 64])
+    explain.add_argument("--lr", type=positive_float, default=0.05)
+    explain.add_argument("--batch-size", type=int_at_least(1), default=256)
+    explain.add_argument("--max-iter", type=int_at_least(1), default=100,
                          help="Lanczos iterations for the Hessian eigenvalues")
-    explain.add_argument("--n-train", type=int, default=None)
-    explain.add_argument("--seed", type=int, default=0)
-    explain.add_argument("--threads", type=int, default=2)
-    explain.add_argument("--out", type=Path, default=None,
+    explain.add_argument("--n-train", type=int_at_least(2), default=None,
+                         help="subsample the training set to this many rows")
+    explain.add_argument("--seed", type=int_at_least(0), default=0)
+    add_threads_argument(explain)
+    explain.add_argument("--out", type=output_file((".csv",)), default=None,
                          help="write the table (.csv) and the figure (same name, .png)")
-    explain.add_argument("--quiet", action="store_true")
+    explain.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     explain.set_defaults(handler=run_explain)
