@@ -295,7 +295,9 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
         lr=args.lr, batch_size=args.batch_size, momentum=args.momentum,
         pruning_method=args.method, hidden_units=args.hidden, width=args.width,
     )
-    for key in ("dual_lr", "dual_update", "constraint_target"):
+    from ..compare import FAIR_ONLY_PARAMS
+
+    for key in FAIR_ONLY_PARAMS:
         params.pop(key, None)
     params["verbose"] = 0 if args.quiet else 1
     net = PrunableNetClassifier(**params, random_state=args.seed)
