@@ -1,4 +1,4 @@
-"""Methods side by side (fairprune_sk.compare): real fairlearn mitigators around pruned nets."""
+"""Methods side by side (fairprune_sk.benchmark): real fairlearn mitigators around pruned nets."""
 
 from __future__ import annotations
 
@@ -9,16 +9,19 @@ from fairlearn.postprocessing import ThresholdOptimizer
 from fairlearn.reductions import ExponentiatedGradient, GridSearch
 from scipy import stats
 
-from fairprune_sk import ExcessRiskFrame, PrunableNetClassifier, compare
+from fairprune_sk import ExcessRiskFrame, PrunableNetClassifier
+from fairprune_sk.benchmark import methods, outputs
 from fairprune_sk.benchmark.audit import load_adult_split
-from fairprune_sk.compare import (
+from fairprune_sk.benchmark.methods import (
     GROUP_COLUMNS,
     SUMMARY_COLUMNS,
-    compare_methods,
     fit_dense_reference,
+    run_method,
+)
+from fairprune_sk.benchmark.runner import compare_methods
+from fairprune_sk.benchmark.summary import (
     flat_summary,
     format_summary,
-    run_method,
     seed_interval,
     summarize,
 )
@@ -99,7 +102,7 @@ def test_threshold_optimizer_post_processes_the_pruned_net(adult, dense):
     assert isinstance(optimizer, ThresholdOptimizer)
     assert optimizer.prefit and optimizer.predict_method == "predict_proba"
     # the pruned net itself, no float64 wrapper (predict_proba is float64 already)
-    assert not hasattr(compare, "Float64Proba")
+    assert not hasattr(methods, "Float64Proba") and not hasattr(outputs, "Float64Proba")
     assert type(optimizer.estimator) is PrunableNetClassifier
     assert optimizer.estimator.sparsity_ == pytest.approx(0.5, abs=0.02)
     assert optimizer.estimator.predict_proba(adult["X_test"][:5]).dtype == np.float64
@@ -242,3 +245,32 @@ def test_clear_errors(adult):
         run_method("none", **adult, rate=0.5, seed=0, net_params={"max_epochs": 1})
     with pytest.raises(ValueError, match="eg_constraint must be one of"):
         run_method("eg", **adult, rate=0.5, seed=0, net_params=NET, eg_constraint="parity")
+
+
+def test_compare_module_is_a_deprecated_reexport():
+    import importlib
+    import sys
+
+    from fairprune_sk.benchmark import runner, summary
+
+    sys.modules.pop("fairprune_sk.compare", None)
+    with pytest.warns(DeprecationWarning, match="fairprune_sk.compare is deprecated: import "
+                                                 "from fairprune_sk.benchmark.methods"):
+        compare = importlib.import_module("fairprune_sk.compare")
+    homes = {"run_methods": runner, "compare_methods": runner, "summarize": summary,
+             "format_summary": summary, "flat_summary": summary, "seed_interval": summary}
+    for name in compare.__all__:
+        assert getattr(compare, name) is getattr(homes.get(name, methods), name), name
+    assert callable(compare.prune_copy)  # stays in compare until it is a net method
+    assert methods.prune_copy is compare.prune_copy
+
+
+def test_benchmark_modules_do_not_warn_about_compare():
+    import subprocess
+    import sys
+
+    code = ("import fairprune_sk.benchmark.runner, fairprune_sk.benchmark.sweep, "
+            "fairprune_sk.benchmark.cli, fairprune_sk.benchmark.audit; "
+            "from fairprune_sk.benchmark.methods import prune_copy")
+    subprocess.run([sys.executable, "-W", "error::DeprecationWarning:fairprune_sk", "-c", code],
+                   check=True)

@@ -8,13 +8,13 @@ import pytest
 
 from fairprune_sk.benchmark.cli import main
 from fairprune_sk.benchmark.figures import plot_group_accuracy, plot_sweep
+from fairprune_sk.benchmark.methods import SUMMARY_COLUMNS
 from fairprune_sk.benchmark.sweep import (
     RESULT_COLUMNS,
     load_benchmark_data,
     net_params_for,
     run_sweep,
 )
-from fairprune_sk.compare import SUMMARY_COLUMNS
 from fairprune_sk.metrics import FRAME_COLUMNS
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..compare import prune_copy
 from ..metrics import ExcessRiskFrame
 from ..nets import PrunableNetClassifier
+from .methods import prune_copy
 
 #: Columns of the audit table that get ``_ci_low`` / ``_ci_high`` bootstrap bounds.
 CI_COLUMNS = ("excess_risk", "excess_accuracy_gap", "accuracy_drop")

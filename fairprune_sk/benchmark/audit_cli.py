@@ -295,7 +295,7 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
         lr=args.lr, batch_size=args.batch_size, momentum=args.momentum,
         pruning_method=args.method, hidden_units=args.hidden, width=args.width,
     )
-    from ..compare import FAIR_ONLY_PARAMS
+    from .methods import FAIR_ONLY_PARAMS
 
     for key in FAIR_ONLY_PARAMS:
         params.pop(key, None)
@@ -316,8 +316,8 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
     )
     control = None
     if args.fine_tune_epochs > 0:
-        from ..compare import prune_copy
         from ..metrics import ExcessRiskFrame
+        from .methods import prune_copy
 
         print(f"control: the dense net fine-tuned {args.fine_tune_epochs} epoch(s) without "
               "pruning ...")

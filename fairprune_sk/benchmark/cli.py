@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_audit_parser(commands)
 
-    from ..compare import METHODS
+    from .methods import METHODS
     from .sweep import DATASETS, MODELS
 
     bench = commands.add_parser(

@@ -29,11 +29,11 @@ def run_explain(args: argparse.Namespace) -> pd.DataFrame:
     """Train an MLP on Adult, prune a copy at ``--rate``, print ``GroupDiagnostics.by_group``."""
     import torch
 
-    from ..compare import prune_copy
     from ..diagnostics import GroupDiagnostics
     from ..models import MLP
     from ..nets import PrunableNetClassifier
     from .audit import load_adult_split
+    from .methods import prune_copy
 
     torch.set_num_threads(args.threads)  # the policy of every subcommand: _arguments.py
     start = time.perf_counter()

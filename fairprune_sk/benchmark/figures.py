@@ -33,8 +33,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..compare import DEFAULT_CONFIDENCE, seed_interval
 from ..metrics import FRAME_COLUMNS
+from .summary import DEFAULT_CONFIDENCE, seed_interval
 
 __all__ = ["plot_group_accuracy", "plot_method_comparison", "plot_sweep"]
 
@@ -270,7 +270,7 @@ def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
     table : pandas.DataFrame
         ``results.csv`` (run-level columns ``overall_accuracy``, ``overall_accuracy_dense``,
         ``fairness_violation``, ``max_excess_accuracy_gap`` repeated on every group row) or
-        :func:`~fairprune_sk.compare.compare_methods`' table.
+        :func:`~fairprune_sk.benchmark.runner.compare_methods`' table.
     path : str or Path
         PNG file to write.
     title : str, optional

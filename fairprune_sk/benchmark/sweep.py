@@ -2,8 +2,8 @@
 
 :func:`load_benchmark_data` gives a train/test split with sensitive groups, :func:`net_params_for`
 the net of a model name, and :func:`run_sweep` runs every method × rate × seed through
-:func:`fairprune_sk.compare.run_methods` (one dense reference per seed, independent runs in
-``joblib.Parallel``), then writes
+:func:`fairprune_sk.benchmark.runner.run_methods` (one dense reference per seed, independent
+runs in ``joblib.Parallel``), then writes
 
 - ``results.csv``: one row per dataset × model × method × rate × seed × (test) group, with the
   columns of :class:`~fairprune_sk.ExcessRiskFrame` (``count``, ``loss_dense``,
@@ -32,15 +32,9 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
-from ..compare import (
-    GROUP_COLUMNS,
-    SUMMARY_COLUMNS,
-    MethodResult,
-    flat_summary,
-    format_summary,
-    run_methods,
-    summarize,
-)
+from .methods import GROUP_COLUMNS, SUMMARY_COLUMNS, MethodResult
+from .runner import run_methods
+from .summary import flat_summary, format_summary, summarize
 
 __all__ = [
     "DATASETS",
@@ -71,7 +65,7 @@ UTKFACE_FOLDER_HELP = (
 )
 
 #: Run-level columns of ``results.csv`` (repeated on every group row of the run): the keys of
-#: :data:`~fairprune_sk.compare.SUMMARY_COLUMNS`, those that share a name with a per-group
+#: :data:`~fairprune_sk.benchmark.methods.SUMMARY_COLUMNS`, those that share a name with a per-group
 #: column (``accuracy_dense``, ``flip_rate``) and ``accuracy`` prefixed ``overall_``.
 RUN_COLUMNS = {
     key: (f"overall_{key}" if key in (*GROUP_COLUMNS, "accuracy") else key)
@@ -420,7 +414,7 @@ def net_params_for(
     tolerance: float | str = "auto",
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """``net_params`` of :func:`~fairprune_sk.compare.run_methods` for a model name.
+    """``net_params`` of :func:`~fairprune_sk.benchmark.runner.run_methods` for a model name.
 
     Parameters
     ----------
@@ -516,10 +510,10 @@ class SweepResult:
     table : pandas.DataFrame
         ``results.csv``: one row per run × test group.
     runs : pandas.DataFrame
-        One row per run (:func:`~fairprune_sk.compare.compare_methods`' schema).
+        One row per run (:func:`~fairprune_sk.benchmark.runner.compare_methods`' schema).
     summary : pandas.DataFrame
         Mean, std and 95 % t-interval over seeds per method × rate
-        (:func:`~fairprune_sk.compare.summarize`).
+        (:func:`~fairprune_sk.benchmark.summary.summarize`).
     files : list of Path
         Files written (empty when ``out`` is None).
     seconds : float
@@ -587,7 +581,7 @@ def run_sweep(
         Name recorded in the table; the net itself is ``net_params``
         (:func:`net_params_for` ``(model, dataset=data.name)`` if None).
     methods, rates, seeds : sequences
-        As for :func:`~fairprune_sk.compare.run_methods`.
+        As for :func:`~fairprune_sk.benchmark.runner.run_methods`.
     net_params : dict, optional
         Parameters of the nets (``module`` included).
     n_jobs : int or None, default=1
@@ -608,7 +602,8 @@ def run_sweep(
         Extra configuration recorded in ``meta.json`` (the CLI passes its arguments).
     **options
         ``eg_constraint``, ``eg_upper_bound``, ``eg_proba``, ``threshold_constraint``,
-        ``eg_params``, ``gridsearch_params``: as for :func:`~fairprune_sk.compare.run_method`.
+        ``eg_params``, ``gridsearch_params``: as for
+        :func:`~fairprune_sk.benchmark.methods.run_method`.
 
     Returns
     -------

@@ -1,0 +1,239 @@
+"""Many methods × rates × seeds through joblib, one shared dense reference per seed.
+
+Both stages (the dense references, then every method × rate × seed) go through
+``joblib.Parallel``, so any joblib backend runs them: loky (the default), Dask
+(``joblib.parallel_config(backend="dask")``) or Ray (after ``ray.util.joblib.register_ray()``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..nets import PrunableNetClassifier
+from .methods import (
+    BINARY_ONLY,
+    DEFAULT_METHODS,
+    METHODS,
+    NON_BINARY_LABELS,
+    SUMMARY_COLUMNS,
+    MethodResult,
+    _check_choice,
+    _resolve_net_params,
+    fit_dense_reference,
+    run_method,
+)
+
+__all__ = ["run_methods", "compare_methods"]
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` torch CPU threads (None: leave as is), restored afterwards."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+
+def _dense_job(X_train: Any, y_train: Any, seed: int, params: dict[str, Any],
+               threads: int | None) -> PrunableNetClassifier:
+    with _torch_threads(threads):
+        return fit_dense_reference(X_train, y_train, seed=seed, net_params=params)
+
+
+def _method_job(method: str, rate: float, seed: int, dense: PrunableNetClassifier,
+                data: dict[str, Any], options: dict[str, Any], threads: int | None) -> MethodResult:
+    with _torch_threads(threads):
+        return run_method(method, rate=rate, seed=seed, dense=dense, **data, **options)
+
+
+def _parallel_results(jobs: list, n_jobs: int | None) -> Iterator[Any]:
+    """Results of joblib jobs as they finish, through the active joblib backend.
+
+    Backends that cannot return a generator (Ray's ``ray.util.joblib`` backend) give all the
+    results together once the last job is done.
+    """
+    from joblib import Parallel
+
+    try:
+        parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+    except ValueError as error:  # joblib checks the backend's supports_return_generator
+        if "return_as" not in str(error):
+            raise
+        parallel = Parallel(n_jobs=n_jobs)
+    yield from parallel(jobs)
+
+
+def run_methods(
+    X_train: Any,
+    y_train: Any,
+    A_train: Any,
+    X_test: Any,
+    y_test: Any,
+    A_test: Any,
+    *,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    rates: Sequence[float] = (0.5, 0.8, 0.9),
+    seeds: Sequence[int] = (0, 1, 2),
+    net_params: Mapping[str, Any] | None = None,
+    n_jobs: int | None = 1,
+    threads: int | None = None,
+    keep_models: bool = False,
+    progress: Callable[[MethodResult, int, int], None] | None = None,
+    **options: Any,
+) -> list[MethodResult]:
+    """Run every method × rate × seed, sharing one dense reference per seed.
+
+    The dense references are trained first (one job per seed), then every method × rate ×
+    seed is an independent job; both stages go through ``joblib.Parallel``, so
+    ``joblib.parallel_config(backend="dask")`` sends them to a Dask cluster, and
+    ``parallel_config(backend="ray")`` (after ``ray.util.joblib.register_ray()``) to Ray.
+
+    Parameters
+    ----------
+    X_train, y_train, A_train, X_test, y_test, A_test
+        As for :func:`run_method`.
+    methods : sequence of str, default=DEFAULT_METHODS
+        Among :data:`METHODS`.
+    rates : sequence of float, default=(0.5, 0.8, 0.9)
+        Pruning rates in [0, 1).
+    seeds : sequence of int, default=(0, 1, 2)
+        One dense reference and one run of every method per seed.
+    net_params : dict, optional
+        As for :func:`run_method`.
+    n_jobs : int or None, default=1
+        Parallel jobs of ``joblib.Parallel`` (-1: all cores; None: joblib's active default,
+        e.g. from ``joblib.parallel_config``). With the default backend, 1 runs in this
+        process. Under ``parallel_config(backend="dask")`` the jobs run on the cluster's
+        workers whatever ``n_jobs`` is; pass ``n_jobs=-1`` so that each job uses one torch
+        thread (see ``threads``). Under Ray's backend ``n_jobs=-1`` uses all the CPUs Ray
+        knows of.
+    threads : int, optional
+        torch CPU threads inside each job; None: 1 when ``n_jobs != 1`` (so jobs do not fight
+        over cores), torch's current setting otherwise.
+    keep_models : bool, default=False
+        Keep each run's fitted final model in its result.
+    progress : callable, optional
+        Called as ``progress(result, n_done, n_total)`` in this process as each run finishes.
+    **options
+        ``eg_constraint``, ``eg_upper_bound``, ``eg_proba``, ``threshold_constraint``,
+        ``eg_params``, ``gridsearch_params``: as for :func:`run_method`.
+
+    Returns
+    -------
+    list of MethodResult
+        Ordered by method (as given), rate, seed, whatever order the jobs finished in.
+    """
+    methods = [_check_choice(m, "methods", METHODS) for m in methods]
+    if not methods or not len(rates) or not len(seeds):
+        raise ValueError("methods, rates and seeds must each hold at least one value")
+    unknown = set(options) - {"eg_constraint", "eg_upper_bound", "eg_proba",
+                              "threshold_constraint", "eg_params", "gridsearch_params"}
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
+    from ..pruning import validate_rate
+
+    rates = [validate_rate(r, "rates") for r in rates]
+    seeds = [int(s) for s in seeds]
+    params = _resolve_net_params(net_params)
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int)
+                               or n_jobs == 0):
+        raise ValueError(f"n_jobs must be a non-zero int (-1: all cores) or None; got {n_jobs!r}")
+    if threads is None and n_jobs != 1:
+        threads = 1
+    classes = np.unique(np.asarray(y_train).ravel())
+    for method in methods:
+        if method in BINARY_ONLY and len(classes) != 2:
+            raise ValueError(NON_BINARY_LABELS.format(method=method, n_classes=len(classes),
+                                                      classes=classes.tolist()[:10]))
+
+    from joblib import delayed
+
+    dense_jobs = [delayed(_dense_job)(X_train, y_train, seed, params, threads) for seed in seeds]
+    dense = dict(zip(seeds, _ordered(dense_jobs, n_jobs), strict=True))
+
+    data = dict(X_train=X_train, y_train=y_train, A_train=A_train, X_test=X_test,
+                y_test=y_test, A_test=A_test)
+    run_options = {**options, "net_params": params, "keep_model": keep_models}
+    jobs = [
+        delayed(_method_job)(method, rate, seed, dense[seed], data, run_options, threads)
+        for method in methods for rate in rates for seed in seeds
+    ]
+    results = []
+    for result in _parallel_results(jobs, n_jobs):
+        results.append(result)
+        if progress is not None:
+            progress(result, len(results), len(jobs))
+    order = {m: k for k, m in enumerate(methods)}
+    return sorted(results, key=lambda r: (order[r.method], r.rate, r.seed))
+
+
+def _ordered(jobs: list, n_jobs: int | None) -> list:
+    from joblib import Parallel
+
+    return Parallel(n_jobs=n_jobs)(jobs)
+
+
+def compare_methods(
+    X_train: Any,
+    y_train: Any,
+    A_train: Any,
+    X_test: Any,
+    y_test: Any,
+    A_test: Any,
+    *,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    rates: Sequence[float] = (0.5, 0.8, 0.9),
+    seeds: Sequence[int] = (0, 1, 2),
+    net_params: Mapping[str, Any] | None = None,
+    n_jobs: int | None = 1,
+    **options: Any,
+) -> pd.DataFrame:
+    """Tidy comparison table: one row per method × rate × seed.
+
+    Parameters
+    ----------
+    X_train, y_train, A_train, X_test, y_test, A_test
+        Training and test data and their sensitive features, as for :func:`run_method`.
+    methods, rates, seeds, net_params, n_jobs
+        As for :func:`run_methods`.
+    **options
+        ``threads``, ``progress``, ``keep_models``, ``eg_constraint``, ``eg_upper_bound``,
+        ``eg_proba``, ``threshold_constraint``, ``eg_params``, ``gridsearch_params``: as for
+        :func:`run_methods`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`SUMMARY_COLUMNS`: ``method``, ``rate``, ``seed``; on the test data
+        ``accuracy`` (and ``accuracy_dense`` of θ*), ``fairness_violation`` (ξ, eq. 3),
+        ``max_excess_accuracy_gap`` (max_g ψ_g), ``accuracy_gap``, ``worst_group_accuracy``,
+        ``flip_rate`` (overall fraction of predictions changed from θ*); the same six on the
+        training data prefixed ``train_`` (how well a constraint holds where it was
+        enforced); ``sparsity`` and ``seconds``. ``fairness_violation`` and ``flip_rate`` are
+        NaN for ``threshold`` (no probabilities); ψ is defined for every method.
+
+    Examples
+    --------
+    >>> table = compare_methods(X_tr, y_tr, A_tr, X_te, y_te, A_te,
+    ...                         methods=("none", "fair_after"), seeds=(0,))  # doctest: +SKIP
+    >>> summarize(table)                                                   # doctest: +SKIP
+    """
+    results = run_methods(X_train, y_train, A_train, X_test, y_test, A_test, methods=methods,
+                          rates=rates, seeds=seeds, net_params=net_params, n_jobs=n_jobs,
+                          **options)
+    return pd.DataFrame([r.summary for r in results], columns=list(SUMMARY_COLUMNS))
+
