@@ -72,13 +72,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from skorch.callbacks import Callback
 from skorch.utils import to_tensor
 
+from ._validation import check_int, torch_seed
 from .metrics import group_codes
 from .nets import (
     INPUT_KEY,
     SAMPLE_WEIGHT_KEY,
     PrunableNetClassifier,
     TerminalPrintLog,
-    _seed_from,
 )
 
 GROUP_KEY = "group"
@@ -283,7 +283,7 @@ def stratified_holdout(
         True for held-out rows.
     """
     strata = np.unique(np.stack([groups, y], axis=1), axis=0, return_inverse=True)[1].ravel()
-    rng = np.random.default_rng(_seed_from(random_state))
+    rng = np.random.default_rng(torch_seed(random_state))
     order = rng.permutation(len(strata))
     order = order[np.argsort(strata[order], kind="stable")]
     counts = np.bincount(strata)
@@ -791,9 +791,16 @@ class FairConstrainedNet(PrunableNetClassifier):
         ValueError
             If ``constraint_split`` leaves a group without held-out rows.
         """
+        return self._fit(X, y, sensitive_features, sample_weight)
+
+    def _fit(
+        self, X: Any, y: Any, sensitive_features: Any, sample_weight: Any, classes: Any = None
+    ) -> Self:
         self._validate_own_params()
-        with self._transaction(deep=self._trains_in_place()):
-            X_arr, y_index, classes = self._validate_training_data(X, y, reset=True)
+        with self._transaction(in_place=self._trains_in_place()):
+            X_arr, y_index, classes = self._validate_training_data(
+                X, y, reset=True, classes=classes
+            )
             weight = self._check_sample_weight(sample_weight, X_arr)
             if sensitive_features is None:
                 if self.constraint_phase != "none":
@@ -823,14 +830,65 @@ class FairConstrainedNet(PrunableNetClassifier):
         sensitive_features: Any = None,
         sample_weight: Any = None,
     ) -> Self:
-        """Train ``max_epochs`` more epochs (masks held), constrained if the phase says so."""
+        """Train ``max_epochs`` more epochs (masks held), constrained if the phase says so.
+
+        On an unfitted net this is ``fit`` (with ``classes``, all the labels in any order).
+        """
         if not self.initialized_:
-            return self.fit(
-                X, y, sensitive_features=sensitive_features, sample_weight=sample_weight
-            )
+            return self._fit(X, y, sensitive_features, sample_weight, classes=classes)
         self._validate_own_params()
-        with self._transaction(deep=True):
-            X_arr, y_index, _ = self._validate_training_data(X, y, reset=False)
+        return self._continue_constrained(
+            X, y, self.max_epochs, classes, sensitive_features, sample_weight
+        )
+
+    def fine_tune(
+        self,
+        X: Any,
+        y: Any,
+        epochs: int,
+        *,
+        sensitive_features: Any = None,
+        sample_weight: Any = None,
+    ) -> Self:
+        """Train ``epochs`` more epochs with the masks held, constrained if the phase says so."""
+        self.check_is_fitted()
+        epochs = check_int(epochs, "epochs", 0)
+        self._validate_own_params()
+        return self._continue_constrained(X, y, epochs, None, sensitive_features, sample_weight)
+
+    def pruned_copy(
+        self,
+        rate: float,
+        method: str | None = None,
+        *,
+        X: Any = None,
+        y: Any = None,
+        fine_tune_epochs: int = 0,
+        sensitive_features: Any = None,
+        sample_weight: Any = None,
+    ) -> Self:
+        """A pruned (and optionally fine-tuned) copy; as the parent's, with ``sensitive_features``
+        for constrained fine-tuning."""
+        return self._pruned_copy(
+            rate,
+            method,
+            X,
+            y,
+            fine_tune_epochs,
+            {"sensitive_features": sensitive_features, "sample_weight": sample_weight},
+        )
+
+    def _continue_constrained(
+        self,
+        X: Any,
+        y: Any,
+        epochs: int,
+        classes: Any,
+        sensitive_features: Any,
+        sample_weight: Any,
+    ) -> Self:
+        with self._transaction(in_place=True):
+            X_arr, y_index, _ = self._validate_training_data(X, y, reset=False, classes=classes)
             weight = self._check_sample_weight(sample_weight, X_arr)
             phase = "fine_tune" if self.dense_state_dict_ is not None else "train"
             self._phase = phase
@@ -848,12 +906,7 @@ class FairConstrainedNet(PrunableNetClassifier):
             if phase == "fine_tune":
                 data = self._fine_tuning_input(data, y_index)
             with self._seeded(offset=len(self.history)):
-                self._train_epochs(
-                    data,
-                    y_index,
-                    self.max_epochs,
-                    phase=phase,
-                )
+                self._train_epochs(data, y_index, epochs, phase=phase)
         return self
 
     def _fine_tuning_input(self, data: Any, y_index: np.ndarray) -> Any:
@@ -904,11 +957,12 @@ class FairConstrainedNet(PrunableNetClassifier):
         self, X: np.ndarray, y_index: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per-sample loss of the dense net θ* and whether it is correct (eval mode, no grad)."""
-        reference = self if self.dense_state_dict_ is None else self.dense_reference()
-        logits = _logits(reference.module_, X, self.device)  # no DataLoader: no RNG draws
+        # θ* as a plain module, not a copy of the estimator
+        module = self.module_ if self.dense_state_dict_ is None else self._dense_module()
+        logits = _logits(module, X, self.device)  # no DataLoader: no RNG draws
         y = torch.as_tensor(y_index, device=logits.device)
         with torch.no_grad():
-            losses = reference.per_sample_loss(logits, y)
+            losses = self.per_sample_loss(logits, y)
             correct = logits.argmax(dim=1) == y
         return (losses.cpu().numpy().astype(np.float32),
                 correct.cpu().numpy().astype(np.float32))

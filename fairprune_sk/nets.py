@@ -9,7 +9,6 @@ search over ``pruning_rate``. ``prune`` prunes a fitted net in place and keeps t
 
 from __future__ import annotations
 
-import copy
 import inspect
 import os
 import sys
@@ -20,8 +19,7 @@ from typing import Any, Self
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, validate_data
 from skorch import NeuralNetClassifier
@@ -32,6 +30,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset
 
 from . import pruning
+from ._validation import check_int, check_params, torch_seed
 
 #: Key of the input array when a net's training data travels as a dict with per-sample metadata.
 INPUT_KEY = "X"
@@ -40,19 +39,28 @@ SAMPLE_WEIGHT_KEY = "sample_weight"
 PRUNING_SCHEDULES = ("one_shot", "iterative")
 
 
-def _seed_from(random_state: Any, offset: int = 0) -> int | None:
-    """An int seed for torch from sklearn's ``random_state`` convention (None: no seeding)."""
-    if random_state is None:
-        return None
-    if isinstance(random_state, Integral):
-        return (int(random_state) + offset) % (2**63 - 1)
-    return int(check_random_state(random_state).randint(0, 2**31 - 1))
-
-
 def _index_accuracy(net: NeuralNetClassifier, X: Any, y: Any) -> float:
     """Validation accuracy on the internal (label-encoded) data, for skorch's ``valid_acc``."""
     proba = NeuralNetClassifier.predict_proba(net, X)
     return float(np.mean(proba.argmax(axis=1) == np.asarray(y)))
+
+
+def _clone_state(value: Any) -> Any:
+    """A copy of an optimizer's ``state_dict``: tensors cloned, containers rebuilt."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {key: _clone_state(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_clone_state(item) for item in value)
+    return value
+
+
+def _copy_row(row: Any) -> Any:
+    """A history row whose dict and batch list can be appended to without touching ``row``."""
+    if not isinstance(row, dict):
+        return row
+    return {**row, "batches": [dict(batch) for batch in row.get("batches", [])]}
 
 
 class PruningLog(Callback):
@@ -207,11 +215,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
 
     def _validate_own_params(self) -> None:
         """Check the parameters this class adds (skorch validates only its own)."""
-        validate_parameter_constraints(
-            self._parameter_constraints,
-            {name: getattr(self, name) for name in self._parameter_constraints},
-            caller_name=type(self).__name__,
-        )
+        check_params(self)
 
     def get_iterator(self, dataset: Any, training: bool = False) -> Any:
         """Batches by slicing the in-memory arrays once per batch, not once per sample.
@@ -262,7 +266,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
     @contextmanager
     def _seeded(self, offset: int = 0) -> Iterator[None]:
         """Seed torch from ``random_state`` and restore the caller's RNG state afterwards."""
-        seed = _seed_from(self.random_state, offset)
+        seed = torch_seed(self.random_state, offset)
         if seed is None:
             yield
             return
@@ -278,31 +282,51 @@ class PrunableNetClassifier(NeuralNetClassifier):
         return validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=True)
 
     def _validate_training_data(
-        self, X: Any, y: Any, *, reset: bool
+        self, X: Any, y: Any, *, reset: bool, classes: Any = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Validate X and y; return float32 X, encoded y and the classes (nothing is stored)."""
+        """Validate X and y; return float32 X, encoded y and the classes (nothing is stored).
+
+        ``classes`` is ``partial_fit``'s argument: read before any check on y, so a first batch
+        holding one class only trains when ``classes`` names them all.
+        """
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
             )
         X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, allow_nd=True)
         check_classification_targets(y)
-        if reset:
-            if self.classes is not None:
-                classes = np.asarray(self.classes)
-            else:
-                classes = np.unique(y)
-        else:
-            classes = self.classes_
+        classes = self._training_classes(y, reset=reset, given=classes)
         from .metrics import encode_labels
 
-        y_index = encode_labels(y, classes)
+        return X, encode_labels(y, classes), classes
+
+    def _training_classes(self, y: np.ndarray, *, reset: bool, given: Any) -> np.ndarray:
+        """The classes to encode y with: ``classes_`` once fitted, else the ``classes``
+        parameter (in its own order, sorted or not), else ``partial_fit``'s ``classes``
+        (sorted, as sklearn's ``partial_fit``), else the labels of y."""
+        if given is not None:
+            given = np.unique(np.asarray(given))
+        if not reset:
+            classes = np.asarray(self.classes_)
+        elif self.classes is not None:
+            classes = np.asarray(self.classes)
+            if len(np.unique(classes)) != len(classes):
+                raise ValueError(f"classes has duplicate labels: {classes.tolist()}")
+        elif given is not None:
+            classes = given
+        else:
+            classes = np.unique(y)
+        if given is not None and not np.array_equal(np.unique(classes), given):
+            raise ValueError(
+                f"classes={given.tolist()} differs from the classes of this net "
+                f"{classes.tolist()}; pass the same classes (or none)"
+            )
         if len(classes) < 2:
             raise ValueError(
                 "Classifier can't train when only one class is present; "
                 f"y has the single class {classes.tolist()}"
             )
-        return X, y_index, classes
+        return classes
 
     def _check_sample_weight(self, sample_weight: Any, X: np.ndarray) -> np.ndarray | None:
         """Normalise weights to mean 1 so the loss scale (and lr) does not depend on them."""
@@ -375,7 +399,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
         self
         """
         self._validate_own_params()
-        with self._transaction(deep=self._trains_in_place()):
+        with self._transaction(in_place=self._trains_in_place()):
             X_arr, y_index, classes = self._validate_training_data(X, y, reset=True)
             weight = self._check_sample_weight(sample_weight, X_arr)
             self._fit_validated(X_arr, y_index, classes, sample_weight=weight)
@@ -431,16 +455,16 @@ class PrunableNetClassifier(NeuralNetClassifier):
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> Self:
         """Train ``max_epochs`` more epochs; a pruned net keeps its masks (zeros stay zero).
 
-        On an unfitted net this is a dense ``fit`` without pruning. ``classes`` is accepted for
-        sklearn compatibility; labels must be among ``classes_`` once fitted.
+        On an unfitted net this is a dense ``fit`` without pruning. ``classes`` (all the labels,
+        in any order) lets a first batch hold only some of them, as in sklearn's
+        ``partial_fit``; once fitted, labels must be among ``classes_``.
         """
         self._validate_own_params()
         if not self.initialized_:
-            with self._transaction(deep=False):
-                X_arr, y_index, found = self._validate_training_data(X, y, reset=True)
-                if classes is not None and self.classes is None:
-                    found = np.unique(np.asarray(classes))
-                    y_index = self._encode(y, found)
+            with self._transaction(in_place=self._trains_in_place()):
+                X_arr, y_index, found = self._validate_training_data(
+                    X, y, reset=True, classes=classes
+                )
                 weight = self._check_sample_weight(sample_weight, X_arr)
                 self.classes_inferred_ = found
                 self.input_shape_ = tuple(X_arr.shape[1:])
@@ -455,47 +479,119 @@ class PrunableNetClassifier(NeuralNetClassifier):
                         phase="train",
                     )
             return self
-        with self._transaction(deep=True):
-            X_arr, y_index, _ = self._validate_training_data(X, y, reset=False)
+        return self._continue_training(
+            X, y, self.max_epochs, classes=classes, sample_weight=sample_weight
+        )
+
+    def fine_tune(self, X: Any, y: Any, epochs: int, *, sample_weight: Any = None) -> Self:
+        """Train a fitted net ``epochs`` more epochs with its masks held (zeros stay zero).
+
+        ``partial_fit`` with an explicit number of epochs instead of ``max_epochs``; on an error
+        the net is left as it was.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        y : array-like of shape (n_samples,)
+            Labels among ``classes_``.
+        epochs : int >= 0
+            0 changes nothing.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        self.check_is_fitted()
+        epochs = check_int(epochs, "epochs", 0)
+        self._validate_own_params()
+        return self._continue_training(X, y, epochs, sample_weight=sample_weight)
+
+    def _continue_training(
+        self, X: Any, y: Any, epochs: int, *, classes: Any = None, sample_weight: Any = None
+    ) -> Self:
+        with self._transaction(in_place=True):
+            X_arr, y_index, _ = self._validate_training_data(X, y, reset=False, classes=classes)
             weight = self._check_sample_weight(sample_weight, X_arr)
             with self._seeded(offset=len(self.history)):
                 self._train_epochs(
                     self._training_input(X_arr, sample_weight=weight),
                     y_index,
-                    self.max_epochs,
+                    epochs,
                     phase="fine_tune" if self.dense_state_dict_ is not None else "train",
                 )
                 pruning.detach_pruned_weights(self.module_)
         return self
 
-    @staticmethod
-    def _encode(y: Any, classes: np.ndarray) -> np.ndarray:
-        from .metrics import encode_labels
-
-        return encode_labels(np.asarray(y), classes)
-
     def _trains_in_place(self) -> bool:
-        """Whether ``fit`` will train the existing module object (warm start, module instance)."""
+        """Whether ``fit`` will train existing torch objects (warm start, a module instance)."""
         return bool(self.warm_start) or isinstance(self.module, nn.Module)
 
+    # ------------------------------------------------------------------------------------------
+    # state without wholesale copies
+    # ------------------------------------------------------------------------------------------
+    def _torch_state_objects(self) -> list[Any]:
+        """The modules, criteria and optimizers that training changes in place (no duplicates)."""
+        names = [f"{name}_" for name in (*self._modules, *self._criteria, *self._optimizers)]
+        objects = [getattr(self, name, None) for name in names]
+        if isinstance(self.module, nn.Module):
+            objects.append(self.module)  # trained in place when it is module_ itself
+        unique = {id(obj): obj for obj in objects if hasattr(obj, "state_dict")}
+        return list(unique.values())
+
     @contextmanager
-    def _transaction(self, *, deep: bool) -> Iterator[None]:
+    def _transaction(self, *, in_place: bool) -> Iterator[None]:
         """Restore the estimator's state if the block raises (a failed fit changes nothing).
 
-        ``deep`` copies the state (needed when the module is trained in place, as in warm starts);
-        otherwise a shallow copy suffices because ``initialize`` builds new objects.
+        The attributes are restored from a shallow copy of ``__dict__`` (new objects built in
+        the block are dropped; the user's callback objects are the same objects). What the
+        block may change *in place* is snapshotted on its own, and only with ``in_place``
+        (warm starts, ``partial_fit``, a module instance): the state dicts of the modules,
+        criteria and optimizers (cloned tensors) and the length of the history. Nothing else
+        is copied, so callbacks holding locks or writers (loggers) are never copied.
         """
-        if self.initialized_ and deep:
-            pruning.detach_pruned_weights(self.module_)
-            saved = copy.deepcopy(self.__dict__)
-        else:
-            saved = dict(self.__dict__)
+        saved = dict(self.__dict__)
+        states = []
+        if in_place:
+            for obj in self._torch_state_objects():
+                state = obj.state_dict()
+                if isinstance(obj, torch.optim.Optimizer):
+                    state = _clone_state(state)
+                else:
+                    state = {key: value.detach().clone() for key, value in state.items()}
+                states.append((obj, state))
+        history = saved.get("history_")
+        n_rows = len(history) if history is not None else 0
         try:
             yield
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(saved)
+            for obj, state in states:
+                obj.load_state_dict(state)
+            if history is not None:
+                del history[n_rows:]
+            if hasattr(self, "module_"):
+                pruning.detach_pruned_weights(self.module_)
             raise
+
+    def _sibling(self, module: nn.Module) -> Self:
+        """A fitted estimator like this one, with its own ``module``, optimizer and history.
+
+        Parameters, fitted attributes and the callback objects are shared (nothing is
+        deep-copied, so a logger holding a lock keeps working and keeps logging); the history
+        rows are copied, so training the sibling does not write into this net's history.
+        """
+        sibling = object.__new__(type(self))
+        sibling.__dict__.update(self.__dict__)
+        for registry in ("_modules", "_criteria", "_optimizers"):
+            if registry in self.__dict__:
+                setattr(sibling, registry, list(self.__dict__[registry]))
+        sibling.module_ = module
+        sibling.callbacks_ = list(self.callbacks_)
+        sibling.history_ = type(self.history_)(_copy_row(row) for row in self.history_)
+        sibling.initialize_optimizer()
+        return sibling
 
     # ------------------------------------------------------------------------------------------
     # pruning
@@ -510,7 +606,8 @@ class PrunableNetClassifier(NeuralNetClassifier):
         Parameters
         ----------
         rate : float in [0, 1)
-            Target fraction of prunable weights set to zero.
+            Target fraction of prunable weights set to zero (checked by
+            :func:`fairprune_sk.pruning.prune_module`).
         method : str, optional
             One of :data:`fairprune_sk.pruning.PRUNING_METHODS`; ``pruning_method`` if None.
 
@@ -519,9 +616,8 @@ class PrunableNetClassifier(NeuralNetClassifier):
         self
         """
         self.check_is_fitted()
-        rate = pruning.validate_rate(rate, "rate")
-        method = pruning.validate_method(self.pruning_method if method is None else method)
         self._validate_own_params()
+        method = self.pruning_method if method is None else method
         with self._seeded(offset=len(self.history)):
             self._prune_in_place(rate, method)
         pruning.detach_pruned_weights(self.module_)
@@ -536,7 +632,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
             method,
             keep_dense=tuple(self.keep_dense),
             min_layer_density=self.min_layer_density,
-            random_state=_seed_from(self.random_state, len(self.history)),
+            random_state=torch_seed(self.random_state, len(self.history)),
         )
         if getattr(self, "dense_state_dict_", None) is None:
             self.dense_state_dict_ = pruning.effective_state_dict(self.module_)
@@ -544,8 +640,66 @@ class PrunableNetClassifier(NeuralNetClassifier):
         self.sparsity_ = float(pruning.sparsity(module))
         self.initialize_optimizer()
 
+    def pruned_copy(
+        self,
+        rate: float,
+        method: str | None = None,
+        *,
+        X: Any = None,
+        y: Any = None,
+        fine_tune_epochs: int = 0,
+        sample_weight: Any = None,
+    ) -> Self:
+        """A pruned (and optionally fine-tuned) copy of this fitted net; this net is untouched.
+
+        Only the module is copied: parameters, fitted attributes and callback objects are
+        shared, the history rows copied (see :meth:`prune` and :meth:`fine_tune`).
+
+        Parameters
+        ----------
+        rate : float in [0, 1)
+            Target total sparsity (cumulative, as in :meth:`prune`).
+        method : str, optional
+            ``pruning_method`` if None.
+        X, y : array-like, optional
+            Training data of the fine-tuning; required when ``fine_tune_epochs > 0``.
+        fine_tune_epochs : int >= 0, default=0
+            Epochs of :meth:`fine_tune` after pruning.
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights of the fine-tuning loss.
+
+        Returns
+        -------
+        PrunableNetClassifier
+        """
+        return self._pruned_copy(
+            rate, method, X, y, fine_tune_epochs, {"sample_weight": sample_weight}
+        )
+
+    def _pruned_copy(
+        self, rate: float, method: str | None, X: Any, y: Any, epochs: Any, fit_params: dict
+    ) -> Self:
+        """:meth:`pruned_copy`; ``fit_params`` are the keywords of this class's ``fine_tune``."""
+        self.check_is_fitted()
+        epochs = check_int(epochs, "fine_tune_epochs", 0)
+        if epochs and (X is None or y is None):
+            raise ValueError(
+                f"fine_tune_epochs={epochs} needs the training data: pass X= and y="
+            )
+        copy = self._sibling(pruning.copy_module(self.module_)).prune(rate, method)
+        if epochs:
+            copy.fine_tune(X, y, epochs, **fit_params)
+        return copy
+
+    def _dense_module(self) -> nn.Module:
+        """θ* as a plain module (no pruning hooks), built from ``dense_state_dict_``."""
+        return pruning.unpruned_copy(self.module_, self.dense_state_dict_)
+
     def dense_reference(self) -> PrunableNetClassifier:
-        """A fitted copy of this net with the dense weights θ* and no masks.
+        """A fitted net with the dense weights θ* and no masks (for the audit).
+
+        Only a plain module holding θ* is built; parameters, fitted attributes and callback
+        objects are shared with this net (nothing is deep-copied).
 
         Raises
         ------
@@ -555,15 +709,13 @@ class PrunableNetClassifier(NeuralNetClassifier):
         self.check_is_fitted()
         if getattr(self, "dense_state_dict_", None) is None:
             raise ValueError(
-                f"this {type(self).__name__} was never pruned, so it keeps no dense reference; "
-                "call prune(rate) first, or pass reference= to ExcessRiskFrame"
+                f"this {type(self).__name__} was never pruned (or was loaded without "
+                "f_dense_state_dict), so it keeps no dense reference; call prune(rate) first, "
+                "or pass reference= to ExcessRiskFrame"
             )
-        pruning.detach_pruned_weights(self.module_)
-        reference = copy.deepcopy(self)
-        reference.module_ = pruning.unpruned_copy(self.module_, self.dense_state_dict_)
+        reference = self._sibling(self._dense_module())
         reference.dense_state_dict_ = None
         reference.sparsity_ = float(pruning.sparsity(reference.module_))
-        reference.initialize_optimizer()
         return reference
 
     def compact(self) -> PrunableNetClassifier:
@@ -571,7 +723,8 @@ class PrunableNetClassifier(NeuralNetClassifier):
 
         Units / filters removed by ``structured_l1`` / ``structured_l2`` are cut out of the layers
         (:func:`fairprune_sk.pruning.compact`), so inference is faster; predictions are the same.
-        The copy keeps no dense reference (its shapes differ from θ*'s).
+        The copy keeps no dense reference (its shapes differ from θ*'s). Only the module is
+        rebuilt; parameters and callback objects are shared with this net.
 
         Raises
         ------
@@ -580,10 +733,8 @@ class PrunableNetClassifier(NeuralNetClassifier):
         """
         self.check_is_fitted()
         pruning.detach_pruned_weights(self.module_)
-        compacted = copy.deepcopy(self)
-        compacted.module_ = pruning.compact(self.module_)
+        compacted = self._sibling(pruning.compact(self.module_))
         compacted.dense_state_dict_ = None
-        compacted.initialize_optimizer()
         return compacted
 
     # ------------------------------------------------------------------------------------------

@@ -20,15 +20,14 @@
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from collections.abc import Callable, Iterable
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from .._validation import torch_generator
 from ._graph import example_batch, norms_after
 from ._masks import effective, mask_of
 from ._select import (
@@ -93,9 +92,11 @@ def prune_module(
         (units, for the structured methods). With ``global_magnitude`` these are the layer's
         largest weights, which prevents global pruning from emptying a layer; with the
         layer-wise methods it caps each layer's rate at ``1 - min_layer_density``.
-    random_state : None, int or numpy.random.RandomState, default=None
+    random_state : None, int, numpy.random.RandomState or Generator, default=None
         Seeds ``method="random"`` (same seed, same masks); ignored by the other methods. The
-        draws use their own ``torch.Generator``; torch's global RNG is left untouched.
+        draws use their own ``torch.Generator`` seeded by
+        :func:`fairprune_sk._validation.torch_generator` (an int is the torch seed itself);
+        torch's global RNG is left untouched.
     example_inputs : torch.Tensor, optional
         A batch that ``module`` accepts; used by the structured methods only, to trace the
         network and find the BatchNorm after each layer. By default 2 random rows shaped as
@@ -163,7 +164,7 @@ def prune_module(
     elif method == "layer_magnitude":
         _prune_layerwise(targets, rate, min_layer_density, lambda weight: weight.abs())
     elif method == "random":
-        generator = _torch_generator(random_state)
+        generator = torch_generator(random_state)
 
         def random_scores(weight: torch.Tensor) -> torch.Tensor:
             return torch.rand(weight.shape, generator=generator).to(weight.device)
@@ -281,24 +282,3 @@ def _prune_structured(targets, rate: float, min_layer_density: float, norm: int,
 def _mask_units(sub: nn.Module, name: str, alive: torch.Tensor) -> None:
     current = mask_of(sub, name)
     prune.custom_from_mask(sub, name, mask=alive.to(device=current.device, dtype=current.dtype))
-
-
-def _torch_generator(random_state) -> torch.Generator:
-    """A CPU ``torch.Generator`` seeded from ``random_state`` (as sklearn's check_random_state).
-
-    An int ``s`` and ``np.random.RandomState(s)`` give the same generator; ``None`` draws a seed
-    from numpy's global random state.
-    """
-    if random_state is None:
-        seed = np.random.randint(0, 2**31 - 1)
-    elif isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        seed = np.random.RandomState(int(random_state)).randint(0, 2**31 - 1)
-    elif isinstance(random_state, np.random.RandomState):
-        seed = random_state.randint(0, 2**31 - 1)
-    elif isinstance(random_state, np.random.Generator):
-        seed = random_state.integers(0, 2**31 - 1)
-    else:
-        raise ValueError(
-            f"random_state must be None, an int or a numpy.random.RandomState; got {random_state!r}"
-        )
-    return torch.Generator().manual_seed(int(seed))
