@@ -12,7 +12,6 @@ Importing this module still works, re-exports those names and warns once.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from typing import Any
 
@@ -87,11 +86,11 @@ def prune_copy(
     method: str | None = None,
     fine_tune_epochs: int = 0,
 ) -> PrunableNetClassifier:
-    """A pruned (and optionally fine-tuned) copy of a fitted dense net; ``net`` is untouched."""
-    pruned = copy.deepcopy(net).prune(rate, method=method)
-    if fine_tune_epochs > 0:
-        max_epochs = pruned.max_epochs
-        pruned.set_params(max_epochs=fine_tune_epochs)
-        pruned.partial_fit(X, y)
-        pruned.set_params(max_epochs=max_epochs)
-    return pruned
+    """Deprecated: use ``net.pruned_copy(rate, method, X=X, y=y, fine_tune_epochs=n)``."""
+    warnings.warn(
+        "fairprune_sk.compare.prune_copy is deprecated: use "
+        "net.pruned_copy(rate, method, X=X, y=y, fine_tune_epochs=n)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return net.pruned_copy(rate, method, X=X, y=y, fine_tune_epochs=fine_tune_epochs)
