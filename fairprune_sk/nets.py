@@ -27,10 +27,12 @@ from skorch.callbacks import Callback, EpochScoring, PrintLog
 from skorch.dataset import Dataset
 from skorch.utils import to_tensor
 from torch import nn
+from torch.nn.utils import prune as torch_prune
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset
 
 from . import pruning
 from ._validation import check_int, check_params, torch_seed
+from .pruning._masks import pruning_hooks
 
 #: Key of the input array when a net's training data travels as a dict with per-sample metadata.
 INPUT_KEY = "X"
@@ -61,6 +63,32 @@ def _copy_row(row: Any) -> Any:
     if not isinstance(row, dict):
         return row
     return {**row, "batches": [dict(batch) for batch in row.get("batches", [])]}
+
+
+def _match_pruning(module: nn.Module, state_dict: Mapping, prefix: str = "") -> bool:
+    """Prune / unprune the tensors of ``module`` so that its keys match ``state_dict``'s.
+
+    A plain tensor ``w`` whose state has ``w_orig`` and ``w_mask`` gets torch's pruning
+    reparametrisation with that mask; a pruned tensor whose state has a plain ``w`` loses it.
+    Returns whether anything changed.
+    """
+    changed = False
+    for qualname, sub, name, _ in list(pruning_hooks(module)):
+        key = f"{prefix}{qualname}.{name}" if qualname else f"{prefix}{name}"
+        if key in state_dict and f"{key}_orig" not in state_dict:
+            torch_prune.remove(sub, name)
+            changed = True
+    for qualname, sub in list(module.named_modules()):
+        for name in list(sub._parameters):
+            key = f"{prefix}{qualname}.{name}" if qualname else f"{prefix}{name}"
+            mask = state_dict.get(f"{key}_mask")
+            if mask is not None and f"{key}_orig" in state_dict and key not in state_dict:
+                parameter = getattr(sub, name)
+                torch_prune.custom_from_mask(
+                    sub, name, mask=mask.to(device=parameter.device, dtype=parameter.dtype)
+                )
+                changed = True
+    return changed
 
 
 class PruningLog(Callback):
@@ -754,6 +782,125 @@ class PrunableNetClassifier(NeuralNetClassifier):
         """Predicted class labels (of the same type as the ``y`` seen in fit)."""
         proba = self.predict_proba(X)
         return np.asarray(self.classes_)[proba.argmax(axis=1)]
+
+    # ------------------------------------------------------------------------------------------
+    # persistence
+    # ------------------------------------------------------------------------------------------
+    def save_params(
+        self,
+        f_params: Any = None,
+        f_optimizer: Any = None,
+        f_criterion: Any = None,
+        f_history: Any = None,
+        use_safetensors: bool = False,
+        *,
+        f_dense_state_dict: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """skorch's ``save_params``, plus θ*; a pruned module is saved with its masks.
+
+        ``f_params`` holds the module's ``state_dict`` as it is: a pruned tensor is saved as
+        ``<name>_orig`` and ``<name>_mask`` (torch's reparametrisation), so the masks travel
+        with the weights. ``f_dense_state_dict`` saves the dense weights θ*
+        (``dense_state_dict_``), which the audit (:meth:`dense_reference`) needs. Fitted
+        attributes (``classes_``, ``n_features_in_``, ...) are not saved: load into a net
+        built with the same ``module__*`` parameters (``n_features``, ``n_classes``) and
+        ``classes``, or pickle the whole net.
+
+        Examples
+        --------
+        >>> net.save_params(f_params="w.pt", f_optimizer="opt.pt", f_history="h.json",
+        ...                 f_dense_state_dict="dense.pt")                 # doctest: +SKIP
+        >>> new = PrunableNetClassifier(MLP, module__n_features=8, module__n_classes=2,
+        ...                             classes=[0, 1]).initialize()       # doctest: +SKIP
+        >>> new.load_params(f_params="w.pt", f_optimizer="opt.pt", f_history="h.json",
+        ...                 f_dense_state_dict="dense.pt")                 # doctest: +SKIP
+        """
+        super().save_params(
+            f_params=f_params,
+            f_optimizer=f_optimizer,
+            f_criterion=f_criterion,
+            f_history=f_history,
+            use_safetensors=use_safetensors,
+            **kwargs,
+        )
+        if f_dense_state_dict is None:
+            return
+        state = getattr(self, "dense_state_dict_", None)
+        if state is None:
+            raise ValueError(
+                f"this {type(self).__name__} was never pruned: it has no dense_state_dict_ "
+                "to save (leave f_dense_state_dict out)"
+            )
+        if use_safetensors:
+            from safetensors.torch import save, save_file
+
+            if isinstance(f_dense_state_dict, str | os.PathLike):
+                save_file(dict(state), f_dense_state_dict)
+            else:
+                f_dense_state_dict.write(save(dict(state)))
+        else:
+            torch.save(dict(state), f_dense_state_dict)
+
+    def load_params(
+        self,
+        f_params: Any = None,
+        f_optimizer: Any = None,
+        f_criterion: Any = None,
+        f_history: Any = None,
+        checkpoint: Any = None,
+        use_safetensors: bool = False,
+        *,
+        f_dense_state_dict: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """skorch's ``load_params``; the module takes the pruning of the state it loads.
+
+        A state saved from a pruned net (``<name>_orig`` / ``<name>_mask``) installs the same
+        masks on an unpruned module before loading (and a dense state removes them), then
+        re-initialises the optimizer so that a saved optimizer state (``f_optimizer``) matches
+        the parameters; ``sparsity_`` is recomputed. ``f_dense_state_dict`` loads θ*
+        (see :meth:`save_params`).
+        """
+        handles = [
+            module.register_load_state_dict_pre_hook(self._match_pruning_hook)
+            for module in self._torch_state_objects()
+            if isinstance(module, nn.Module)
+        ]
+        try:
+            super().load_params(
+                f_params=f_params,
+                f_optimizer=f_optimizer,
+                f_criterion=f_criterion,
+                f_history=f_history,
+                checkpoint=checkpoint,
+                use_safetensors=use_safetensors,
+                **kwargs,
+            )
+        finally:
+            for handle in handles:
+                handle.remove()
+        if f_dense_state_dict is not None:
+            if use_safetensors:
+                from safetensors.torch import load, load_file
+
+                if isinstance(f_dense_state_dict, str | os.PathLike):
+                    state = load_file(f_dense_state_dict)
+                else:
+                    state = load(f_dense_state_dict.read())
+            else:
+                state = torch.load(f_dense_state_dict, map_location="cpu", weights_only=True)
+            self.dense_state_dict_ = {key: value.cpu() for key, value in state.items()}
+        if self.initialized_ and hasattr(self, "module_"):
+            pruning.detach_pruned_weights(self.module_)
+            self.sparsity_ = float(pruning.sparsity(self.module_))
+
+    def _match_pruning_hook(self, module: nn.Module, state_dict: Mapping, prefix: str,
+                            *args: Any) -> None:
+        """Before a module loads ``state_dict``: give it the pruning reparametrisation the state
+        has (masks on, or off), and rebuild the optimizer if that changed the parameters."""
+        if _match_pruning(module, state_dict, prefix) and module is getattr(self, "module_", None):
+            self.initialize_optimizer()
 
     def __getstate__(self) -> dict:
         if getattr(self, "initialized_", False) and hasattr(self, "module_"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import threading
 import warnings
 
@@ -246,3 +247,54 @@ def test_shared_checks_name_the_argument():
         check_real(float("nan"), "tol", 0.0)
     with pytest.raises(ValueError, match=r"method must be one of \['a', 'b'\]; got 'c'"):
         check_choice("c", "method", ("a", "b"))
+
+
+# ---------------------------------------------------------------------------------------------
+# item 2: skorch's save_params / load_params on a pruned net
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("use_safetensors", [
+    False,
+    pytest.param(True, marks=pytest.mark.skipif(
+        importlib.util.find_spec("safetensors") is None, reason="safetensors not installed")),
+])
+def test_save_and_load_params_round_trip_a_pruned_net(tabular, tmp_path, use_safetensors):
+    X, y, group = tabular
+    params = dict(optimizer__momentum=0.9, module__n_features=8, module__n_classes=2,
+                  classes=[0, 1])
+    net = make_net(**params).fit(X, y).prune(0.7, method="layer_magnitude")
+    net.partial_fit(X, y)
+    files = {"f_params": tmp_path / "w.pt", "f_history": tmp_path / "h.json",
+             "f_dense_state_dict": tmp_path / "dense.pt"}
+    if not use_safetensors:  # safetensors stores tensors only, not an optimizer's state
+        files["f_optimizer"] = tmp_path / "opt.pt"
+    net.save_params(use_safetensors=use_safetensors, **files)
+
+    loaded = make_net(**params).initialize()
+    loaded.load_params(use_safetensors=use_safetensors, **files)
+    np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
+    assert loaded.sparsity_ == net.sparsity_ == pytest.approx(0.7, abs=0.01)
+    assert is_pruned(loaded.module_)
+    for key, value in net.module_.state_dict().items():
+        assert torch.equal(loaded.module_.state_dict()[key], value), key
+    np.testing.assert_array_equal(
+        loaded.dense_reference().predict_proba(X), net.dense_reference().predict_proba(X)
+    )
+    frame, expected = (ExcessRiskFrame(m, X, y, sensitive_features=group) for m in (loaded, net))
+    assert frame.fairness_violation == expected.fairness_violation
+    if not use_safetensors:  # same optimizer state and history: training continues identically
+        net.partial_fit(X, y)
+        loaded.partial_fit(X, y)
+        np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
+        assert loaded.sparsity_ == pytest.approx(0.7, abs=0.01)
+
+
+def test_loading_a_dense_state_into_a_pruned_net_removes_the_masks(tabular, tmp_path):
+    X, y, _ = tabular
+    dense = make_net().fit(X, y)
+    dense.save_params(f_params=tmp_path / "dense.pt")
+    pruned = make_net().fit(X, y).prune(0.5)
+    pruned.load_params(f_params=tmp_path / "dense.pt")
+    assert not is_pruned(pruned.module_) and pruned.sparsity_ == 0.0
+    np.testing.assert_array_equal(pruned.predict_proba(X), dense.predict_proba(X))
+    with pytest.raises(ValueError, match="never pruned"):
+        dense.save_params(f_dense_state_dict=tmp_path / "none.pt")
