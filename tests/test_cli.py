@@ -197,12 +197,12 @@ def test_benchmark_out_must_be_a_writable_folder(tmp_path, capsys):
 )
 def test_benchmark_flag_combinations_fail_in_one_line_before_loading(argv, message, capsys,
                                                                      monkeypatch):
-    from fairprune_sk.benchmark import sweep
+    from fairprune_sk.benchmark import data
 
     def no_load(*args, **kwargs):
         raise AssertionError("data were loaded")
 
-    monkeypatch.setattr(sweep, "load_benchmark_data", no_load)
+    monkeypatch.setattr(data, "load_benchmark_data", no_load)
     with pytest.raises(SystemExit) as exit_info:
         main(["benchmark", *argv])
     assert exit_info.value.code == 2

@@ -8,18 +8,28 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from .data import BenchmarkData
+
+
+def _parse(kind: Callable[[str], Any], value: str, expected: str) -> Any:
+    """``kind(value)``, or argparse's one-line error ``expected <expected>, got <value>``."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
     """An int >= ``minimum``."""
 
     def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+        number = _parse(int, value, "an integer")
         if number < minimum:
             raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}; got {value}")
         return number
@@ -30,10 +40,7 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 
 def positive_float(value: str) -> float:
     """A finite float > 0."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    number = _parse(float, value, "a number")
     if not (number > 0 and number != float("inf")):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0; got {value}")
     return number
@@ -41,10 +48,7 @@ def positive_float(value: str) -> float:
 
 def pruning_rate(value: str) -> float:
     """A pruning rate in [0, 1)."""
-    try:
-        rate = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value!r}") from None
+    rate = _parse(float, value, "a number in [0, 1)")
     if not 0.0 <= rate < 1.0:
         raise argparse.ArgumentTypeError(f"a pruning rate must be in [0, 1); got {value}")
     return rate
@@ -86,11 +90,7 @@ def float_in(low: float, high: float, *, closed: str = "neither",
     interval = f"{'[' if left else '('}{low:g}, {high:g}{']' if right else ')'}"
 
     def parse(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {name} in {interval}, got {value!r}") from None
+        number = _parse(float, value, f"{name} in {interval}")
         inside = ((low <= number if left else low < number)
                   and (number <= high if right else number < high))
         if not inside:
@@ -103,10 +103,7 @@ def float_in(low: float, high: float, *, closed: str = "neither",
 
 def nonnegative_float(value: str) -> float:
     """A finite float >= 0."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    number = _parse(float, value, "a number")
     if not 0 <= number < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0; got {value}")
     return number
@@ -114,10 +111,7 @@ def nonnegative_float(value: str) -> float:
 
 def n_jobs(value: str) -> int:
     """joblib's ``n_jobs``: an int >= 1, or negative (-1: all cores); never 0."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    number = _parse(int, value, "an integer")
     if number == 0:
         raise argparse.ArgumentTypeError("must be an integer >= 1, or -1 for all cores; got 0")
     return number
@@ -174,3 +168,20 @@ def add_threads_argument(parser: argparse.ArgumentParser, what: str = "") -> Non
         "--threads", type=int_at_least(1), default=DEFAULT_THREADS,
         help=f"torch CPU threads{what} (default {DEFAULT_THREADS}: fastest on a busy machine, "
              "and the numbers do not depend on the core count; more can help on idle cores)")
+
+
+def command_error(command: str, message: str) -> NoReturn:
+    """One line on stderr naming the problem, exit status 2 (argparse's), no traceback."""
+    print(f"fairprune {command}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def load_data_or_exit(command: str, dataset: str, **kwargs: Any) -> BenchmarkData:
+    """:func:`~fairprune_sk.benchmark.data.load_benchmark_data`; a problem with the user's data
+    (missing folder, unreadable files, bad combination) is one line and exit status 2."""
+    from .data import load_benchmark_data
+
+    try:
+        return load_benchmark_data(dataset, **kwargs)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:  # the user's data
+        command_error(command, str(exc))

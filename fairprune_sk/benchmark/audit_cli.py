@@ -20,6 +20,7 @@ import pandas as pd
 from ._arguments import (
     add_threads_argument,
     int_at_least,
+    load_data_or_exit,
     output_file,
     positive_float,
     pruning_rate,
@@ -266,7 +267,8 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
 
     from ..nets import PrunableNetClassifier
     from .audit import audit_rates
-    from .sweep import DEFAULT_MODELS, load_benchmark_data, net_params_for
+    from .configs import net_params_for
+    from .data import DEFAULT_MODELS
 
     defaults = AUDIT_DEFAULTS[args.dataset]
     for key, value in defaults.items():
@@ -278,15 +280,12 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
         _user_error("--target applies to --dataset utkface only")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    try:
-        data = load_benchmark_data(
-            args.dataset, model=args.model,
-            sensitive=args.sensitive if args.dataset in ("adult", "utkface") else ("race",),
-            n_train=args.n_train, data_path=args.data_path, random_state=args.seed,
-            target=args.target, image_size=args.image_size,
-        )
-    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:  # the user's data
-        _user_error(str(exc))
+    data = load_data_or_exit(
+        "audit", args.dataset, model=args.model,
+        sensitive=args.sensitive if args.dataset in ("adult", "utkface") else ("race",),
+        n_train=args.n_train, data_path=args.data_path, random_state=args.seed,
+        target=args.target, image_size=args.image_size,
+    )
     print(data.describe())
     for note in data.notes:
         print(note)
