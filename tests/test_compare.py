@@ -261,8 +261,6 @@ def test_compare_module_is_a_deprecated_reexport():
              "format_summary": summary, "flat_summary": summary, "seed_interval": summary}
     for name in compare.__all__:
         assert getattr(compare, name) is getattr(homes.get(name, methods), name), name
-    assert callable(compare.prune_copy)  # stays in compare until it is a net method
-    assert methods.prune_copy is compare.prune_copy
 
 
 def test_benchmark_modules_do_not_warn_about_compare():
@@ -270,7 +268,6 @@ def test_benchmark_modules_do_not_warn_about_compare():
     import sys
 
     code = ("import fairprune_sk.benchmark.runner, fairprune_sk.benchmark.sweep, "
-            "fairprune_sk.benchmark.cli, fairprune_sk.benchmark.audit; "
-            "from fairprune_sk.benchmark.methods import prune_copy")
+            "fairprune_sk.benchmark.cli, fairprune_sk.benchmark.audit")
     subprocess.run([sys.executable, "-W", "error::DeprecationWarning:fairprune_sk", "-c", code],
                    check=True)

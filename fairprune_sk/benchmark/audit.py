@@ -15,7 +15,6 @@ import pandas as pd
 
 from ..metrics import ExcessRiskFrame
 from ..nets import PrunableNetClassifier
-from .methods import prune_copy
 
 #: Columns of the audit table that get ``_ci_low`` / ``_ci_high`` bootstrap bounds.
 CI_COLUMNS = ("excess_risk", "excess_accuracy_gap", "accuracy_drop")
@@ -108,9 +107,8 @@ def audit_rates(
     tables, frames = [], {}
     for rate in rates:
         start = time.perf_counter()
-        pruned = prune_copy(
-            net, rate, X_train, y_train, method=method, fine_tune_epochs=fine_tune_epochs
-        )
+        pruned = net.pruned_copy(rate, method, X=X_train, y=y_train,
+                                 fine_tune_epochs=fine_tune_epochs)
         frame = ExcessRiskFrame(pruned, X_test, y_test, sensitive_features=sensitive_test,
                                 n_boot=n_boot, random_state=random_state)
         frames[rate] = frame

@@ -316,12 +316,11 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
     control = None
     if args.fine_tune_epochs > 0:
         from ..metrics import ExcessRiskFrame
-        from .methods import prune_copy
 
         print(f"control: the dense net fine-tuned {args.fine_tune_epochs} epoch(s) without "
               "pruning ...")
-        tuned = prune_copy(net, 0.0, data.X_train, data.y_train,
-                           fine_tune_epochs=args.fine_tune_epochs)
+        tuned = net.pruned_copy(0.0, X=data.X_train, y=data.y_train,
+                                fine_tune_epochs=args.fine_tune_epochs)
         control = ExcessRiskFrame(tuned, data.X_test, data.y_test, sensitive_features=data.A_test,
                                   reference=net, n_boot=args.n_boot, random_state=args.seed)
     print_audit(table, frames, dense_accuracy, len(data.y_test), control=control)

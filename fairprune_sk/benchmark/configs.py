@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .methods import _check_choice
+from .._validation import check_choice
 
 __all__ = ["MODELS", "DATASET_DEFAULTS", "net_params_for"]
 
@@ -72,7 +72,7 @@ def net_params_for(
     from ..models import MLP, ResNet18, SmallCNN
     from ..pruning import validate_method
 
-    _check_choice(model, "model", MODELS)
+    check_choice(model, "model", MODELS)
     validate_method(pruning_method)
     defaults = DATASET_DEFAULTS.get(dataset, DATASET_DEFAULTS["adult"])
     params: dict[str, Any] = {

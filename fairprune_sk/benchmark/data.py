@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._validation import check_choice
 from .configs import MODELS
-from .methods import _check_choice
 
 __all__ = [
     "DATASETS",
@@ -138,9 +138,9 @@ def load_benchmark_data(
     -------
     BenchmarkData
     """
-    _check_choice(dataset, "dataset", DATASETS)
+    check_choice(dataset, "dataset", DATASETS)
     model = DEFAULT_MODELS[dataset] if model is None else model
-    _check_choice(model, "model", MODELS)
+    check_choice(model, "model", MODELS)
     _check_n_train(n_train)
     images = model != "mlp"
     if (minority_classes is not None or minority_fraction is not None) and \
@@ -270,12 +270,12 @@ def load_utkface_split(
         int labels (``race``: 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others; ``gender``: 0
         Male, 1 Female; ``age_bin``: 0-19, 20-39, 40-59, 60+), ``A`` the readable group labels.
     """
-    _check_choice(target, "target", UTKFACE_ATTRIBUTES)
+    check_choice(target, "target", UTKFACE_ATTRIBUTES)
     sensitive = list(dict.fromkeys([sensitive] if isinstance(sensitive, str) else sensitive))
     if not sensitive or any(s not in UTKFACE_ATTRIBUTES for s in sensitive):
         raise ValueError(f"sensitive must be among {UTKFACE_ATTRIBUTES} for utkface; "
                          f"got {sensitive}")
-    _check_choice(model, "model", MODELS)
+    check_choice(model, "model", MODELS)
     _check_n_train(n_train)
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
         raise ValueError(f"image_size must be an int >= 8; got {image_size!r}")

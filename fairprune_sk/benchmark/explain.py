@@ -33,7 +33,6 @@ def run_explain(args: argparse.Namespace) -> pd.DataFrame:
     from ..models import MLP
     from ..nets import PrunableNetClassifier
     from .audit import load_adult_split
-    from .methods import prune_copy
 
     torch.set_num_threads(args.threads)  # the policy of every subcommand: _arguments.py
     start = time.perf_counter()
@@ -44,8 +43,8 @@ def run_explain(args: argparse.Namespace) -> pd.DataFrame:
     )
     print(f"training the dense MLP {tuple(args.hidden)} on {len(data.y_train)} Adult rows ...")
     net.fit(data.X_train, data.y_train)
-    pruned = prune_copy(net, args.rate, data.X_train, data.y_train, method=args.method,
-                        fine_tune_epochs=args.fine_tune_epochs)
+    pruned = net.pruned_copy(args.rate, args.method, X=data.X_train, y=data.y_train,
+                             fine_tune_epochs=args.fine_tune_epochs)
     X, y, groups = ((data.X_train, data.y_train, data.A_train) if args.data == "train"
                     else (data.X_test, data.y_test, data.A_test))
     print(f"diagnostics at pruning rate {args.rate:g} ({args.method}, "

@@ -38,14 +38,14 @@ from __future__ import annotations
 
 import copy
 import time
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .._validation import check_choice
 from ..metrics import FRAME_COLUMNS, encode_labels
 from ..nets import PrunableNetClassifier
 from .outputs import (
@@ -224,12 +224,6 @@ class MethodResult:
 # --------------------------------------------------------------------------------------------
 # validation
 # --------------------------------------------------------------------------------------------
-def _check_choice(value: Any, name: str, options: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in options:
-        raise ValueError(f"{name} must be one of {tuple(options)}; got {value!r}")
-    return value
-
-
 def _resolve_net_params(net_params: Mapping[str, Any] | None) -> dict[str, Any]:
     params = default_net_params() if net_params is None else dict(net_params)
     if "module" not in params:
@@ -284,34 +278,12 @@ def fit_dense_reference(
     )
 
 
-
-def _compare_prune_copy() -> Any:
-    """``fairprune_sk.compare.prune_copy``, imported without the module's DeprecationWarning.
-
-    ``prune_copy`` stays in the deprecated ``compare`` module until it becomes a net method;
-    our own modules must not warn the user about an import they did not write.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="fairprune_sk.compare is deprecated",
-                                category=DeprecationWarning)
-        from ..compare import prune_copy
-    return prune_copy
-
-
-def __getattr__(name: str) -> Any:
-    # ``from fairprune_sk.benchmark.methods import prune_copy``: the function of ``compare``
-    # (imported lazily: ``compare`` re-exports this module).
-    if name == "prune_copy":
-        return _compare_prune_copy()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _prune_dense(dense: PrunableNetClassifier, rate: float, X: Any,
                  y: Any) -> PrunableNetClassifier:
     """θ* pruned at ``rate`` and fine-tuned ``fine_tune_epochs`` (θ* itself at rate 0)."""
     if rate == 0:
         return copy.deepcopy(dense)
-    return _compare_prune_copy()(dense, rate, X, y, fine_tune_epochs=int(dense.fine_tune_epochs))
+    return dense.pruned_copy(rate, X=X, y=y, fine_tune_epochs=int(dense.fine_tune_epochs))
 
 
 def _eg_constraint(name: str, upper_bound: float | None, dense_error: float) -> Any:
@@ -401,10 +373,10 @@ def run_method(
         For an unknown method or option, reserved keys in ``net_params``, or non-binary labels
         with ``eg`` / ``gridsearch`` / ``threshold``.
     """
-    method = _check_choice(method, "method", METHODS)
-    _check_choice(eg_constraint, "eg_constraint", EG_CONSTRAINTS)
-    _check_choice(eg_proba, "eg_proba", EG_PROBA)
-    _check_choice(threshold_constraint, "threshold_constraint", THRESHOLD_CONSTRAINTS)
+    method = check_choice(method, "method", METHODS)
+    check_choice(eg_constraint, "eg_constraint", EG_CONSTRAINTS)
+    check_choice(eg_proba, "eg_proba", EG_PROBA)
+    check_choice(threshold_constraint, "threshold_constraint", THRESHOLD_CONSTRAINTS)
     from ..pruning import validate_rate
 
     rate = validate_rate(rate, "rate")

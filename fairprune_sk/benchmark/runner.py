@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._validation import check_choice
 from ..nets import PrunableNetClassifier
 from .methods import (
     BINARY_ONLY,
@@ -22,7 +23,6 @@ from .methods import (
     NON_BINARY_LABELS,
     SUMMARY_COLUMNS,
     MethodResult,
-    _check_choice,
     _resolve_net_params,
     fit_dense_reference,
     run_method,
@@ -137,7 +137,7 @@ def run_methods(
     list of MethodResult
         Ordered by method (as given), rate, seed, whatever order the jobs finished in.
     """
-    methods = [_check_choice(m, "methods", METHODS) for m in methods]
+    methods = [check_choice(m, "methods", METHODS) for m in methods]
     if not methods or not len(rates) or not len(seeds):
         raise ValueError("methods, rates and seeds must each hold at least one value")
     unknown = set(options) - {"eg_constraint", "eg_upper_bound", "eg_proba",
