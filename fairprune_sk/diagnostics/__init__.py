@@ -31,7 +31,8 @@ plain copy without the pruning hooks; parameters are then named without the ``_o
 
 Modules (one concept each; import from ``fairprune_sk.diagnostics``):
 
-- ``_checks``: argument checks and coercion of ``X``, ``y`` and group codes;
+- ``_checks``: coercion of ``X``, ``y`` and group codes (plain arguments are checked by
+  ``fairprune_sk._validation``);
 - ``_functional``: logits of any module output, the caller's kept train/eval flags and
   ``.grad``, minibatches, folding a ``params=`` state_dict;
 - ``_evaluator``: :class:`_Evaluator`, a module evaluated at chosen parameters

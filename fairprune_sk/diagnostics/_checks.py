@@ -1,15 +1,12 @@
-"""Argument checks and input coercion of the diagnostics functions.
+"""Coercion of the diagnostics' data: ``X``, class indices ``y`` and group codes.
 
-The argument checks (:func:`_check_int`, :func:`_check_real`, :func:`_check_choice`) are kept
-here, private to this package, until the package-wide ``fairprune_sk._validation`` exists; their
-messages are pinned by ``tests/test_diagnostics.py``. The data coercions turn what users pass
-(numpy, pandas, tensors) into the arrays the evaluator slices batch by batch.
+They turn what users pass (numpy, pandas, tensors) into the arrays the evaluator slices batch by
+batch; plain arguments are checked by ``fairprune_sk._validation``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -17,26 +14,6 @@ import pandas as pd
 import torch
 
 
-# ----------------------------------------------------------------------------- arguments
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return int(value)
-
-
-def _check_real(value: Any, name: str, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not value >= minimum:
-        raise ValueError(f"{name} must be a real number >= {minimum}; got {value!r}")
-    return float(value)
-
-
-def _check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
-    return value
-
-
-# ----------------------------------------------------------------------------- data
 def _as_input_array(X: Any) -> np.ndarray:
     """``X`` as a numeric ndarray of shape (n_samples, ...), without copying float data."""
     if isinstance(X, Mapping):

@@ -16,14 +16,8 @@ import torch
 from sklearn.utils import check_random_state
 from torch import nn
 
-from ._checks import (
-    _as_class_indices,
-    _as_group_codes,
-    _as_input_array,
-    _check_choice,
-    _check_int,
-    _check_real,
-)
+from .._validation import check_choice, check_int, check_real
+from ._checks import _as_class_indices, _as_group_codes, _as_input_array
 from ._eigen import EIGEN_METHODS, _warn_if_not_converged
 from ._evaluator import _Evaluator
 
@@ -77,7 +71,7 @@ def group_gradient_norms(
     >>> group_gradient_norms(module, X, y, [0] * 6 + [1] * 4).shape
     (2,)
     """
-    batch_size = _check_int(batch_size, "batch_size", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
     X = _as_input_array(X)
     y = _as_class_indices(y, len(X))
     codes, n_groups = _as_group_codes(groups, len(X))
@@ -128,7 +122,7 @@ def hessian_vector_product(
     Tensor of shape (n_params,)
         ``H v``, on the module's device and in its dtype.
     """
-    batch_size = _check_int(batch_size, "batch_size", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
     X = _as_input_array(X)
     y = _as_class_indices(y, len(X))
     with _Evaluator(module, params) as ev:
@@ -206,10 +200,10 @@ def top_hessian_eigenvalue(
     products for the same accuracy (it is optimal among Krylov methods) and keeps only three
     vectors, without reorthogonalisation.
     """
-    max_iter = _check_int(max_iter, "max_iter", 1)
-    tol = _check_real(tol, "tol", 0.0)
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    method = _check_choice(method, "method", EIGEN_METHODS)
+    max_iter = check_int(max_iter, "max_iter", 1)
+    tol = check_real(tol, "tol", 0.0)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    method = check_choice(method, "method", EIGEN_METHODS)
     X = _as_input_array(X)
     y = _as_class_indices(y, len(X))
     if len(X) == 0:
@@ -304,8 +298,8 @@ def output_gradient_norms(
     ``.item()`` or data-dependent control flow); standard layers, batch norm in eval mode
     and dropout (off in eval mode) do.
     """
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    output = _check_choice(output, "output", OUTPUTS)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    output = check_choice(output, "output", OUTPUTS)
     X = _as_input_array(X)
     with _Evaluator(module, params) as ev:
         return ev.output_grad_norms(X, batch_size, output)

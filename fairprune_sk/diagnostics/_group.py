@@ -16,9 +16,10 @@ from sklearn.utils import check_random_state
 from torch import nn
 
 from .. import pruning
+from .._validation import check_choice, check_int, check_real
 from ..metrics import ExcessRiskFrame, GroupCodes, encode_labels, group_codes, group_mean
 from ..metrics._bootstrap import check_bootstrap_params
-from ._checks import _as_class_indices, _as_input_array, _check_choice, _check_int, _check_real
+from ._checks import _as_class_indices, _as_input_array
 from ._eigen import EIGEN_METHODS, _dot, _warn_if_not_converged
 from ._evaluator import _Evaluator
 from ._factors import boundary_closeness
@@ -200,10 +201,10 @@ class GroupDiagnostics:
         n_boot: int | None = None,
         ci_quantiles: Any = None,
     ) -> None:
-        max_iter = _check_int(max_iter, "max_iter", 1)
-        tol = _check_real(tol, "tol", 0.0)
-        batch_size = _check_int(batch_size, "batch_size", 1)
-        eig_method = _check_choice(eig_method, "eig_method", EIGEN_METHODS)
+        max_iter = check_int(max_iter, "max_iter", 1)
+        tol = check_real(tol, "tol", 0.0)
+        batch_size = check_int(batch_size, "batch_size", 1)
+        eig_method = check_choice(eig_method, "eig_method", EIGEN_METHODS)
         check_bootstrap_params(n_boot, ci_quantiles)
         module = _module_of(net, "net")
         kept = _KeptState(module)  # net.predict_proba (skorch) leaves the module in eval mode
@@ -436,7 +437,7 @@ class GroupDiagnostics:
         ValueError
             Without a dense reference (no excess risk), or for an unknown ``method``.
         """
-        method = _check_choice(method, "method", ("spearman", "kendall", "pearson"))
+        method = check_choice(method, "method", ("spearman", "kendall", "pearson"))
         if not self.has_reference:
             raise ValueError(
                 "no excess risk to correlate: the net was not pruned and no reference= "
