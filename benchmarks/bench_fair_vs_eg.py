@@ -1,7 +1,7 @@
 """FairConstrainedNet (fair_after) against fairlearn's ExponentiatedGradient on Adult.
 
 Both wrap the same MLP and reach the same pruning rate (default 0.8) from the same seed;
-both are audited against the same dense reference θ* (see :mod:`fairprune_sk.compare`).
+both are audited against the same dense reference θ* (see :mod:`fairprune_sk.benchmark.methods`).
 ``fair_after`` trains one net (dense training, pruning, constrained fine-tuning);
 ``ExponentiatedGradient`` trains, prunes and fine-tunes one net per oracle call (up to
 ``max_iter``). The script prints both wall times, their ratio, and the test (and training)
@@ -21,8 +21,8 @@ import time
 import pandas as pd
 import torch
 
+from fairprune_sk.benchmark.methods import fit_dense_reference, run_method
 from fairprune_sk.benchmark.sweep import load_benchmark_data, net_params_for
-from fairprune_sk.compare import fit_dense_reference, run_method
 
 SHOWN = ["accuracy", "fairness_violation", "accuracy_gap", "worst_group_accuracy",
          "train_fairness_violation", "train_accuracy_gap", "sparsity", "seconds"]
