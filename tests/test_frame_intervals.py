@@ -256,6 +256,14 @@ def test_from_outputs_without_probabilities_keeps_psi(outputs):
         frame.pruning_identified_exemplars()
     with pytest.raises(ValueError, match="correct_pruned"):
         ExcessRiskFrame.from_outputs(y, dense, sensitive_features=groups, classes=LABELS)
+    # a randomised model's expected correctness is a float sum: rounding above 1 is accepted
+    rounded = ExcessRiskFrame.from_outputs(
+        y, dense, None, sensitive_features=groups, classes=LABELS,
+        correct_pruned=np.minimum(correct + 1e-12, 1.0 + 1e-12))
+    assert rounded.by_group["accuracy_pruned"].max() <= 1.0
+    with pytest.raises(ValueError, match=r"correct_pruned must lie in \[0, 1\]"):
+        ExcessRiskFrame.from_outputs(y, dense, None, sensitive_features=groups, classes=LABELS,
+                                     correct_pruned=correct * 1.5)
 
 
 def test_plot_draws_one_bar_per_group_with_intervals(outputs):

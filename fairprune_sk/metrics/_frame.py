@@ -260,8 +260,10 @@ class ExcessRiskFrame:
                 raise ValueError(
                     f"correct_pruned has {len(correct_pruned)} values but y has {n_samples}"
                 )
-            if np.any((correct_pruned < 0) | (correct_pruned > 1)):
+            slack = 1e-6  # expected correctness of a mixture is a float sum: allow rounding
+            if np.any((correct_pruned < -slack) | (correct_pruned > 1 + slack)):
                 raise ValueError("correct_pruned must lie in [0, 1] (per-sample correctness)")
+            correct_pruned = np.clip(correct_pruned, 0.0, 1.0)
         frame = cls.__new__(cls)
         frame._build(
             y_arr, proba_dense, proba_pruned, correct_pruned,
