@@ -345,9 +345,9 @@ def add_audit_parser(commands: Any) -> argparse.ArgumentParser:
         "audit",
         help="train a net, prune it at several rates, report R(a), xi and psi per group with "
              "95 %% bootstrap intervals, and say whether the disparity is significant",
-        description="Train a dense net, prune copies of it at each rate (fine-tuning each), "
-                    "and audit every group on the test set: R(a) (eq. 2), xi (eq. 3), the "
-                    "excess accuracy gap psi, flip rates, with 95 %% bootstrap intervals. "
+        description="Train a dense net, prune copies of it at each rate (fine-tuning each if "
+                    "asked), and audit every group on the test set: R(a) (eq. 2), xi (eq. 3), the "
+                    "excess accuracy gap psi, flip rates, with 95 % bootstrap intervals. "
                     "Defaults per dataset: adult (bundled) race x sex groups, rates 0.5 0.9 "
                     "0.98; fashion_mnist (Debian package dataset-fashion-mnist) classes as "
                     "groups, 10,000 training images, rates 0.5 0.7 0.8; no fine-tuning.",
