@@ -19,6 +19,7 @@ import pandas as pd
 
 from ._arguments import (
     add_threads_argument,
+    command_error,
     int_at_least,
     load_data_or_exit,
     output_file,
@@ -110,10 +111,8 @@ def verdict(frame: Any, rate: float, n_rows: int) -> list[str]:
     )
     pairs = frame.separated_pairs("excess_risk")
     strict = frame.separated_pairs("excess_risk", simultaneous=True)
-    xi_low, xi_high = frame.difference_ci()[0]["excess_risk"], frame.difference_ci()[-1][
-        "excess_risk"]
     n_groups, n_pairs = len(by_group), len(by_group) * (len(by_group) - 1) // 2
-    xi_text = f"xi = {frame.fairness_violation:.3f} [{xi_low:.3f}, {xi_high:.3f}]"
+    xi_text = f"xi = {_xi_text(frame)}"
     if len(strict):
         top = strict.iloc[0]
         lines.append(
@@ -164,20 +163,16 @@ def print_audit(table: pd.DataFrame, frames: dict[float, Any], dense_accuracy: f
         for rate, frame in frames.items():
             part = table[table["rate"] == rate]
             overall = frame.overall
-            xi = frame.fairness_violation
             psi = frame.max_excess_accuracy_gap
             if frame.n_boot is not None:
-                xi_ci = frame.difference_ci()
                 psi_ci = frame.group_max_ci()
-                xi_text = _with_interval(xi, xi_ci[0]["excess_risk"], xi_ci[-1]["excess_risk"],
-                                         sign="")
                 psi_text = _with_interval(psi, psi_ci[0]["excess_accuracy_gap"],
                                           psi_ci[-1]["excess_accuracy_gap"])
             else:
-                xi_text, psi_text = f"{xi:.3f}", f"{psi:+.3f}"
+                psi_text = f"{psi:+.3f}"
             print(f"\npruning rate {rate:g} (sparsity {part['sparsity'].iloc[0]:.3f}): accuracy "
                   f"{overall['accuracy_pruned']:.4f} (dense {dense_accuracy:.4f}); "
-                  f"xi = {xi_text}; max psi = {psi_text}", file=stream)
+                  f"xi = {_xi_text(frame)}; max psi = {psi_text}", file=stream)
             print(format_rate_table(frame).to_string(index=False), file=stream)
     highest = max(frames)
     print("", file=stream)
@@ -255,12 +250,6 @@ def plot_audit(frames: dict[float, Any], out: Path) -> list[Path]:
     return paths
 
 
-def _user_error(message: str) -> None:
-    """One line on stderr and exit status 2, as argparse does for a bad flag."""
-    print(f"fairprune audit: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
 def run_audit(args: argparse.Namespace) -> pd.DataFrame:
     """Train a net on the chosen dataset, prune it at each rate, print and write the audit."""
     import torch
@@ -277,7 +266,7 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
     if args.model is None:
         args.model = DEFAULT_MODELS[args.dataset]
     if args.target is not None and args.dataset != "utkface":
-        _user_error("--target applies to --dataset utkface only")
+        command_error("audit", "--target applies to --dataset utkface only")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     data = load_data_or_exit(
@@ -294,10 +283,9 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
         lr=args.lr, batch_size=args.batch_size, momentum=args.momentum,
         pruning_method=args.method, hidden_units=args.hidden, width=args.width,
     )
-    from .methods import FAIR_ONLY_PARAMS
+    from .methods import _plain_params
 
-    for key in FAIR_ONLY_PARAMS:
-        params.pop(key, None)
+    params = _plain_params(params)  # a plain PrunableNetClassifier: no FairConstrainedNet keys
     params["verbose"] = 0 if args.quiet else 1
     net = PrunableNetClassifier(**params, random_state=args.seed)
     shape = f"MLP {tuple(args.hidden)}" if args.model == "mlp" else args.model
