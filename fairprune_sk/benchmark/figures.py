@@ -148,7 +148,7 @@ def _reference_note(method: str, table: pd.DataFrame) -> str:
     if method in _OWN_DENSE_METHODS and "accuracy_own_dense" in part.columns \
             and part["accuracy_own_dense"].notna().all():
         return "change from its own dense net"
-    if method in ("none", "threshold"):
+    if method in ("none", "threshold", "ceag", "ceag_heldout"):  # ceag fine-tunes pruned θ*
         return "change from dense θ*"
     return "change from θ* (trains its own nets)"
 
