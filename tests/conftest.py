@@ -6,10 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from factories import make_net  # noqa: F401  (re-exported: tests import it from conftest)
 from sklearn.datasets import make_classification
-
-from fairprune_sk import PrunableNetClassifier
-from fairprune_sk.models import MLP
 
 torch.set_num_threads(2)
 
@@ -23,20 +21,6 @@ def tabular():
     rng = np.random.default_rng(0)
     group = rng.choice(np.array(["a", "b", "c"]), size=len(y), p=[0.7, 0.2, 0.1])
     return X.astype(np.float64), y, pd.Series(group, name="group")
-
-
-def make_net(**params) -> PrunableNetClassifier:
-    defaults = dict(
-        module=MLP,
-        module__hidden_units=(16, 16),
-        max_epochs=5,
-        lr=0.1,
-        batch_size=64,
-        random_state=0,
-        verbose=0,
-    )
-    defaults.update(params)
-    return PrunableNetClassifier(**defaults)
 
 
 @pytest.fixture

@@ -7,30 +7,14 @@ import pandas as pd
 import pytest
 import sklearn
 import torch
-from conftest import make_net
+from factories import make_fair, make_net
 from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from skorch.dataset import ValidSplit
 
-from fairprune_sk import ExcessRiskFrame, FairConstrainedNet, PrunableNetClassifier
+from fairprune_sk import ExcessRiskFrame, PrunableNetClassifier
 from fairprune_sk.metrics import PruningScorer, pruning_scorers
-from fairprune_sk.models import MLP
-
-
-def make_fair(**params) -> FairConstrainedNet:
-    defaults = dict(
-        module=MLP,
-        module__hidden_units=(16, 16),
-        max_epochs=5,
-        lr=0.1,
-        batch_size=64,
-        dual_lr=0.5,
-        random_state=0,
-        verbose=0,
-    )
-    defaults.update(params)
-    return FairConstrainedNet(**defaults)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 import warnings
 
@@ -397,6 +398,222 @@ def test_keep_dense_prevents_emptied_layers():
         warnings.simplefilter("error")
         prune_module(net, 0.6, keep_dense=["2", "last"])
     assert layer_sparsity(net)["2"] == 0.0
+
+
+# ----------------------------------------------------------------------------- brute force
+# Which weights each method removes, against an independent numpy sort. The ranking
+# (torch.topk) does not define the order of equal scores, so the exact comparisons use
+# continuous random weights (no ties) and the tie tests check what ties leave defined.
+def prune_smallest(scores: np.ndarray, n: int) -> np.ndarray:
+    """Keep-mask of ``scores`` with its ``n`` smallest entries pruned (ties: first first)."""
+    flat = scores.ravel()
+    keep = np.ones(flat.size, bool)
+    keep[np.argsort(flat, kind="stable")[:n]] = False
+    return keep.reshape(scores.shape)
+
+
+def pruned_count(size: int, rate: float, min_layer_density: float) -> int:
+    """The documented count of one layer: round(rate * n), capped by the density floor."""
+    return min(round(rate * size), size - math.ceil(min_layer_density * size))
+
+
+def np_weights(net: nn.Module) -> dict[str, np.ndarray]:
+    return {name: sub.weight.detach().numpy().copy() for name, sub, _ in prunable_tensors(net)}
+
+
+def keep_masks(net: nn.Module) -> dict[str, np.ndarray]:
+    return {name: mask.numpy() != 0 for name, mask in masks(net).items()}
+
+
+def expected_global(weights: dict[str, np.ndarray], rate: float, min_layer_density: float):
+    """One ranking of |w| over all layers; each layer's ceil(d * n) largest |w| protected."""
+    scores = {}
+    for name, w in weights.items():
+        score = np.abs(w).ravel().copy()
+        floor = math.ceil(min_layer_density * score.size)
+        score[np.argsort(-score, kind="stable")[:floor]] = np.inf
+        scores[name] = score
+    flat = np.concatenate(list(scores.values()))
+    keep = prune_smallest(flat, round(rate * flat.size))
+    bounds = np.cumsum([0] + [w.size for w in weights.values()])
+    return {name: keep[lo:hi].reshape(w.shape)
+            for (name, w), lo, hi in zip(weights.items(), bounds[:-1], bounds[1:], strict=True)}
+
+
+def expected_layerwise(scores: dict[str, np.ndarray], rate: float, min_layer_density: float):
+    return {name: prune_smallest(score, pruned_count(score.size, rate, min_layer_density))
+            for name, score in scores.items()}
+
+
+def expected_structured(weights: dict[str, np.ndarray], rate: float, min_layer_density: float,
+                        order: int):
+    """Whole output units (rows / filters) with the smallest L1 / L2 norm; last layer dense."""
+    expected = {}
+    for k, (name, w) in enumerate(weights.items()):
+        rows = w.reshape(len(w), -1)
+        if k == len(weights) - 1:
+            expected[name] = np.ones_like(w, bool)
+            continue
+        norms = np.linalg.norm(rows, ord=order, axis=1)
+        alive = prune_smallest(norms, pruned_count(len(norms), rate, min_layer_density))
+        expected[name] = np.broadcast_to(alive.reshape((-1,) + (1,) * (w.ndim - 1)),
+                                         w.shape).copy()
+    return expected
+
+
+def assert_same_masks(got: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
+    assert got.keys() == expected.keys()
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=f"layer {name}")
+
+
+@pytest.mark.parametrize("min_layer_density", [0.0, 0.05])
+@pytest.mark.parametrize("rate", [0.3, 0.9])
+def test_global_magnitude_removes_the_smallest_weights(rate, min_layer_density):
+    net = shrunk_mlp()  # layer "2" is tiny: at 0.9 the density floor binds there
+    weights = np_weights(net)
+    expected = expected_global(weights, rate, min_layer_density)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 0.9 without a floor empties layer "2"
+        prune_module(net, rate, min_layer_density=min_layer_density)
+    assert_same_masks(keep_masks(net), expected)
+    if rate == 0.9 and min_layer_density:  # the floor changed the answer
+        assert not np.array_equal(expected["2"], expected_global(weights, rate, 0.0)["2"])
+        assert expected["2"].sum() == math.ceil(0.05 * weights["2"].size)
+
+
+@pytest.mark.parametrize("min_layer_density", [0.0, 0.2])
+@pytest.mark.parametrize("rate", [0.3, 0.9])
+@pytest.mark.parametrize("method", ["layer_magnitude", "random"])
+def test_layerwise_methods_remove_the_lowest_scores(method, rate, min_layer_density):
+    net = mlp((12, 24, 16, 3))
+    weights = np_weights(net)
+    if method == "layer_magnitude":
+        scores = {name: np.abs(w) for name, w in weights.items()}
+    else:  # uniform scores from the documented generator: torch seed = random_state
+        generator = torch.Generator().manual_seed(7)
+        scores = {name: torch.rand(w.shape, generator=generator).numpy()
+                  for name, w in weights.items()}
+    expected = expected_layerwise(scores, rate, min_layer_density)
+    prune_module(net, rate, method, min_layer_density=min_layer_density, random_state=7)
+    assert_same_masks(keep_masks(net), expected)
+    if rate == 0.9 and min_layer_density:
+        assert all(m.mean() == pytest.approx(0.2, abs=0.02) for m in expected.values())
+
+
+@pytest.mark.parametrize("min_layer_density", [0.0, 0.5])
+@pytest.mark.parametrize("rate", [0.25, 0.5, 0.75])
+@pytest.mark.parametrize(("method", "order"), [("structured_l1", 1), ("structured_l2", 2)])
+@pytest.mark.parametrize("make", [lambda: mlp((10, 20, 16, 3)), CNN], ids=["mlp", "cnn"])
+def test_structured_removes_the_weakest_units(make, method, order, rate, min_layer_density):
+    net = make()
+    weights = np_weights(net)
+    expected = expected_structured(weights, rate, min_layer_density, order)
+    prune_module(net, rate, method, min_layer_density=min_layer_density)
+    assert_same_masks(keep_masks(net), expected)
+
+
+def test_structured_l1_and_l2_rankings_differ_here():
+    # the structured tests above can tell L1 from L2 only if the two rankings differ (at 0.5)
+    for make in (lambda: mlp((10, 20, 16, 3)), CNN):
+        weights = np_weights(make())
+        l1, l2 = (expected_structured(weights, 0.5, 0.0, order) for order in (1, 2))
+        assert any(not np.array_equal(l1[name], l2[name]) for name in weights)
+
+
+@pytest.mark.parametrize("method", ["global_magnitude", "layer_magnitude"])
+def test_cumulative_pruning_removes_the_smallest_remaining_weights(method):
+    # second pruning: the new cut ranks the *current* weights of the still-unpruned entries
+    net = mlp((12, 24, 16, 3))
+    prune_module(net, 0.4, method)
+    with torch.no_grad():
+        for _, sub, _ in prunable_tensors(net):
+            sub.weight_orig.copy_(torch.randn_like(sub.weight_orig))
+    current = {name: np.abs(sub.weight_orig.detach().numpy() * sub.weight_mask.numpy())
+               for name, sub, _ in prunable_tensors(net)}  # pruned entries score 0
+    if method == "global_magnitude":
+        expected = expected_global(current, 0.7, 0.0)
+    else:
+        expected = expected_layerwise(current, 0.7, 0.0)
+    prune_module(net, 0.7, method)
+    assert_same_masks(keep_masks(net), expected)
+
+
+def tied_mlp() -> nn.Sequential:
+    """Magnitudes in {0.1, 0.2, 0.3} with random signs: every cut falls inside a tie."""
+    net = mlp((12, 24, 16, 3))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _, sub, _ in prunable_tensors(net):
+            levels = torch.randint(1, 4, sub.weight.shape, generator=generator) / 10
+            signs = torch.randint(0, 2, sub.weight.shape, generator=generator) * 2 - 1
+            sub.weight.copy_(levels * signs)
+    return net
+
+
+def assert_cut_respects_magnitudes(before: np.ndarray, keep: np.ndarray, n_pruned: int):
+    """Exactly ``n_pruned`` removed, and none larger than a kept one."""
+    assert int((~keep).sum()) == n_pruned
+    assert np.abs(before[~keep]).max() <= np.abs(before[keep]).min()
+
+
+@pytest.mark.parametrize("min_layer_density", [0.0, 0.25])
+@pytest.mark.parametrize("rate", [0.25, 0.5, 0.7])
+def test_ties_global_magnitude_exact_count_never_a_larger_weight(rate, min_layer_density):
+    net = tied_mlp()
+    weights = np_weights(net)
+    flat = np.concatenate([w.ravel() for w in weights.values()])
+    cut = np.sort(np.abs(flat))[round(rate * flat.size) - 1]
+    assert (np.abs(flat) == cut).sum() > 1  # the cut falls inside a tie
+    prune_module(net, rate, min_layer_density=min_layer_density)
+    got = keep_masks(net)
+    if not min_layer_density:
+        keep = np.concatenate([m.ravel() for m in got.values()])
+        assert_cut_respects_magnitudes(flat, keep, round(rate * flat.size))
+        return
+    # with a floor: the total is exact, every layer keeps its floor, and inside each layer no
+    # removed weight is larger than a kept one
+    assert sum(int((~m).sum()) for m in got.values()) == round(rate * flat.size)
+    for name, w in weights.items():
+        keep = got[name]
+        assert keep.sum() >= math.ceil(min_layer_density * w.size)
+        assert np.abs(w[~keep]).max() <= np.abs(w[keep]).min()
+
+
+@pytest.mark.parametrize("min_layer_density", [0.0, 0.3])
+@pytest.mark.parametrize("rate", [0.25, 0.5, 0.8])
+def test_ties_layer_magnitude_exact_count_never_a_larger_weight(rate, min_layer_density):
+    net = tied_mlp()
+    weights = np_weights(net)
+    prune_module(net, rate, "layer_magnitude", min_layer_density=min_layer_density)
+    for name, keep in keep_masks(net).items():
+        w = weights[name]
+        assert_cut_respects_magnitudes(w, keep, pruned_count(w.size, rate, min_layer_density))
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.5, 0.75])
+@pytest.mark.parametrize(("method", "order"), [("structured_l1", 1), ("structured_l2", 2)])
+def test_ties_structured_exact_count_never_a_stronger_unit(method, order, rate):
+    # rows are sign-permuted copies of one vector of multiples of 1/8 (exact float sums),
+    # scaled by 1 or 2: two groups of units with exactly equal norms
+    net = mlp((10, 20, 16, 3))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _, sub, _ in prunable_tensors(net):
+            base = torch.randint(1, 5, (sub.weight.shape[1],), generator=generator) / 8
+            for i in range(sub.weight.shape[0]):
+                perm = torch.randperm(base.numel(), generator=generator)
+                sign = torch.randint(0, 2, base.shape, generator=generator) * 2 - 1
+                sub.weight[i] = base[perm] * sign * (1 + i % 2)
+    weights = np_weights(net)
+    prune_module(net, rate, method)
+    got = keep_masks(net)
+    for name in ("0", "2"):
+        norms = np.linalg.norm(weights[name], ord=order, axis=1)
+        alive = got[name].all(axis=1)
+        assert np.array_equal(got[name].any(axis=1), alive)  # whole rows
+        assert_cut_respects_magnitudes(norms, alive, round(rate * len(norms)))
+    assert got["4"].all()
 
 
 # ----------------------------------------------------------------------------- copies

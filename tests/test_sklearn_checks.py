@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import warnings
 
+from factories import CHECKS_NET, make_net
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from fairprune_sk import FairConstrainedNet, PrunableNetClassifier
-from fairprune_sk.models import MLP
+from fairprune_sk import FairConstrainedNet
 
 warnings.filterwarnings("ignore", module="skorch")
 
@@ -27,39 +27,11 @@ EXPECTED_FAILED_CHECKS = {
 def _estimators():
     # The pruning path (train, prune, fine-tune with masks) is the one that must hold up;
     # the dense path is the same code with pruning_rate=0.
-    yield PrunableNetClassifier(
-        MLP,
-        module__hidden_units=(8,),
-        max_epochs=8,
-        lr=0.1,
-        batch_size=32,
-        pruning_rate=0.5,
-        fine_tune_epochs=2,
-        random_state=0,
-        verbose=0,
-    )
-    yield PrunableNetClassifier(
-        MLP,
-        module__hidden_units=(8,),
-        max_epochs=8,
-        lr=0.1,
-        batch_size=32,
-        random_state=0,
-        verbose=0,
-    )
+    yield make_net(**CHECKS_NET, pruning_rate=0.5, fine_tune_epochs=2)
+    yield make_net(**CHECKS_NET)
     # without sensitive features the constrained net must still be a plain sklearn classifier
-    yield FairConstrainedNet(
-        MLP,
-        module__hidden_units=(8,),
-        max_epochs=8,
-        lr=0.1,
-        batch_size=32,
-        random_state=0,
-        constraint_phase="none",
-        pruning_rate=0.5,
-        fine_tune_epochs=1,
-        verbose=0,
-    )
+    yield make_net(FairConstrainedNet, **CHECKS_NET, constraint_phase="none", pruning_rate=0.5,
+                   fine_tune_epochs=1)
 
 
 @parametrize_with_checks(
