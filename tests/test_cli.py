@@ -243,6 +243,44 @@ def test_benchmark_writes_results_when_plotting_fails(tmp_path, capsys, monkeypa
     assert "..." not in captured.out.split("test data:")[1]  # the summary is never truncated
 
 
+@pytest.mark.parametrize("failing_rates", [(0.5,), (0.0, 0.5)], ids=["one", "all"])
+def test_benchmark_failed_runs_exit_1_in_one_line_keeping_the_others(tmp_path, capsys,
+                                                                     monkeypatch, failing_rates):
+    from fairprune_sk.benchmark import runner
+
+    real = runner.run_method
+
+    def run_method(method, *, rate, **kwargs):
+        if rate in failing_rates:
+            raise ValueError(f"no luck at {rate:g}\nmore detail")
+        return real(method, rate=rate, **kwargs)
+
+    monkeypatch.setattr(runner, "run_method", run_method)
+    out = tmp_path / "bench"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["benchmark", "--dataset", "digits", "--n-train", "200", "--epochs", "1",
+              "--fine-tune-epochs", "0", "--rates", "0", "0.5", "--methods", "none",
+              "--out", str(out)])
+    assert exit_info.value.code == 1
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    assert "Traceback" not in captured.err
+    if len(failing_rates) == 1:  # the finished run is written, summarised, no figures
+        assert line == ("fairprune benchmark: error: 1 of 2 runs failed: none rate=0.5 seed=0 "
+                        "(ValueError: no luck at 0.5); the 1 finished run(s) are kept in "
+                        f"{out / 'results.csv'} (tracebacks: failed_runs in meta.json)")
+        assert set(pd.read_csv(out / "results.csv")["rate"]) == {0.0}
+        assert "more detail" in json.loads((out / "meta.json").read_text())[
+            "failed_runs"][0]["traceback"]
+        assert "test data:" in captured.out
+        assert not (out / "methods.png").exists()
+    else:  # nothing finished: nothing written
+        assert line == ("fairprune benchmark: error: 2 of 2 runs failed: none rate=0 seed=0 "
+                        "(ValueError: no luck at 0); none rate=0.5 seed=0 (ValueError: no luck "
+                        "at 0.5); no run finished")
+        assert not (out / "results.csv").exists()
+
+
 @pytest.mark.filterwarnings("ignore:the top Hessian eigenvalue")
 def test_explain_writes_the_table_when_plotting_fails(tmp_path, capsys, monkeypatch):
     from fairprune_sk.diagnostics import GroupDiagnostics

@@ -176,6 +176,44 @@ def test_ceag_methods_fine_tune_under_the_accuracy_gap_constraint(adult, dense, 
                                dense.predict_proba(adult["X_test"]), atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["none", "fair_after", "ceag", "ceag_heldout"])
+def test_rate_0_of_none_and_the_after_methods_is_theta_star(adult, dense, method, monkeypatch):
+    # nothing pruned, nothing to constrain: the common dense net itself, not a copy, not a
+    # FairConstrainedNet whose constraint would have acted on the dense training
+    import copy
+
+    def no_deepcopy(*args, **kwargs):
+        raise AssertionError("the benchmark deep-copies an estimator")
+
+    monkeypatch.setattr(copy, "deepcopy", no_deepcopy)
+    assert method in methods.DENSE_AT_RATE_0
+    result = _run(method, adult, dense, rate=0.0)
+    _check_tables(result)
+    assert result.model is dense
+    for table in (result.by_group_test, result.by_group_train):
+        assert (table["excess_risk"] == 0).all() and (table["flip_rate"] == 0).all()
+        assert (table["accuracy_pruned"] == table["accuracy_dense"]).all()
+    for key in ("fairness_violation", "max_excess_accuracy_gap", "flip_rate", "sparsity",
+                "train_fairness_violation", "train_max_excess_accuracy_gap"):
+        assert result.summary[key] == 0, key
+    assert result.summary["accuracy"] == result.summary["accuracy_dense"]
+    pd.testing.assert_series_equal(result.own_dense_accuracy,
+                                   result.by_group_test["accuracy_dense"])
+    # the wall time is theta*'s training, as for none
+    assert result.seconds >= float(np.sum(dense.history[:, "dur"]))
+
+
+def test_rate_0_of_methods_that_change_theta_star_trains_them(adult, dense):
+    assert set(methods.DENSE_AT_RATE_0) == {"none", "fair_after", "ceag", "ceag_heldout"}
+    result = _run("fair_before", adult, dense, rate=0.0)
+    assert isinstance(result.model, FairConstrainedNet) and result.model is not dense
+    assert result.model.constraint_phase == "before" and result.model.pruning_rate == 0
+    assert result.summary["sparsity"] == 0
+    assert len(result.model.history) == NET["max_epochs"]  # its own (constrained) training
+    threshold = _run("threshold", adult, dense, rate=0.0)
+    assert threshold.model.estimator is dense  # thresholds around theta* itself, no copy
+
+
 def test_compare_methods_tidy_schema(adult):
     table = compare_methods(**adult, methods=("none", "fair_before", "threshold"), rates=(0.5,),
                             seeds=(0, 1), net_params=NET)

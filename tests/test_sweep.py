@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,6 +65,12 @@ def test_results_csv_schema(sequential):
     assert set(table["dataset"]) == {"digits"} and set(table["model"]) == {"mlp"}
     dense_rows = table[(table["method"] == "none") & (table["rate"] == 0.0)]
     assert (dense_rows["excess_risk"].abs() < 1e-9).all()  # rate 0 of none is theta* itself
+    # so is fair_after's (its constraint acts only after pruning): the same rows as none's
+    after_rows = table[(table["method"] == "fair_after") & (table["rate"] == 0.0)]
+    same = ["group", "loss_pruned", "accuracy_pruned", "excess_risk", "fairness_violation",
+            "sparsity"]
+    pd.testing.assert_frame_equal(after_rows[same].reset_index(drop=True),
+                                  dense_rows[same].reset_index(drop=True))
     assert (table["count"].groupby([table["method"], table["rate"]]).sum() == 540).all()
     assert (dense_rows["accuracy_own_dense"] == dense_rows["accuracy_dense"]).all()
     summary = pd.read_csv(out / "summary.csv")
@@ -112,6 +120,121 @@ def test_figures_from_a_table(tmp_path, seeds):
     assert all(f.read_bytes()[:8] == PNG for f in files)
     with pytest.raises(ValueError, match="lacks the column"):
         plot_group_accuracy(_synthetic_results().drop(columns="count"), tmp_path / "x.png")
+
+
+def _hollow_and_filled(monkeypatch, table):
+    """Per panel of the method comparison, the (hollow, filled) marker counts per colour."""
+    from fairprune_sk.benchmark import figures
+
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda figure, path: drawn.setdefault("fig", figure))
+    figures.plot_method_comparison(table, "unused.png")
+    counts = []
+    for ax in drawn["fig"].axes:
+        hollow = filled = 0
+        for collection in ax.collections:
+            faces = collection.get_facecolors()
+            n = len(collection.get_offsets())
+            if len(faces) and (faces[:, :3] == 1).all() and collection.get_edgecolors().size:
+                hollow += n
+            elif collection.get_label() != "dense θ* (rate 0)" and len(faces):
+                filled += n
+        counts.append((hollow, filled))
+    return counts
+
+
+def test_method_comparison_draws_no_rate_0_point_for_methods_that_are_theta_star(monkeypatch):
+    # none / fair_after / ceag at rate 0 are theta* (the star); fair_before's rate 0 is hollow
+    table = _synthetic_results((0, 1))
+    table = pd.concat([table[table["method"] != "threshold"],
+                       table[table["method"] == "none"].assign(method="fair_after"),
+                       table[table["method"] == "none"].assign(method="ceag")])
+    for hollow, filled in _hollow_and_filled(monkeypatch, table):
+        assert hollow == 1  # fair_before's rate 0 only
+        assert filled == 4 * 2  # rates 0.5 and 0.9 of the four methods
+
+
+def _failing_at(target_method, target_rate):
+    """``runner.run_method`` that raises for one method and rate."""
+    from fairprune_sk.benchmark import runner
+
+    real = runner.run_method
+
+    def run_method(method, *, rate, **kwargs):
+        if method == target_method and rate == target_rate:
+            raise RuntimeError("boom\nsecond line")
+        return real(method, rate=rate, **kwargs)
+
+    return run_method
+
+
+def test_a_failed_run_keeps_the_finished_runs(sequential, digits, params, tmp_path,
+                                              monkeypatch):
+    from fairprune_sk.benchmark import runner
+
+    monkeypatch.setattr(runner, "run_method", _failing_at("fair_after", 0.7))
+    with pytest.raises(runner.RunsFailed) as info:
+        _sweep(digits, params, tmp_path, n_jobs=1, progress=False)
+    error = info.value
+    assert str(error) == ("1 of 4 runs failed: fair_after rate=0.7 seed=0 (RuntimeError: "
+                          f"boom); the 3 finished run(s) are kept in {tmp_path / 'results.csv'}")
+    [failure] = error.failures
+    assert (failure.method, failure.rate, failure.seed) == ("fair_after", 0.7, 0)
+    assert "Traceback" in failure.traceback and "second line" in failure.traceback
+    # the finished runs are written, with the same rows as the full sweep's
+    table = pd.read_csv(tmp_path / "results.csv")
+    full = pd.read_csv(sequential[0] / "results.csv")
+    full = full[~((full["method"] == "fair_after") & (full["rate"] == 0.7))]
+    columns = [c for c in RESULT_COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(table[columns], full[columns].reset_index(drop=True))
+    assert len(pd.read_csv(tmp_path / "summary.csv")) == 3
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    [record] = meta["failed_runs"]
+    assert record["error"] == "RuntimeError: boom" and "second line" in record["traceback"]
+    assert not (tmp_path / "methods.png").exists()  # no figures of a partial sweep
+    assert error.sweep is not None and len(error.sweep.runs) == 3
+    assert set(error.files) == {tmp_path / name for name in
+                                ("results.csv", "summary.csv", "meta.json")}
+
+
+def test_a_failed_dense_reference_fails_only_its_seed(digits, params, monkeypatch):
+    from fairprune_sk.benchmark import runner
+
+    real = runner.fit_dense_reference
+
+    def fit_dense_reference(*args, seed, **kwargs):
+        if seed == 1:
+            raise MemoryError()
+        return real(*args, seed=seed, **kwargs)
+
+    monkeypatch.setattr(runner, "fit_dense_reference", fit_dense_reference)
+    seen = []
+    with pytest.raises(runner.RunsFailed, match=r"^2 of 4 runs failed: none rate=0\.5 seed=1 "
+                       r"\(dense reference: MemoryError\); none rate=0\.9 seed=1"):
+        runner.run_methods(digits.X_train, digits.y_train, digits.A_train, digits.X_test,
+                           digits.y_test, digits.A_test, methods=("none",), rates=(0.5, 0.9),
+                           seeds=(0, 1), net_params=params,
+                           progress=lambda result, done, total: seen.append((done, total)))
+    assert [total for _, total in seen] == [4, 4] and seen[-1][0] == 4  # failures counted
+    # nothing fails: a plain list, as before
+    assert len(runner.run_methods(digits.X_train, digits.y_train, digits.A_train,
+                                  digits.X_test, digits.y_test, digits.A_test,
+                                  methods=("none",), rates=(0.5,), seeds=(0,),
+                                  net_params=params)) == 1
+
+
+def test_runs_failed_message_names_three_runs_and_pickles():
+    import pickle
+
+    from fairprune_sk.benchmark.runner import RunFailure, RunsFailed
+
+    failures = [RunFailure("ceag", rate, 0, "ValueError: bad") for rate in (0.1, 0.2, 0.3, 0.4)]
+    error = RunsFailed(failures, [], 4)
+    assert str(error) == ("4 of 4 runs failed: ceag rate=0.1 seed=0 (ValueError: bad); ceag "
+                          "rate=0.2 seed=0 (ValueError: bad); ceag rate=0.3 seed=0 (ValueError: "
+                          "bad); and 1 more; no run finished")
+    again = pickle.loads(pickle.dumps(error))
+    assert str(again) == str(error) and again.failures == failures
 
 
 def test_parallel_runs_give_the_same_rows(sequential, digits, params, tmp_path):

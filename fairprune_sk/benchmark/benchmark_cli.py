@@ -56,12 +56,15 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
     """Sweep methods × pruning rates × seeds on one dataset and model; write table and figures.
 
     The results (``results.csv``, ``summary.csv``, ``meta.json``) are written before the
-    figures are drawn, so a plotting failure loses no result.
+    figures are drawn, so a plotting failure loses no result. If some runs raise, the finished
+    ones are written and summarised, then one line on stderr names the failed runs (method,
+    rate, seed, error; their tracebacks are in ``meta.json``) and the exit status is 1.
     """
     import torch
 
     from .configs import net_params_for
     from .report import print_summary
+    from .runner import RunsFailed
     from .sweep import run_sweep
 
     _check_combinations(args)
@@ -98,19 +101,27 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
           f"{threads}")
     eg_params = {} if args.eg_max_iter is None else {"max_iter": args.eg_max_iter}
     gridsearch_params = {} if args.grid_size is None else {"grid_size": args.grid_size}
-    result = run_sweep(
-        data, model=args.model, methods=args.methods, rates=args.rates, seeds=seeds,
-        net_params=params, n_jobs=args.n_jobs, threads=threads, out=args.out,
-        figures=False, eg_constraint=args.eg_constraint,
-        threshold_constraint=args.threshold_constraint, eg_params=eg_params,
-        gridsearch_params=gridsearch_params,
-        config={"command": "fairprune benchmark", "argv": sys.argv[1:]},
-    )
+    failed = None
+    try:
+        result = run_sweep(
+            data, model=args.model, methods=args.methods, rates=args.rates, seeds=seeds,
+            net_params=params, n_jobs=args.n_jobs, threads=threads, out=args.out,
+            figures=False, eg_constraint=args.eg_constraint,
+            threshold_constraint=args.threshold_constraint, eg_params=eg_params,
+            gridsearch_params=gridsearch_params,
+            config={"command": "fairprune benchmark", "argv": sys.argv[1:]},
+        )
+    except RunsFailed as error:
+        if error.sweep is None:  # no run finished: nothing was written
+            _failed(error)
+        failed, result = error, error.sweep
     print("\nmean [95 % t-interval] over seeds. fairness_violation = xi = max_a R(a) - min_a R(a) "
           "(eq. 3); max_excess_accuracy_gap = max_g psi_g, the most accuracy a group lost beyond "
           "the overall loss; both against the common dense net")
     print_summary(result.summary)  # to_string: every row and column, never truncated
     print("\nwrote " + ", ".join(str(f) for f in result.files))
+    if failed is not None:
+        _failed(failed)
     if not args.no_figures:
         from .figures import plot_sweep
 
@@ -123,6 +134,14 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
                   "written", file=sys.stderr)
     print(f"\ndone in {time.perf_counter() - start:.1f} s")
     return result.table
+
+
+def _failed(error: Exception) -> NoReturn:
+    """One line on stderr naming the failed runs; exit status 1 (the runs, not the usage)."""
+    print(f"fairprune benchmark: error: {error} (tracebacks: failed_runs in meta.json)"
+          if getattr(error, "files", None) else f"fairprune benchmark: error: {error}",
+          file=sys.stderr)
+    raise SystemExit(1)
 
 
 def _auto_or(parse):

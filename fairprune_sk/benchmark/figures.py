@@ -11,12 +11,13 @@
   panel shows them.
 
 Every disparity is measured against the common dense net θ* of the seed (the ★), so methods are
-comparable. A point at pruning rate 0 of a method other than ``none`` is hollow: nothing was
-pruned, so its disparity is the method's own change to θ* (constrained training, reweighting,
-thresholds), not pruning's. In the group-accuracy figure the ``fair_*`` methods (and
-``gridsearch``'s selected net) are drawn relative to *their own* dense net, so their rate-0
-point is 0 and the curve shows what pruning did to them; ``eg`` (a mixture of nets) is drawn
-relative to θ* and its panel says so.
+comparable. At pruning rate 0, ``none`` and the methods whose constraint acts only after pruning
+(``fair_after``, ``ceag``, ``ceag_heldout``) are θ* itself, the ★, so they get no point of their
+own; the rate-0 point of any other method is hollow: nothing was pruned, so its disparity is the
+method's own change to θ* (constrained training, reweighting, thresholds), not pruning's. In the
+group-accuracy figure the ``fair_*`` methods (and ``gridsearch``'s selected net) are drawn
+relative to *their own* dense net, so their rate-0 point is 0 and the curve shows what pruning
+did to them; ``eg`` (a mixture of nets) is drawn relative to θ* and its panel says so.
 
 The figures are drawn on ``matplotlib.figure.Figure`` objects with the Agg canvas directly, so
 importing this module neither needs a display nor changes pyplot's backend.
@@ -34,6 +35,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..metrics import FRAME_COLUMNS
+from .methods import DENSE_AT_RATE_0
 from .summary import DEFAULT_CONFIDENCE, seed_interval
 
 __all__ = ["plot_group_accuracy", "plot_method_comparison", "plot_sweep"]
@@ -261,8 +263,11 @@ def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
     Left: ξ (eq. 3, nats); right: ``max_g ψ_g`` (points of accuracy). Error bars are the
     t-interval over seeds in both directions; points of one method are joined in order of the
     pruning rate, which labels each point. Up and to the left is better. The ★ is the dense
-    net θ* every disparity is measured against. Rate-0 points of methods other than ``none``
-    are hollow (nothing was pruned). A method without ξ (``threshold``: no class
+    net θ* every disparity is measured against; it is also the rate-0 point of ``none``,
+    ``fair_after``, ``ceag`` and ``ceag_heldout``
+    (:data:`~fairprune_sk.benchmark.methods.DENSE_AT_RATE_0`), which are not drawn again.
+    Rate-0 points of the other methods are hollow (nothing was pruned; the method's own change
+    to θ*). A method without ξ (``threshold``: no class
     probabilities) is named in the left panel and drawn in the right one.
 
     Parameters
@@ -304,7 +309,7 @@ def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
         for index, (color, method) in enumerate(zip(colors, methods, strict=True)):
             x = disparity.loc[method].sort_index()
             y = accuracy.loc[method].reindex(x.index)
-            shown = x["mean"].notna() & ~((method == "none") & (x.index == 0))
+            shown = x["mean"].notna() & ~((method in DENSE_AT_RATE_0) & (x.index == 0))
             if not shown.any():
                 if x["mean"].isna().all():
                     undefined.append(method)

@@ -9,7 +9,7 @@ Methods (:data:`METHODS`):
 
 ``none``
     θ* pruned at the rate (``pruning_method``), then fine-tuned ``fine_tune_epochs`` epochs with
-    the masks held. At rate 0 it is θ* itself.
+    the masks held. At rate 0 it is θ* itself (the same fitted object, not a copy).
 ``fair_before`` / ``fair_after`` / ``fair_both``
     :class:`~fairprune_sk.constrained.FairConstrainedNet` with ``constraint_phase`` ``"before"``,
     ``"after"`` or ``"both"`` (the paper's *Fair Bf*, *Fair Aft*, *Fair Both*; the target is
@@ -20,6 +20,13 @@ Methods (:data:`METHODS`):
     recommended mitigation, see docs/mitigation.md); ``ceag_heldout`` measures the constraint
     for the dual steps on a 20 % group × label stratified held-out part
     (``constraint_split=0.2``, Cotter et al. 2019). Same fine-tuning budget as ``none``.
+
+At rate 0 the methods whose constraint acts only after pruning (:data:`DENSE_AT_RATE_0`:
+``fair_after``, ``ceag``, ``ceag_heldout``) are θ* itself, exactly as ``none`` is: nothing was
+pruned, so there is nothing to constrain or fine-tune. (A ``FairConstrainedNet`` fitted with
+``pruning_rate=0`` would constrain its dense training instead, a different net.) The methods
+that change θ* (``fair_before``, ``fair_both``, ``eg``, ``gridsearch``, ``threshold``) run as
+at any other rate.
 ``eg``
     fairlearn's ``ExponentiatedGradient`` around a ``PrunableNetClassifier(pruning_rate=rate)``:
     every oracle call trains, prunes and fine-tunes a net. Binary labels only.
@@ -36,7 +43,6 @@ seeds are in :mod:`~fairprune_sk.benchmark.summary`.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,6 +66,7 @@ from .outputs import (
 __all__ = [
     "METHODS",
     "DEFAULT_METHODS",
+    "DENSE_AT_RATE_0",
     "SUMMARY_COLUMNS",
     "GROUP_COLUMNS",
     "MethodResult",
@@ -98,6 +105,12 @@ FAIR_METHODS: dict[str, dict[str, Any]] = {
     "ceag_heldout": {"constraint_phase": "after", "constraint_target": "accuracy_gap",
                      "constraint_split": 0.2},
 }
+#: Methods whose final model at rate 0 is θ* itself: ``none`` and the constrained methods whose
+#: constraint acts only after pruning (``constraint_phase="after"``).
+DENSE_AT_RATE_0: tuple[str, ...] = (
+    "none",
+    *(method for method, fair in FAIR_METHODS.items() if fair["constraint_phase"] == "after"),
+)
 BINARY_ONLY = ("eg", "gridsearch", "threshold")
 EG_CONSTRAINTS = ("error_rate_parity", "bounded_group_loss")
 THRESHOLD_CONSTRAINTS = ("demographic_parity", "equalized_odds")
@@ -188,10 +201,13 @@ class MethodResult:
     seed : int
         ``random_state`` of every net of the run (the dense reference included).
     seconds : float
-        Wall time of the method, its training of the dense net included (for ``none`` and
-        ``threshold``, which reuse θ*, the dense training time is θ*'s ``history`` ``dur`` sum).
+        Wall time of the method, its training of the dense net included (for the methods that
+        reuse θ*, ``none``, ``threshold`` and the :data:`DENSE_AT_RATE_0` methods at rate 0,
+        the dense training time is θ*'s ``history`` ``dur`` sum).
     model : object or None
-        The fitted final model (None when the run was asked not to keep it).
+        The fitted final model (None when the run was asked not to keep it). At rate 0 for the
+        :data:`DENSE_AT_RATE_0` methods it is θ* itself, the object shared by every run of the
+        seed (copy it before changing it).
     by_group_test, by_group_train : pandas.DataFrame
         ``ExcessRiskFrame.by_group`` of the final model against the common dense reference θ*
         on the test / training data: one row per group, columns :data:`GROUP_COLUMNS`
@@ -202,7 +218,8 @@ class MethodResult:
         The row of :func:`compare_methods` (keys :data:`SUMMARY_COLUMNS`).
     own_dense_accuracy : pandas.Series or None
         Test accuracy per group of the dense net the method itself pruned, aligned with
-        ``by_group_test``: θ* for ``none`` and ``threshold``; the method's own dense net for
+        ``by_group_test``: θ* for ``none`` and ``threshold`` (and for the
+        :data:`DENSE_AT_RATE_0` methods at rate 0); the method's own dense net for
         ``fair_*`` (its constrained training changes θ*; at rate 0 the final model itself)
         and for ``gridsearch``'s selected net; NaN for ``eg`` (a mixture of nets). Figures
         draw the change in group accuracy from it, so that methods that train their own
@@ -280,9 +297,13 @@ def fit_dense_reference(
 
 def _prune_dense(dense: PrunableNetClassifier, rate: float, X: Any,
                  y: Any) -> PrunableNetClassifier:
-    """θ* pruned at ``rate`` and fine-tuned ``fine_tune_epochs`` (θ* itself at rate 0)."""
+    """θ* pruned at ``rate`` and fine-tuned ``fine_tune_epochs``; at rate 0 θ* itself.
+
+    Nothing is modified at rate 0, so θ* is shared rather than copied; above it,
+    :meth:`~fairprune_sk.PrunableNetClassifier.pruned_copy` copies the module only.
+    """
     if rate == 0:
-        return copy.deepcopy(dense)
+        return dense
     return dense.pruned_copy(rate, X=X, y=y, fine_tune_epochs=int(dense.fine_tune_epochs))
 
 
@@ -442,6 +463,8 @@ def _train(method: str, params: dict[str, Any], train: _Split, *, rate: float, s
            mitigator_params: dict[str, Any]) -> tuple[Any, bool]:
     """Fit the method's final model; also say whether it reused θ* (for the wall time)."""
     plain = _plain_params(params)
+    if method in DENSE_AT_RATE_0 and rate == 0:  # nothing pruned: nothing to constrain
+        return dense, True
     if method == "none":
         return _prune_dense(dense, rate, train.X, y_train), True
     if method in FAIR_METHODS:

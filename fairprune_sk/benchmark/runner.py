@@ -3,12 +3,18 @@
 Both stages (the dense references, then every method × rate × seed) go through
 ``joblib.Parallel``, so any joblib backend runs them: loky (the default), Dask
 (``joblib.parallel_config(backend="dask")``) or Ray (after ``ray.util.joblib.register_ray()``).
+
+A run that raises does not lose the others: every run goes to its end, then
+:class:`RunsFailed` is raised carrying the finished results and one :class:`RunFailure` per
+failed run (method, rate, seed, error, traceback).
 """
 
 from __future__ import annotations
 
+import traceback as tb
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,16 +25,103 @@ from ..nets import PrunableNetClassifier
 from .methods import (
     BINARY_ONLY,
     DEFAULT_METHODS,
+    EG_CONSTRAINTS,
+    EG_PROBA,
     METHODS,
     NON_BINARY_LABELS,
     SUMMARY_COLUMNS,
+    THRESHOLD_CONSTRAINTS,
     MethodResult,
     _resolve_net_params,
     fit_dense_reference,
     run_method,
 )
 
-__all__ = ["run_methods", "compare_methods"]
+__all__ = ["RunFailure", "RunsFailed", "run_methods", "compare_methods"]
+
+#: How many failed runs the message of :class:`RunsFailed` names before "and N more".
+_NAMED_FAILURES = 3
+
+
+@dataclass
+class RunFailure:
+    """One method × rate × seed run that raised.
+
+    Attributes
+    ----------
+    method : str
+    rate : float
+    seed : int
+    error : str
+        ``"<ExceptionType>: <first line of its message>"``; for every run of a seed whose dense
+        reference failed, ``"dense reference: <ExceptionType>: ..."``.
+    traceback : str
+        The formatted traceback, where the run raised (a string: it crosses process
+        boundaries, which exception objects do not always survive).
+    """
+
+    method: str
+    rate: float
+    seed: int
+    error: str
+    traceback: str = ""
+
+    def describe(self) -> str:
+        """``"ceag rate=0.9 seed=2 (ValueError: ...)"``."""
+        return f"{self.method} rate={self.rate:g} seed={self.seed} ({self.error})"
+
+
+class RunsFailed(RuntimeError):
+    """Some runs of a sweep raised; the others finished and are kept.
+
+    Attributes
+    ----------
+    failures : list of RunFailure
+        The failed runs, ordered as the results are.
+    results : list of MethodResult
+        The finished runs (ordered as :func:`run_methods` orders them).
+    n_runs : int
+        All the runs asked for.
+    files : list of Path
+        What :func:`~fairprune_sk.benchmark.sweep.run_sweep` wrote of the finished runs.
+    sweep : SweepResult or None
+        :func:`~fairprune_sk.benchmark.sweep.run_sweep`'s result for the finished runs.
+    """
+
+    def __init__(self, failures: Sequence[RunFailure], results: Sequence[MethodResult],
+                 n_runs: int, *, files: Sequence[Any] = (), sweep: Any = None) -> None:
+        self.failures = list(failures)
+        self.results = list(results)
+        self.n_runs = int(n_runs)
+        self.files = list(files)
+        self.sweep = sweep
+        super().__init__(self._message())
+
+    def __reduce__(self):  # picklable with its keyword-only attributes
+        return (_runs_failed, (self.failures, self.results, self.n_runs, self.files, self.sweep))
+
+    def _message(self) -> str:
+        named = "; ".join(f.describe() for f in self.failures[:_NAMED_FAILURES])
+        more = len(self.failures) - _NAMED_FAILURES
+        if more > 0:
+            named += f"; and {more} more"
+        kept = (f"; the {len(self.results)} finished run(s) are kept"
+                if self.results else "; no run finished")
+        csv = [str(f) for f in self.files if str(f).endswith("results.csv")]
+        if csv:
+            kept += f" in {csv[0]}"
+        return f"{len(self.failures)} of {self.n_runs} runs failed: {named}{kept}"
+
+
+def _runs_failed(failures, results, n_runs, files, sweep) -> RunsFailed:
+    return RunsFailed(failures, results, n_runs, files=files, sweep=sweep)
+
+
+def _failure(method: str, rate: float, seed: int, exc: BaseException) -> RunFailure:
+    lines = str(exc).strip().splitlines()
+    error = type(exc).__name__ + (f": {lines[0]}" if lines else "")
+    return RunFailure(method=method, rate=float(rate), seed=int(seed), error=error,
+                      traceback="".join(tb.format_exception(exc)))
 
 
 @contextmanager
@@ -49,15 +142,24 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def _dense_job(X_train: Any, y_train: Any, seed: int, params: dict[str, Any],
-               threads: int | None) -> PrunableNetClassifier:
+               threads: int | None) -> PrunableNetClassifier | RunFailure:
+    """θ* of one seed, or why it failed (so the other seeds go on)."""
     with _torch_threads(threads):
-        return fit_dense_reference(X_train, y_train, seed=seed, net_params=params)
+        try:
+            return fit_dense_reference(X_train, y_train, seed=seed, net_params=params)
+        except Exception as exc:  # run_methods reports it for every run of the seed
+            return _failure("dense reference", 0.0, seed, exc)
 
 
 def _method_job(method: str, rate: float, seed: int, dense: PrunableNetClassifier,
-                data: dict[str, Any], options: dict[str, Any], threads: int | None) -> MethodResult:
+                data: dict[str, Any], options: dict[str, Any],
+                threads: int | None) -> MethodResult | RunFailure:
+    """One run, or its :class:`RunFailure` (so the other runs go on)."""
     with _torch_threads(threads):
-        return run_method(method, rate=rate, seed=seed, dense=dense, **data, **options)
+        try:
+            return run_method(method, rate=rate, seed=seed, dense=dense, **data, **options)
+        except Exception as exc:
+            return _failure(method, rate, seed, exc)
 
 
 def _parallel_results(jobs: list, n_jobs: int | None) -> Iterator[Any]:
@@ -136,6 +238,15 @@ def run_methods(
     -------
     list of MethodResult
         Ordered by method (as given), rate, seed, whatever order the jobs finished in.
+
+    Raises
+    ------
+    RunsFailed
+        After every run has ended, if any run raised (or the dense reference of its seed
+        did); it carries the finished results (``.results``) and the failures (``.failures``:
+        method, rate, seed, error and traceback). ``KeyboardInterrupt`` stops the sweep at once.
+    ValueError
+        For bad arguments, before anything is trained.
     """
     methods = [check_choice(m, "methods", METHODS) for m in methods]
     if not methods or not len(rates) or not len(seeds):
@@ -144,6 +255,10 @@ def run_methods(
                               "threshold_constraint", "eg_params", "gridsearch_params"}
     if unknown:
         raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
+    for name, choices in (("eg_constraint", EG_CONSTRAINTS), ("eg_proba", EG_PROBA),
+                          ("threshold_constraint", THRESHOLD_CONSTRAINTS)):
+        if name in options:  # here, not once per run inside the jobs
+            check_choice(options[name], name, choices)
     from ..pruning import validate_rate
 
     rates = [validate_rate(r, "rates") for r in rates]
@@ -168,17 +283,32 @@ def run_methods(
     data = dict(X_train=X_train, y_train=y_train, A_train=A_train, X_test=X_test,
                 y_test=y_test, A_test=A_test)
     run_options = {**options, "net_params": params, "keep_model": keep_models}
+    runs = [(method, rate, seed) for method in methods for rate in rates for seed in seeds]
+    failures = []
+    for method, rate, seed in runs:
+        if isinstance(dense[seed], RunFailure):
+            failures.append(RunFailure(method, rate, seed, f"dense reference: {dense[seed].error}",
+                                       dense[seed].traceback))
     jobs = [
         delayed(_method_job)(method, rate, seed, dense[seed], data, run_options, threads)
-        for method in methods for rate in rates for seed in seeds
+        for method, rate, seed in runs if not isinstance(dense[seed], RunFailure)
     ]
     results = []
-    for result in _parallel_results(jobs, n_jobs):
-        results.append(result)
+    done = len(failures)
+    for outcome in _parallel_results(jobs, n_jobs):
+        done += 1
+        if isinstance(outcome, RunFailure):
+            failures.append(outcome)
+            continue
+        results.append(outcome)
         if progress is not None:
-            progress(result, len(results), len(jobs))
+            progress(outcome, done, len(runs))
     order = {m: k for k, m in enumerate(methods)}
-    return sorted(results, key=lambda r: (order[r.method], r.rate, r.seed))
+    results.sort(key=lambda r: (order[r.method], r.rate, r.seed))
+    if failures:
+        failures.sort(key=lambda f: (order[f.method], f.rate, f.seed))
+        raise RunsFailed(failures, results, len(runs))
+    return results
 
 
 def _ordered(jobs: list, n_jobs: int | None) -> list:
@@ -225,6 +355,13 @@ def compare_methods(
         training data prefixed ``train_`` (how well a constraint holds where it was
         enforced); ``sparsity`` and ``seconds``. ``fairness_violation`` and ``flip_rate`` are
         NaN for ``threshold`` (no probabilities); ψ is defined for every method.
+
+    Raises
+    ------
+    RunsFailed
+        As :func:`run_methods`: if some runs raised, once all have ended; the finished runs
+        are in its ``results`` (``pd.DataFrame([r.summary for r in error.results])`` is their
+        table).
 
     Examples
     --------

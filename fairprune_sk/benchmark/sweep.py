@@ -22,7 +22,10 @@ runs in ``joblib.Parallel``), then writes
 - ``summary.csv``: per method × rate, the mean over seeds with a 95 % Student-t interval
   (``<metric>_mean``, ``<metric>_std``, ``<metric>_ci_low``, ``<metric>_ci_high``, ``n_seeds``);
 - ``group_accuracy.png`` (the paper's Fig. 1) and ``methods.png`` (its Fig. 5);
-- ``meta.json``: the configuration and the total wall time.
+- ``meta.json``: the configuration and the total wall time (and ``failed_runs``, if any).
+
+A run that raises does not lose the others: the tables and ``meta.json`` of the finished runs
+are written, then :class:`~fairprune_sk.benchmark.runner.RunsFailed` names the failed runs.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from .data import (
 from .methods import SUMMARY_COLUMNS, MethodResult
 from .report import PRINTED_SUMMARY, PRINTED_TRAIN_SUMMARY, _Progress, print_summary
 from .results import RESULT_COLUMNS, RUN_COLUMNS, results_table
-from .runner import run_methods
+from .runner import RunFailure, RunsFailed, run_methods
 from .summary import flat_summary, summarize
 
 __all__ = [
@@ -155,16 +158,29 @@ def run_sweep(
     Returns
     -------
     SweepResult
+
+    Raises
+    ------
+    RunsFailed
+        If some runs raised: the finished runs are written first (``results.csv``,
+        ``summary.csv``, ``meta.json`` with ``failed_runs``; no figures), and the exception
+        carries them (``.sweep``, ``.files``) and the failures (``.failures``).
     """
     stream = sys.stdout if stream is None else stream
     start = time.perf_counter()
     params = net_params_for(model, dataset=data.name) if net_params is None else dict(net_params)
     printer = _Progress(stream) if progress is True else (progress or None)
-    results = run_methods(
-        data.X_train, data.y_train, data.A_train, data.X_test, data.y_test, data.A_test,
-        methods=methods, rates=rates, seeds=seeds, net_params=params, n_jobs=n_jobs,
-        threads=threads, progress=printer, **options,
-    )
+    failed: RunsFailed | None = None
+    try:
+        results = run_methods(
+            data.X_train, data.y_train, data.A_train, data.X_test, data.y_test, data.A_test,
+            methods=methods, rates=rates, seeds=seeds, net_params=params, n_jobs=n_jobs,
+            threads=threads, progress=printer, **options,
+        )
+    except RunsFailed as error:
+        if not error.results:
+            raise
+        failed, results = error, error.results
     table = results_table(results, dataset=data.name, model=model, sensitive=data.sensitive)
     runs = pd.DataFrame([r.summary for r in results], columns=list(SUMMARY_COLUMNS))
     summary = summarize(runs)
@@ -176,7 +192,7 @@ def run_sweep(
         table.to_csv(out / "results.csv", index=False)
         flat_summary(summary).to_csv(out / "summary.csv", index=False)
         files += [out / "results.csv", out / "summary.csv"]
-        if figures:
+        if figures and failed is None:
             title = f"{data.name}, {model}, groups by {data.sensitive}"
             from .figures import plot_sweep
 
@@ -192,9 +208,20 @@ def run_sweep(
             **{k: _jsonable(v) for k, v in options.items()},
             **{k: _jsonable(v) for k, v in (config or {}).items()},
         }
+        if failed is not None:
+            meta["failed_runs"] = [_failure_record(f) for f in failed.failures]
         (out / "meta.json").write_text(json.dumps(meta, indent=2))
         files.append(out / "meta.json")
-    return SweepResult(table=table, summary=summary, files=files, seconds=seconds, runs=runs)
+    sweep = SweepResult(table=table, summary=summary, files=files, seconds=seconds, runs=runs)
+    if failed is not None:
+        raise RunsFailed(failed.failures, results, failed.n_runs, files=files,
+                         sweep=sweep) from failed
+    return sweep
+
+
+def _failure_record(failure: RunFailure) -> dict[str, Any]:
+    return {"method": failure.method, "rate": failure.rate, "seed": failure.seed,
+            "error": failure.error, "traceback": failure.traceback}
 
 
 def _jsonable(value: Any) -> Any:
