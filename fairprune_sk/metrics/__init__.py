@@ -5,7 +5,8 @@ accuracy*, NeurIPS 2022 (arXiv 2205.13574); the excess accuracy gap ψ_g to Hash
 *Balancing Act*, ICLR 2024.
 """
 
-from ._frame import COLUMN_DESCRIPTIONS, FRAME_COLUMNS, PER_SAMPLE_COLUMNS, ExcessRiskFrame
+from ._columns import COLUMN_DESCRIPTIONS, FRAME_COLUMNS, PER_SAMPLE_COLUMNS
+from ._frame import ExcessRiskFrame
 from ._functions import (
     accuracy_gap,
     excess_accuracy_gap,

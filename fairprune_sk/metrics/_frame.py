@@ -5,112 +5,40 @@ per-sample columns (dense and pruned cross-entropy, dense and pruned correctness
 predicted class flipped), aggregated per group with ``bincount``. Every derived number —
 R(a) (eq. 2), ξ (eq. 3), the excess accuracy gap ψ_g, flip rates — and, with ``n_boot``, its
 percentile-bootstrap interval comes from the same arrays through the same column function.
+
+The columns and their reductions across groups live in :mod:`._columns`, the bootstrap
+intervals (the ``*_ci`` names) in :mod:`._frame_intervals`.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ._bootstrap import bootstrap_group_sums, check_bootstrap_params, quantiles
+from ._bootstrap import check_bootstrap_params
+from ._columns import (
+    COLUMN_DESCRIPTIONS,
+    FRAME_COLUMNS,
+    _check_method,
+    _column_table,
+    _frame_metrics,
+    _group_reduce,
+)
+from ._frame_intervals import FrameIntervalsMixin
 from ._groups import _as_frame, _check_proba, encode_labels, group_codes, per_sample_log_loss
 
-#: Per-sample columns, in the order of the internal matrix.
-PER_SAMPLE_COLUMNS = ("loss_dense", "loss_pruned", "correct_dense", "correct_pruned", "flipped")
-
-#: Columns of :attr:`ExcessRiskFrame.by_group` and :attr:`ExcessRiskFrame.overall`, in order.
-FRAME_COLUMNS = (
-    "count",
-    "loss_dense",
-    "loss_pruned",
-    "excess_risk",
-    "accuracy_dense",
-    "accuracy_pruned",
-    "accuracy_drop",
-    "excess_accuracy_gap",
-    "flip_rate",
-)
-
-#: What each column means, for reports and plot labels.
-COLUMN_DESCRIPTIONS = {
-    "count": "rows of the group",
-    "loss_dense": "cross-entropy of the dense net θ*",
-    "loss_pruned": "cross-entropy of the pruned net θ̂",
-    "excess_risk": "R(a) = loss after pruning − loss before (eq. 2)",
-    "accuracy_dense": "accuracy of the dense net",
-    "accuracy_pruned": "accuracy of the pruned net",
-    "accuracy_drop": "accuracy lost to pruning",
-    "excess_accuracy_gap": "ψ = group's accuracy drop − overall drop",
-    "flip_rate": "fraction of rows whose predicted class changed",
-}
-
-COMPARE_METHODS = ("between_groups", "to_overall")
+__all__ = ["ExcessRiskFrame"]
 
 NO_PRUNED_PROBA = (
     "{what} needs the pruned net's class probabilities; this frame was built from_outputs "
     "with proba_pruned=None (only correctness was given)"
 )
-NOT_BOOTSTRAPPED = (
-    "{what} needs bootstrap intervals: build the frame with n_boot (e.g. n_boot=1000, "
-    "ci_quantiles=[0.025, 0.975])"
-)
 
 
-def _column_table(counts: np.ndarray, means: np.ndarray, overall_means: np.ndarray) -> np.ndarray:
-    """Frame columns from group sizes and the means of the per-sample columns.
-
-    ``counts`` has shape ``(..., G)``, ``means`` ``(..., G, 5)``, ``overall_means`` ``(..., 5)``
-    (the leading axes index resamples); returns ``(..., G, len(FRAME_COLUMNS))``. The same
-    function gives ``overall`` with ``G = 1`` and ``means = overall_means``.
-    """
-    loss_dense, loss_pruned, correct_dense, correct_pruned, flipped = np.moveaxis(means, -1, 0)
-    drop = correct_dense - correct_pruned
-    overall_drop = overall_means[..., 2] - overall_means[..., 3]
-    columns = [
-        counts,
-        loss_dense,
-        loss_pruned,
-        loss_pruned - loss_dense,
-        correct_dense,
-        correct_pruned,
-        drop,
-        drop - overall_drop[..., None],
-        flipped,
-    ]
-    return np.stack(np.broadcast_arrays(*columns), axis=-1)
-
-
-def _group_reduce(table: np.ndarray, overall: np.ndarray, kind: str, method: str) -> np.ndarray:
-    """min / max / difference / ratio across the group axis (-2), skipping absent groups."""
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="All-NaN slice", category=RuntimeWarning)
-        if kind == "min":
-            return np.nanmin(table, axis=-2)
-        if kind == "max":
-            return np.nanmax(table, axis=-2)
-        if kind == "difference":
-            if method == "between_groups":
-                return np.nanmax(table, axis=-2) - np.nanmin(table, axis=-2)
-            return np.nanmax(np.abs(table - overall[..., None, :]), axis=-2)
-        if method == "between_groups":
-            ratio = np.nanmin(table, axis=-2) / np.nanmax(table, axis=-2)
-        else:
-            ratios = table / overall[..., None, :]
-            ratio = np.nanmin(np.minimum(ratios, 1.0 / ratios), axis=-2)
-        return np.where(np.isfinite(ratio), ratio, np.nan)  # x / 0 is undefined, not ±inf
-
-
-def _check_method(method: str) -> str:
-    if method not in COMPARE_METHODS:
-        raise ValueError(f"method must be one of {COMPARE_METHODS}; got {method!r}")
-    return method
-
-
-class ExcessRiskFrame:
+class ExcessRiskFrame(FrameIntervalsMixin):
     """Per-group audit of a pruned net against its dense reference, in fairlearn's vocabulary.
 
     Parameters
@@ -160,11 +88,25 @@ class ExcessRiskFrame:
 
     Examples
     --------
-    >>> frame = ExcessRiskFrame(net, X_test, y_test, sensitive_features=race,
-    ...                         n_boot=1000, random_state=0)                   # doctest: +SKIP
-    >>> frame.by_group[["excess_risk", "excess_accuracy_gap"]]                  # doctest: +SKIP
-    >>> low, high = frame.difference_ci()                                       # doctest: +SKIP
-    >>> low["excess_risk"], frame.fairness_violation, high["excess_risk"]       # doctest: +SKIP
+    >>> import numpy as np
+    >>> from sklearn.datasets import make_classification
+    >>> from fairprune_sk import ExcessRiskFrame, PrunableNetClassifier
+    >>> from fairprune_sk.models import MLP
+    >>> X, y = make_classification(n_samples=200, n_features=8, random_state=0)
+    >>> X = X.astype(np.float32)
+    >>> group = np.where(X[:, 0] > 0, "a", "b")
+    >>> net = PrunableNetClassifier(MLP, max_epochs=10, lr=0.1, verbose=0, random_state=0)
+    >>> net = net.fit(X, y).prune(0.5)
+    >>> frame = ExcessRiskFrame(net, X, y, sensitive_features=group,
+    ...                         n_boot=200, random_state=0)
+    >>> frame.by_group["count"].to_dict()
+    {'a': 110, 'b': 90}
+    >>> xi = frame.fairness_violation  # eq. (3)
+    >>> bool(xi == frame.difference()["excess_risk"])
+    True
+    >>> low, high = frame.difference_ci()  # 95 % percentile-bootstrap interval of xi
+    >>> bool(low["excess_risk"] <= xi <= high["excess_risk"])
+    True
     """
 
     def __init__(
@@ -244,6 +186,29 @@ class ExcessRiskFrame:
         Returns
         -------
         ExcessRiskFrame
+
+        Examples
+        --------
+        Group ``a`` loses more log-likelihood to pruning than group ``b``, though both lose a
+        third of their accuracy:
+
+        >>> from fairprune_sk import ExcessRiskFrame
+        >>> y = [0, 0, 1, 1, 1, 0]
+        >>> dense = [[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6], [0.7, 0.3]]
+        >>> pruned = [[0.6, 0.4], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4], [0.8, 0.2]]
+        >>> frame = ExcessRiskFrame.from_outputs(
+        ...     y, dense, pruned, sensitive_features=["a", "a", "a", "b", "b", "b"])
+        >>> frame.by_group[["count", "excess_risk", "accuracy_drop"]].round(3)
+                             count  excess_risk  accuracy_drop
+        sensitive_feature_0
+        a                        3        0.366          0.333
+        b                        3        0.091          0.333
+        >>> round(frame.fairness_violation, 3)
+        0.276
+        >>> frame.pruning_identified_exemplars()[["position", "y_true", "pred_pruned"]]
+           position  y_true  pred_pruned
+        0         1       0            1
+        1         4       1            0
         """
         check_bootstrap_params(n_boot, ci_quantiles)
         y_arr = np.asarray(y).ravel()
@@ -351,37 +316,6 @@ class ExcessRiskFrame:
         frame["count"] = frame["count"].round().astype(np.int64)
         return frame
 
-    def _bootstrap(self, n_boot: int, random_state: Any) -> None:
-        if isinstance(random_state, np.random.RandomState):
-            random_state = int(random_state.randint(np.iinfo(np.int32).max))
-        small = self._by_group.index[self._by_group["count"] < 2].tolist()
-        if small:
-            warnings.warn(
-                f"group(s) {small} have a single row: their bootstrap interval is that row's "
-                "value (or NaN where a resample misses the row); collect more data for them",
-                UserWarning,
-                stacklevel=4,
-            )
-        sums, counts = bootstrap_group_sums(
-            self._per_sample, self._groups.codes, self._groups.n_groups, n_boot, random_state
-        )
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = sums / counts[..., None]  # NaN for a group absent from a resample
-            overall_means = sums.sum(axis=1) / counts.sum(axis=1)[:, None]
-        self._boot_table = _column_table(counts, means, overall_means)
-        self._boot_overall = _column_table(
-            counts.sum(axis=1)[:, None], overall_means[:, None, :], overall_means
-        )[:, 0]
-        absent = np.isnan(means[..., 2]).mean(axis=0)
-        rarely = [g for g in self._by_group.index[absent > 0.05] if g not in small]
-        if rarely:
-            warnings.warn(
-                f"group(s) {rarely} are missing from more than 5 % of the bootstrap resamples; "
-                "their intervals use the resamples that contain them",
-                UserWarning,
-                stacklevel=4,
-            )
-
     # ------------------------------------------------------------------------------------------
     # MetricFrame vocabulary
     # ------------------------------------------------------------------------------------------
@@ -436,133 +370,6 @@ class ExcessRiskFrame:
         return float(self._by_group["accuracy_pruned"].min())
 
     # ------------------------------------------------------------------------------------------
-    # bootstrap intervals (fairlearn's *_ci names)
-    # ------------------------------------------------------------------------------------------
-    @property
-    def n_boot(self) -> int | None:
-        """Number of bootstrap resamples (None: no intervals)."""
-        return self._n_boot
-
-    @property
-    def ci_quantiles(self) -> tuple[float, ...] | None:
-        """Quantiles of the intervals (None: no intervals)."""
-        return self._ci_quantiles
-
-    def _check_bootstrapped(self, what: str) -> None:
-        if self._boot_table is None:
-            raise ValueError(NOT_BOOTSTRAPPED.format(what=what))
-
-    @property
-    def by_group_ci(self) -> list[pd.DataFrame]:
-        """One frame per quantile in ``ci_quantiles``, aligned with ``by_group``."""
-        self._check_bootstrapped("by_group_ci")
-        return [self._as_frame(q) for q in quantiles(self._boot_table, self._ci_quantiles)]
-
-    @property
-    def overall_ci(self) -> list[pd.Series]:
-        """One series per quantile in ``ci_quantiles``, aligned with ``overall``."""
-        self._check_bootstrapped("overall_ci")
-        return [
-            pd.Series(q, index=list(FRAME_COLUMNS))
-            for q in quantiles(self._boot_overall, self._ci_quantiles)
-        ]
-
-    def _reduced_ci(self, kind: str, method: str) -> list[pd.Series]:
-        self._check_bootstrapped(f"{kind}_ci" if kind in ("difference", "ratio") else
-                                 f"group_{kind}_ci")
-        samples = _group_reduce(self._boot_table, self._boot_overall, kind, method)
-        return [pd.Series(q, index=list(FRAME_COLUMNS))
-                for q in quantiles(samples, self._ci_quantiles)]
-
-    def group_min_ci(self) -> list[pd.Series]:
-        """Intervals of :meth:`group_min`, one series per quantile."""
-        return self._reduced_ci("min", "between_groups")
-
-    def group_max_ci(self) -> list[pd.Series]:
-        """Intervals of :meth:`group_max`, one series per quantile (``excess_accuracy_gap``:
-        the interval of max ψ)."""
-        return self._reduced_ci("max", "between_groups")
-
-    def difference_ci(self, method: str = "between_groups") -> list[pd.Series]:
-        """Intervals of :meth:`difference`, one series per quantile (``excess_risk``: ξ's)."""
-        return self._reduced_ci("difference", _check_method(method))
-
-    def ratio_ci(self, method: str = "between_groups") -> list[pd.Series]:
-        """Intervals of :meth:`ratio`, one series per quantile."""
-        return self._reduced_ci("ratio", _check_method(method))
-
-    def by_group_with_ci(self, columns: Sequence[str] = ("excess_risk", "excess_accuracy_gap",
-                                                         "accuracy_drop")) -> pd.DataFrame:
-        """``by_group`` plus ``<column>_ci_low`` / ``<column>_ci_high`` for ``columns``.
-
-        The bounds are the first and last of ``ci_quantiles``. Without ``n_boot`` this is
-        ``by_group`` unchanged.
-        """
-        table = self.by_group
-        if self._boot_table is None:
-            return table
-        unknown = [c for c in columns if c not in FRAME_COLUMNS]
-        if unknown:
-            raise ValueError(f"unknown column(s) {unknown}; the frame has {list(FRAME_COLUMNS)}")
-        intervals = self.by_group_ci
-        for column in columns:
-            position = table.columns.get_loc(column) + 1
-            table.insert(position, f"{column}_ci_low", intervals[0][column])
-            table.insert(position + 1, f"{column}_ci_high", intervals[-1][column])
-        return table
-
-    def separated_pairs(
-        self, column: str = "excess_risk", *, simultaneous: bool = False
-    ) -> pd.DataFrame:
-        """Pairs of groups whose intervals of ``column`` do not overlap.
-
-        A conservative test of a real disparity: group ``higher``'s lower bound lies above group
-        ``lower``'s upper bound.
-
-        Parameters
-        ----------
-        column : str, default="excess_risk"
-            A column of :data:`FRAME_COLUMNS`.
-        simultaneous : bool, default=False
-            False: the intervals of ``ci_quantiles`` (first and last). True: Bonferroni-adjusted
-            intervals that hold for all ``G`` groups at once — quantiles ``α / (2G)`` and
-            ``1 − α / (2G)`` of the same resamples, with ``1 − α`` the coverage of
-            ``ci_quantiles`` — so that comparing many groups does not find separations by
-            chance.
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns ``higher``, ``lower``, ``higher_low``, ``lower_high``, ``margin``; largest
-            margin first; empty when every pair of intervals overlaps.
-        """
-        self._check_bootstrapped("separated_pairs")
-        if column not in FRAME_COLUMNS:
-            raise ValueError(f"unknown column {column!r}; the frame has {list(FRAME_COLUMNS)}")
-        if simultaneous:
-            alpha = 1.0 - (self._ci_quantiles[-1] - self._ci_quantiles[0])
-            tail = alpha / (2 * self._groups.n_groups)
-            samples = self._boot_table[..., FRAME_COLUMNS.index(column)]
-            low, high = quantiles(samples, (tail, 1.0 - tail))
-        else:
-            intervals = self.by_group_ci
-            low = intervals[0][column].to_numpy()
-            high = intervals[-1][column].to_numpy()
-        above = low[:, None] > high[None, :]
-        rows, cols = np.nonzero(above)
-        labels = list(self._groups.index)
-        table = pd.DataFrame(
-            {
-                "higher": [labels[i] for i in rows],
-                "lower": [labels[j] for j in cols],
-                "higher_low": low[rows],
-                "lower_high": high[cols],
-                "margin": low[rows] - high[cols],
-            }
-        )
-        return table.sort_values("margin", ascending=False, ignore_index=True)
-
-    # ------------------------------------------------------------------------------------------
     # pruning-identified exemplars (Hooker et al. 2019)
     # ------------------------------------------------------------------------------------------
     def pruning_identified_exemplars(self) -> pd.DataFrame:
@@ -603,11 +410,11 @@ class ExcessRiskFrame:
     def metric_frame(self):
         """A real ``fairlearn.metrics.MetricFrame`` with the per-group columns (built on use).
 
-        Its ``y_pred`` stacks the per-sample columns :data:`PER_SAMPLE_COLUMNS`, so its
-        ``difference()["excess_risk"]`` is ξ. ψ_g is a difference to the overall accuracy drop,
-        which a per-group metric cannot see: read it as
-        ``by_group["accuracy_drop"] - overall["accuracy_drop"]``. Building it costs fairlearn's
-        per-row grouping.
+        Its ``y_pred`` stacks the per-sample columns
+        :data:`~fairprune_sk.metrics.PER_SAMPLE_COLUMNS`, so its ``difference()["excess_risk"]``
+        is ξ. ψ_g is a difference to the overall accuracy drop, which a per-group metric cannot
+        see: read it as ``by_group["accuracy_drop"] - overall["accuracy_drop"]``. Building it
+        costs fairlearn's per-row grouping.
         """
         if self._metric_frame is None:
             from fairlearn.metrics import MetricFrame
@@ -663,20 +470,3 @@ class ExcessRiskFrame:
             f"n_boot={self._n_boot})\n{self._by_group}"
         )
 
-
-def _frame_metrics() -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
-    """Metrics for a fairlearn ``MetricFrame`` whose ``y_pred`` stacks the per-sample columns."""
-
-    def column_mean(col: int) -> Callable[[np.ndarray, np.ndarray], float]:
-        return lambda y_true, y_pred: float(np.mean(y_pred[:, col]))
-
-    return {
-        "count": lambda y_true, y_pred: float(len(y_true)),
-        "loss_dense": column_mean(0),
-        "loss_pruned": column_mean(1),
-        "excess_risk": lambda y_true, y_pred: float(np.mean(y_pred[:, 1] - y_pred[:, 0])),
-        "accuracy_dense": column_mean(2),
-        "accuracy_pruned": column_mean(3),
-        "accuracy_drop": lambda y_true, y_pred: float(np.mean(y_pred[:, 2] - y_pred[:, 3])),
-        "flip_rate": column_mean(4),
-    }
