@@ -20,6 +20,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from .. import pruning
+from .._validation import torch_generator
 from ._eigen import _EigenResult, _lanczos, _power_iteration
 from ._functional import _as_logits, _batches, _fold_pruning_state, _KeptState
 from ._hessian import _HessianOperator
@@ -230,15 +231,13 @@ class _Evaluator:
         method: str,
         max_iter: int,
         tol: float,
-        seed: int | None,
+        seed: Any,
         batch_size: int,
         operator: _HessianOperator | None = None,
     ) -> _EigenResult:
-        generator = torch.Generator()
-        if seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(int(seed))
+        """Top eigenvalue of the loss Hessian on rows ``idx``; ``seed`` is a ``random_state``
+        of :func:`~fairprune_sk._validation.torch_generator` (an int is the torch seed)."""
+        generator = torch_generator(seed)
         v0 = torch.randn(self.n_params, generator=generator, dtype=torch.float64)
         v0 = v0.to(device=self.device, dtype=self.dtype)
         if operator is None:

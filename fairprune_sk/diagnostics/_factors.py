@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
 from torch import nn
 
 from .._validation import check_choice, check_int, check_real
@@ -66,6 +65,7 @@ def group_gradient_norms(
     Examples
     --------
     >>> import torch
+    >>> _ = torch.manual_seed(0)
     >>> module = torch.nn.Linear(3, 2)
     >>> X, y = torch.randn(10, 3).numpy(), [0, 1] * 5
     >>> group_gradient_norms(module, X, y, [0] * 6 + [1] * 4).shape
@@ -121,6 +121,16 @@ def hessian_vector_product(
     -------
     Tensor of shape (n_params,)
         ``H v``, on the module's device and in its dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fairprune_sk.diagnostics import hessian_vector_product
+    >>> _ = torch.manual_seed(0)
+    >>> module = torch.nn.Linear(3, 2)  # 8 parameters: weight (2, 3), then bias (2,)
+    >>> X, y = torch.randn(10, 3).numpy(), [0, 1] * 5
+    >>> hessian_vector_product(module, X, y, torch.ones(8)).shape
+    torch.Size([8])
     """
     batch_size = check_int(batch_size, "batch_size", 1)
     X = _as_input_array(X)
@@ -174,8 +184,9 @@ def top_hessian_eigenvalue(
         Relative accuracy: Lanczos stops when the residual of its top Ritz pair is below
         ``tol · |λ|`` (which bounds the error of λ by the same amount); power iteration when
         the Rayleigh quotient changes by less than ``tol · |λ|``. ``tol=0`` runs ``max_iter``.
-    random_state : int, RandomState or None, default=None
-        Seeds the starting vector.
+    random_state : None, int, RandomState or numpy Generator, default=None
+        Seeds the starting vector through :func:`fairprune_sk._validation.torch_generator`
+        (an int is the torch seed itself).
     batch_size : int, default=1024
         Samples per pass.
     params : mapping of str to Tensor, optional
@@ -199,6 +210,24 @@ def top_hessian_eigenvalue(
     Power iteration converges linearly with rate ``|λ₂/λ₁|``; Lanczos needs far fewer
     products for the same accuracy (it is optimal among Krylov methods) and keeps only three
     vectors, without reorthogonalisation.
+
+    Examples
+    --------
+    Against the largest eigenvalue of the full Hessian, which a tiny model can afford:
+
+    >>> import torch
+    >>> import torch.nn.functional as F
+    >>> from fairprune_sk.diagnostics import top_hessian_eigenvalue
+    >>> _ = torch.manual_seed(0)
+    >>> module = torch.nn.Linear(3, 2)
+    >>> X, y = torch.randn(10, 3), torch.tensor([0, 1] * 5)
+    >>> lam = top_hessian_eigenvalue(module, X.numpy(), y.numpy(), random_state=0)
+    >>> def loss(theta):  # the same loss as a function of the 8 flat parameters
+    ...     return F.cross_entropy(X @ theta[:6].reshape(2, 3).T + theta[6:], y)
+    >>> theta = torch.cat([module.weight.detach().ravel(), module.bias.detach()])
+    >>> H = torch.autograd.functional.hessian(loss, theta)
+    >>> bool(abs(lam - torch.linalg.eigvalsh(H).max()) < 1e-3 * lam)
+    True
     """
     max_iter = check_int(max_iter, "max_iter", 1)
     tol = check_real(tol, "tol", 0.0)
@@ -208,10 +237,10 @@ def top_hessian_eigenvalue(
     y = _as_class_indices(y, len(X))
     if len(X) == 0:
         raise ValueError("X has no samples")
-    seed = int(check_random_state(random_state).randint(0, 2**31 - 1))
     with _Evaluator(module, params) as ev:
         result = ev.top_eigenvalue(
-            X, y, np.arange(len(X)), method=method, max_iter=max_iter, tol=tol, seed=seed,
+            X, y, np.arange(len(X)), method=method, max_iter=max_iter, tol=tol,
+            seed=random_state,
             batch_size=batch_size,
         )
     _warn_if_not_converged(result, max_iter, tol, "")
@@ -297,6 +326,15 @@ def output_gradient_norms(
     The module's forward must work on single samples under ``torch.func.vmap`` (no
     ``.item()`` or data-dependent control flow); standard layers, batch norm in eval mode
     and dropout (off in eval mode) do.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fairprune_sk.diagnostics import output_gradient_norms
+    >>> _ = torch.manual_seed(0)
+    >>> norms = output_gradient_norms(torch.nn.Linear(3, 2), torch.randn(10, 3).numpy())
+    >>> norms.shape, bool((norms >= 0).all())
+    ((10,), True)
     """
     batch_size = check_int(batch_size, "batch_size", 1)
     output = check_choice(output, "output", OUTPUTS)

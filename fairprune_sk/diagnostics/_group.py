@@ -12,11 +12,10 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.exceptions import NotFittedError
-from sklearn.utils import check_random_state
 from torch import nn
 
 from .. import pruning
-from .._validation import check_choice, check_int, check_real
+from .._validation import check_choice, check_int, check_real, torch_seed
 from ..metrics import ExcessRiskFrame, GroupCodes, encode_labels, group_codes, group_mean
 from ..metrics._bootstrap import check_bootstrap_params
 from ._checks import _as_class_indices, _as_input_array
@@ -137,8 +136,11 @@ class GroupDiagnostics:
         Relative accuracy of ``λ(H_a)`` (see :func:`top_hessian_eigenvalue`).
     batch_size : int, default=1024
         Samples per pass.
-    random_state : int, RandomState or None, default=None
-        Seeds the eigen-solvers' starting vectors and the bootstrap resamples.
+    random_state : None, int, RandomState or numpy Generator, default=None
+        Seeds the eigen-solvers' starting vectors, group ``k``'s with
+        ``torch_seed(random_state, offset=k)`` (:func:`fairprune_sk._validation.torch_seed`:
+        an int ``s`` gives the torch seed ``s + k``), and the bootstrap resamples, as
+        ``ExcessRiskFrame(..., random_state=random_state)`` does.
     eig_method : {"lanczos", "power"}, default="lanczos"
         Solver for ``λ(H_a)``; see :func:`top_hessian_eigenvalue`.
     n_boot : int >= 1, optional
@@ -177,12 +179,28 @@ class GroupDiagnostics:
 
     Examples
     --------
-    >>> net.fit(X, y).prune(0.7)                                           # doctest: +SKIP
-    >>> diag = GroupDiagnostics(net, X, y, sensitive_features=race)        # doctest: +SKIP
-    >>> diag.by_group[["excess_risk", "bound", "gradient_norm"]]            # doctest: +SKIP
-    >>> diag.frame.fairness_violation                                       # doctest: +SKIP
-    >>> diag.correlations()                                                 # doctest: +SKIP
-    >>> diag.plot().savefig("diagnostics.png")                              # doctest: +SKIP
+    >>> import matplotlib.pyplot as plt
+    >>> import numpy as np
+    >>> from sklearn.datasets import make_classification
+    >>> from fairprune_sk import PrunableNetClassifier
+    >>> from fairprune_sk.diagnostics import GroupDiagnostics
+    >>> from fairprune_sk.models import MLP
+    >>> X, y = make_classification(n_samples=200, n_features=8, random_state=0)
+    >>> X = X.astype(np.float32)
+    >>> group = np.where(X[:, 0] > 0, "a", "b")
+    >>> net = PrunableNetClassifier(MLP, max_epochs=10, lr=0.1, verbose=0, random_state=0)
+    >>> net = net.fit(X, y).prune(0.5)
+    >>> diag = GroupDiagnostics(net, X, y, sensitive_features=group, max_iter=20,
+    ...                         random_state=0)
+    >>> diag.by_group[["excess_risk", "bound", "gradient_norm"]].shape
+    (2, 3)
+    >>> risk = diag.by_group["excess_risk"]  # R(a), eq. (2); the frame's xi is its spread
+    >>> bool(np.isclose(diag.frame.fairness_violation, risk.max() - risk.min()))
+    True
+    >>> diag.correlations().index.tolist()  # Spearman correlation of each factor with R(a)
+    ['gradient_norm', 'hessian_max_eig', 'boundary_closeness', 'input_grad_norm', 'bound',
+     'taylor_estimate', 'count']
+    >>> plt.close(diag.plot())
     """
 
     def __init__(
@@ -212,15 +230,13 @@ class GroupDiagnostics:
             data = self._read_data(net, X, y, sensitive_features)
             dense_state = self._dense_reference(net, module, reference, data.classes)
             self.has_reference = dense_state is not None
-            rng = check_random_state(random_state)
-            seeds = rng.randint(0, 2**31 - 1, size=data.groups.n_groups)
-            boot_seed = int(rng.randint(0, 2**31 - 1))
+            seeds = [torch_seed(random_state, offset=g) for g in range(data.groups.n_groups)]
             measured = self._measure(
                 net, module, data, dense_state, seeds, max_iter=max_iter, tol=tol,
                 batch_size=batch_size, eig_method=eig_method,
             )
             self.frame, audit = self._audit(
-                data, measured, sensitive_features, n_boot, ci_quantiles, boot_seed
+                data, measured, sensitive_features, n_boot, ci_quantiles, random_state
             )
             factors = self._factor_columns(data.groups, measured)
             self._by_group = pd.concat([audit, factors], axis=1)
@@ -278,7 +294,7 @@ class GroupDiagnostics:
 
     def _measure(
         self, net: Any, module: nn.Module, data: _Data, dense_state: Mapping[str, Any] | None,
-        seeds: np.ndarray, *, max_iter: int, tol: float, batch_size: int, eig_method: str,
+        seeds: list[int | None], *, max_iter: int, tol: float, batch_size: int, eig_method: str,
     ) -> _Measured:
         """Both nets' logits, then every factor at θ* (one evaluator each, no copies)."""
         classes = data.classes
@@ -311,7 +327,7 @@ class GroupDiagnostics:
 
     @staticmethod
     def _group_factors(
-        ev_star: _Evaluator, data: _Data, delta: torch.Tensor | None, seeds: np.ndarray, *,
+        ev_star: _Evaluator, data: _Data, delta: torch.Tensor | None, seeds: list[int | None], *,
         max_iter: int, tol: float, batch_size: int, eig_method: str,
     ) -> tuple[list[float], list[float], list[float], list[int], list[bool]]:
         """Per group at θ*: ``‖g_a‖``, ``λ(H_a)``, the Taylor estimate and the solver's record."""
@@ -328,7 +344,7 @@ class GroupDiagnostics:
             del gradient
             result = ev_star.top_eigenvalue(
                 data.X, data.y_index, idx, method=eig_method, max_iter=max_iter, tol=tol,
-                seed=int(seeds[g]), batch_size=batch_size, operator=operator,
+                seed=seeds[g], batch_size=batch_size, operator=operator,
             )
             del operator
             # stacklevel 5: the warning helper, this step, _measure, __init__, the caller
@@ -342,7 +358,7 @@ class GroupDiagnostics:
 
     def _audit(
         self, data: _Data, measured: _Measured, sensitive_features: Any, n_boot: int | None,
-        ci_quantiles: Any, boot_seed: int,
+        ci_quantiles: Any, random_state: Any,
     ) -> tuple[ExcessRiskFrame | None, pd.DataFrame]:
         """The audit columns: one ExcessRiskFrame from both nets' probabilities."""
         proba_net, proba_star = measured.proba_net, measured.proba_star
@@ -356,7 +372,7 @@ class GroupDiagnostics:
             sensitive_features=sensitive_features, classes=frame_classes,
             n_boot=n_boot if has_reference else None,
             ci_quantiles=ci_quantiles if has_reference else None,
-            random_state=boot_seed,
+            random_state=random_state,
         )
         if has_reference:
             audit = frame.by_group_with_ci()

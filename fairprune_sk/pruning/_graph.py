@@ -15,6 +15,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from .._validation import torch_generator
 from ._masks import unpruned_copy
 from ._select import PRUNABLE_TYPES
 
@@ -45,8 +46,7 @@ def example_batch(module: nn.Module, example_inputs=None) -> torch.Tensor | None
         if not isinstance(first, nn.Linear):
             return None
         shape = (first.in_features,)
-    generator = torch.Generator().manual_seed(0)
-    return torch.randn((2, *shape), generator=generator, dtype=dtype).to(device)
+    return torch.randn((2, *shape), generator=torch_generator(0), dtype=dtype).to(device)
 
 
 def build_graph(module: nn.Module, example_inputs) -> tp.DependencyGraph:
