@@ -28,7 +28,7 @@ from fairprune_sk.diagnostics import (
     output_gradient_norms,
     top_hessian_eigenvalue,
 )
-from fairprune_sk.metrics import FRAME_COLUMNS
+from fairprune_sk.metrics import FRAME_COLUMNS, group_codes
 from fairprune_sk.models import MLP, SmallCNN
 from fairprune_sk.pruning import effective_state_dict
 
@@ -525,6 +525,29 @@ def test_group_diagnostics_on_prunable_net_matches_excess_risk_frame(audit_data)
     np.testing.assert_allclose(diag.by_group["accuracy_dense"],
                                frame.by_group["accuracy_dense"])
     assert diag.has_reference
+
+
+def test_group_diagnostics_seeds_as_the_one_helper_and_the_frame_do(audit_data):
+    """An int random_state: group k's solver starts from torch_seed(random_state, offset=k), and
+    the bootstrap is the frame's own for the same seed."""
+    X, y, A = audit_data
+    net = PrunableNetClassifier(MLP, module__hidden_units=(8,), max_epochs=5, lr=0.2,
+                                random_state=0, verbose=0).fit(X, y).prune(0.6)
+    diag = GroupDiagnostics(net, X, y, sensitive_features=A["race"], max_iter=3, tol=0,
+                            random_state=7, n_boot=50)
+    frame = ExcessRiskFrame(net, X, y, sensitive_features=A["race"], n_boot=50, random_state=7)
+    for ours, theirs in zip(diag.frame.by_group_ci, frame.by_group_ci, strict=True):
+        np.testing.assert_allclose(ours["excess_risk"], theirs["excess_risk"], rtol=1e-4,
+                                   atol=1e-6)
+    codes = group_codes(A["race"])
+    module = net.module_
+    for k, group in enumerate(codes.index):
+        rows = codes.codes == k
+        expected = top_hessian_eigenvalue(  # tol=0: exactly max_iter products, no warning
+            module, X[rows], net.classes_.searchsorted(y[rows]), max_iter=3, tol=0,
+            random_state=7 + k, params=net.dense_state_dict_,
+        )
+        assert diag.by_group.loc[group, "hessian_max_eig"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_group_diagnostics_without_reference(audit_data):
