@@ -1,4 +1,5 @@
-"""Every ```python block of README.md and docs/*.md runs as pasted, in order.
+"""Every ```python block of README.md and docs/*.md runs as pasted, in order; so does every
+Examples section of the package's docstrings (as doctests, one test per module).
 
 The blocks of one page share one namespace, in page order, as a reader pasting them into one
 session would. A block whose real call is slow says so on the page, in HTML comments just before
@@ -16,6 +17,7 @@ training and test rows of a dataset Bunch such as ``load_adult()``'s.
 
 from __future__ import annotations
 
+import doctest
 import importlib
 import re
 import time
@@ -25,6 +27,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+PACKAGE = ROOT / "fairprune_sk"
+#: Modules with docstring examples (a ``>>>`` prompt), as ``fairprune_sk/...`` paths.
+DOCTEST_MODULES = sorted(
+    path.relative_to(ROOT).as_posix()
+    for path in PACKAGE.rglob("*.py")
+    if ">>>" in path.read_text(encoding="utf-8")
+)
+DOCTEST_FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 MARKER = re.compile(r"<!--\s*test:\s*(.*?)\s*-->")
@@ -126,3 +137,29 @@ def test_python_blocks_run_in_order(page, tmp_path, monkeypatch):
         torch.set_num_threads(threads)
         plt.close("all")
     assert time.perf_counter() - start < 60, f"{page.name}'s blocks are too slow for the suite"
+
+
+@pytest.mark.parametrize("path", DOCTEST_MODULES)
+def test_docstring_examples_run(path):
+    """The Examples of every docstring in the module pass as doctests (``+SKIP`` only where the
+    docstring says why the example cannot run here, e.g. data that is not bundled)."""
+    import matplotlib
+    import torch
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    report: list[str] = []
+    runner = doctest.DocTestRunner(optionflags=DOCTEST_FLAGS)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as for the pages above: examples are tiny, threads only contend
+    start = time.perf_counter()
+    try:
+        for test in doctest.DocTestFinder().find(module):
+            runner.run(test, out=report.append)
+    finally:
+        torch.set_num_threads(threads)
+        plt.close("all")
+    assert runner.failures == 0, "".join(report)
+    assert time.perf_counter() - start < 30, f"{path}'s examples are too slow for the suite"

@@ -9,7 +9,7 @@ from fairlearn.metrics import MetricFrame
 from sklearn.linear_model import LogisticRegression
 
 from fairprune_sk import ExcessRiskFrame, accuracy_gap, excess_risk, fairness_violation
-from fairprune_sk.metrics import group_codes
+from fairprune_sk.metrics import excess_accuracy_gap, group_codes, worst_group_accuracy
 
 
 def _brute_force(y, proba_pruned, proba_dense, groups, labels):
@@ -65,6 +65,20 @@ def test_intersectional_groups_are_a_multiindex():
 def test_wrong_length_names_both_lengths():
     with pytest.raises(ValueError, match="sensitive_features has 3 rows but X and y have 4"):
         group_codes(["a", "b", "c"], 4)
+
+
+@pytest.mark.parametrize(
+    ("function", "args", "name"),
+    [
+        (accuracy_gap, ([0, 1, 1],), "y_pred"),
+        (worst_group_accuracy, ([0, 1, 1],), "y_pred"),
+        (excess_accuracy_gap, ([0, 1, 1], [0, 1, 1, 0]), "y_pred_pruned"),
+        (excess_accuracy_gap, ([0, 1, 1, 0], [0, 1, 1]), "y_pred_dense"),
+    ],
+)
+def test_prediction_length_errors_name_the_argument(function, args, name):
+    with pytest.raises(ValueError, match=f"^{name} has 3 samples but y_true has 4$"):
+        function([0, 1, 1, 0], *args, sensitive_features=["a", "a", "b", "b"])
 
 
 def test_missing_group_labels_are_rejected():

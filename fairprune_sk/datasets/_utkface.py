@@ -108,6 +108,25 @@ def load_utkface(
         If ``folder`` is not a directory.
     ValueError
         For invalid arguments, or when the folder holds no image with a valid UTKFace name.
+
+    Examples
+    --------
+    Two generated images named ``age_gender_race_datetime.jpg``, as UTKFace names them:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from fairprune_sk.datasets import load_utkface
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ["25_0_2_20170116174525125.jpg", "61_1_0_20170109150557335.jpg"]:
+    ...     Image.new("RGB", (48, 48)).save(folder / name)
+    >>> data = load_utkface(folder, size=16, target="race")
+    >>> data.X.shape, data.y.tolist()
+    ((2, 3, 16, 16), [2, 0])
+    >>> data.attributes[["age", "age_bin", "gender", "race"]].astype(str).values.tolist()
+    [['25', '20-39', 'Male', 'Asian'], ['61', '60+', 'Female', 'White']]
+    >>> import shutil
+    >>> shutil.rmtree(folder)
     """
     from PIL import Image, UnidentifiedImageError
 

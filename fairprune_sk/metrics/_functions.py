@@ -20,6 +20,14 @@ import pandas as pd
 from ._groups import _check_proba, encode_labels, group_codes, group_mean, per_sample_log_loss
 
 
+def _check_predictions(y_pred: Any, name: str, n_samples: int) -> np.ndarray:
+    """``y_pred`` as a flat array with one prediction per sample of ``y_true``."""
+    y_pred = np.asarray(y_pred).ravel()
+    if len(y_pred) != n_samples:
+        raise ValueError(f"{name} has {len(y_pred)} samples but y_true has {n_samples}")
+    return y_pred
+
+
 def excess_risk(
     y_true: Any,
     proba_pruned: np.ndarray,
@@ -45,6 +53,16 @@ def excess_risk(
     -------
     pandas.Series
         ``R(a)`` indexed by group.
+
+    Examples
+    --------
+    >>> from fairprune_sk.metrics import excess_risk
+    >>> y = [0, 0, 1, 1, 1, 0]
+    >>> dense = [[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6], [0.7, 0.3]]
+    >>> pruned = [[0.6, 0.4], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4], [0.8, 0.2]]
+    >>> groups = ["a", "a", "a", "b", "b", "b"]
+    >>> excess_risk(y, pruned, dense, sensitive_features=groups).round(3).to_dict()
+    {'a': 0.366, 'b': 0.091}
     """
     y_true = np.asarray(y_true).ravel()
     labels = np.unique(y_true) if labels is None else np.asarray(labels)
@@ -69,6 +87,16 @@ def fairness_violation(
     """Fairness violation ``ξ = max_{a,a'} |R(a) − R(a')|`` (eq. 3).
 
     Same parameters as :func:`excess_risk`.
+
+    Examples
+    --------
+    >>> from fairprune_sk.metrics import fairness_violation
+    >>> y = [0, 0, 1, 1, 1, 0]
+    >>> dense = [[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6], [0.7, 0.3]]
+    >>> pruned = [[0.6, 0.4], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4], [0.8, 0.2]]
+    >>> groups = ["a", "a", "a", "b", "b", "b"]
+    >>> round(fairness_violation(y, pruned, dense, sensitive_features=groups), 3)
+    0.276
     """
     risk = excess_risk(
         y_true, proba_pruned, proba_dense, sensitive_features=sensitive_features, labels=labels
@@ -77,25 +105,34 @@ def fairness_violation(
 
 
 def accuracy_gap(y_true: Any, y_pred: Any, *, sensitive_features: Any) -> float:
-    """Accuracy-gap violation: max − min group accuracy, as reported in the paper's experiments."""
+    """Accuracy-gap violation: max − min group accuracy, as reported in the paper's experiments.
+
+    Examples
+    --------
+    >>> from fairprune_sk.metrics import accuracy_gap
+    >>> accuracy_gap([0, 1, 0, 1], [0, 1, 1, 1], sensitive_features=["a", "a", "b", "b"])
+    0.5
+    """
     y_true = np.asarray(y_true).ravel()
-    y_pred = np.asarray(y_pred).ravel()
-    if len(y_pred) != len(y_true):
-        raise ValueError(f"y_pred has {len(y_pred)} samples but y_true has {len(y_true)}")
+    y_pred = _check_predictions(y_pred, "y_pred", len(y_true))
     groups = group_codes(sensitive_features, len(y_true))
     accuracy = group_mean((y_true == y_pred).astype(np.float64), groups)
     return float(accuracy.max() - accuracy.min())
 
 
 def worst_group_accuracy(y_true: Any, y_pred: Any, *, sensitive_features: Any) -> float:
-    """Accuracy of the group with the lowest accuracy."""
+    """Accuracy of the group with the lowest accuracy.
+
+    Examples
+    --------
+    >>> from fairprune_sk.metrics import worst_group_accuracy
+    >>> worst_group_accuracy([0, 1, 0, 1], [0, 1, 1, 1], sensitive_features=["a", "a", "b", "b"])
+    0.5
+    """
     y_true = np.asarray(y_true).ravel()
+    y_pred = _check_predictions(y_pred, "y_pred", len(y_true))
     groups = group_codes(sensitive_features, len(y_true))
-    return float(
-        group_mean((y_true == np.asarray(y_pred).ravel()).astype(np.float64), groups).min()
-    )
-
-
+    return float(group_mean((y_true == y_pred).astype(np.float64), groups).min())
 
 
 def excess_accuracy_gap(
@@ -119,14 +156,20 @@ def excess_accuracy_gap(
     -------
     pandas.Series
         ``ψ_g`` indexed by group.
+
+    Examples
+    --------
+    Group ``b`` loses half its accuracy, the population a quarter:
+
+    >>> from fairprune_sk.metrics import excess_accuracy_gap
+    >>> excess_accuracy_gap([0, 1, 0, 1], [0, 1, 1, 1], [0, 1, 0, 1],
+    ...                     sensitive_features=["a", "a", "b", "b"]).to_dict()
+    {'a': -0.25, 'b': 0.25}
     """
     y_true = np.asarray(y_true).ravel()
     groups = group_codes(sensitive_features, len(y_true))
-    y_pred_pruned = np.asarray(y_pred_pruned).ravel()
-    y_pred_dense = np.asarray(y_pred_dense).ravel()
-    for name, pred in (("y_pred_pruned", y_pred_pruned), ("y_pred_dense", y_pred_dense)):
-        if len(pred) != len(y_true):
-            raise ValueError(f"{name} has {len(pred)} samples but y_true has {len(y_true)}")
+    y_pred_pruned = _check_predictions(y_pred_pruned, "y_pred_pruned", len(y_true))
+    y_pred_dense = _check_predictions(y_pred_dense, "y_pred_dense", len(y_true))
     drop = (y_pred_dense == y_true).astype(np.float64) - (y_pred_pruned == y_true)
     values = group_mean(drop, groups) - drop.mean()
     return pd.Series(values, index=groups.index, name="excess_accuracy_gap")

@@ -78,6 +78,17 @@ def group_codes(sensitive_features: Any, n_samples: int | None = None) -> GroupC
     Returns
     -------
     GroupCodes
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from fairprune_sk.metrics import group_codes, group_mean
+    >>> A = pd.DataFrame({"race": ["x", "y", "x", "y"], "sex": ["F", "F", "M", "F"]})
+    >>> groups = group_codes(A)
+    >>> groups.codes.tolist(), groups.index.tolist()
+    ([0, 2, 1, 2], [('x', 'F'), ('x', 'M'), ('y', 'F')])
+    >>> group_mean([1.0, 0.0, 1.0, 1.0], groups).tolist()
+    [1.0, 1.0, 0.5]
     """
     frame = _as_frame(sensitive_features)
     if n_samples is not None and len(frame) != n_samples:
@@ -117,6 +128,12 @@ def encode_labels(y: Any, classes: np.ndarray) -> np.ndarray:
     ------
     ValueError
         If ``y`` holds labels that are not in ``classes``.
+
+    Examples
+    --------
+    >>> from fairprune_sk.metrics import encode_labels
+    >>> encode_labels(["yes", "no", "yes"], ["yes", "no"]).tolist()
+    [0, 1, 0]
     """
     y = np.asarray(y).ravel()
     classes = np.asarray(classes)
@@ -138,7 +155,14 @@ def encode_labels(y: Any, classes: np.ndarray) -> np.ndarray:
 
 
 def per_sample_log_loss(proba: np.ndarray, y_index: np.ndarray) -> np.ndarray:
-    """Cross-entropy ``-log p(y_i | x_i)`` of every sample (probabilities clipped at 1e-12)."""
+    """Cross-entropy ``-log p(y_i | x_i)`` of every sample (probabilities clipped at 1e-12).
+
+    Examples
+    --------
+    >>> from fairprune_sk.metrics import per_sample_log_loss
+    >>> per_sample_log_loss([[0.5, 0.5], [0.9, 0.1]], [0, 1]).round(3).tolist()
+    [0.693, 2.303]
+    """
     proba = np.asarray(proba, dtype=np.float64)
     picked = proba[np.arange(len(y_index)), y_index]
     return -np.log(np.clip(picked, _EPS, 1.0))

@@ -51,6 +51,31 @@ class PruningScorer:
         ``combined`` accuracy − weight·ξ.
     weight : float, default=1.0
         Weight of ξ in ``combined``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn import config_context
+    >>> from sklearn.datasets import make_classification
+    >>> from sklearn.model_selection import cross_validate
+    >>> from fairprune_sk import PrunableNetClassifier
+    >>> from fairprune_sk.metrics import make_pruning_scorer, pruning_scorers
+    >>> from fairprune_sk.models import MLP
+    >>> X, y = make_classification(n_samples=200, n_features=8, random_state=0)
+    >>> X = X.astype(np.float32)
+    >>> group = np.where(X[:, 0] > 0, "a", "b")
+    >>> net = PrunableNetClassifier(MLP, max_epochs=10, lr=0.1, pruning_rate=0.5, verbose=0,
+    ...                             random_state=0)
+    >>> scorer = make_pruning_scorer("fairness_violation")
+    >>> xi = -scorer(net.fit(X, y), X, y, sensitive_features=group)  # greater is better: -xi
+    >>> bool(xi >= 0)
+    True
+    >>> with config_context(enable_metadata_routing=True):
+    ...     scores = cross_validate(net, X, y, cv=2, scoring=pruning_scorers(),
+    ...                             params={"sensitive_features": group})
+    >>> sorted(name for name in scores if name.startswith("test_"))
+    ['test_accuracy', 'test_combined', 'test_neg_accuracy_gap', 'test_neg_fairness_violation',
+     'test_neg_max_excess_accuracy_gap']
     """
 
     def __init__(self, metric: str, *, weight: float = 1.0) -> None:
