@@ -272,6 +272,13 @@ class BasicBlock(nn.Module):
     stride : int, default=1
         Stride of the first convolution; when it is not 1 or the channels change, the
         shortcut is a 1x1 convolution with batch norm.
+
+    Examples
+    --------
+    >>> import torch
+    >>> block = BasicBlock(8, 16, stride=2)
+    >>> block(torch.zeros(2, 8, 32, 32)).shape
+    torch.Size([2, 16, 16, 16])
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:

@@ -18,9 +18,12 @@ training and test rows of a dataset Bunch such as ``load_adult()``'s.
 from __future__ import annotations
 
 import doctest
+import functools
 import importlib
+import operator
 import re
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -35,7 +38,12 @@ DOCTEST_MODULES = sorted(
     for path in PACKAGE.rglob("*.py")
     if ">>>" in path.read_text(encoding="utf-8")
 )
-DOCTEST_FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+PYTEST_OPTIONS = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
+    "pytest"]["ini_options"]
+#: pyproject's ``doctest_optionflags``, so that ``pytest --doctest-modules`` agrees with this test.
+DOCTEST_FLAGS = functools.reduce(
+    operator.or_, (doctest.OPTIONFLAGS_BY_NAME[n] for n in PYTEST_OPTIONS["doctest_optionflags"]), 0
+)
 
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 MARKER = re.compile(r"<!--\s*test:\s*(.*?)\s*-->")

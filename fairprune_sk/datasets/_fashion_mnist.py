@@ -86,6 +86,23 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     ValueError
         If the file is not a valid IDX file: bad magic number, unknown type code, truncated
         header or data, or trailing bytes.
+
+    Examples
+    --------
+    A 2 x 3 uint8 array: the bytes ``00 00 08 02``, the two dimensions, then the data.
+
+    >>> import struct
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from fairprune_sk.datasets import read_idx
+    >>> path = Path(tempfile.mkdtemp()) / "tiny-idx2-ubyte"
+    >>> header = bytes([0, 0, 0x08, 2]) + struct.pack(">II", 2, 3)  # uint8, 2-D, 2 x 3
+    >>> _ = path.write_bytes(header + bytes(range(6)))
+    >>> read_idx(path)
+    array([[0, 1, 2],
+           [3, 4, 5]], dtype=uint8)
+    >>> path.unlink()
+    >>> path.parent.rmdir()
     """
     path = Path(path)
     with open(path, "rb") as fh:

@@ -28,6 +28,14 @@ def _check_predictions(y_pred: Any, name: str, n_samples: int) -> np.ndarray:
     return y_pred
 
 
+def _group_accuracy(y_true: Any, y_pred: Any, sensitive_features: Any) -> np.ndarray:
+    """Accuracy of ``y_pred`` in every group, in the order of the group codes."""
+    y_true = np.asarray(y_true).ravel()
+    y_pred = _check_predictions(y_pred, "y_pred", len(y_true))
+    groups = group_codes(sensitive_features, len(y_true))
+    return group_mean((y_true == y_pred).astype(np.float64), groups)
+
+
 def excess_risk(
     y_true: Any,
     proba_pruned: np.ndarray,
@@ -113,10 +121,7 @@ def accuracy_gap(y_true: Any, y_pred: Any, *, sensitive_features: Any) -> float:
     >>> accuracy_gap([0, 1, 0, 1], [0, 1, 1, 1], sensitive_features=["a", "a", "b", "b"])
     0.5
     """
-    y_true = np.asarray(y_true).ravel()
-    y_pred = _check_predictions(y_pred, "y_pred", len(y_true))
-    groups = group_codes(sensitive_features, len(y_true))
-    accuracy = group_mean((y_true == y_pred).astype(np.float64), groups)
+    accuracy = _group_accuracy(y_true, y_pred, sensitive_features)
     return float(accuracy.max() - accuracy.min())
 
 
@@ -129,10 +134,7 @@ def worst_group_accuracy(y_true: Any, y_pred: Any, *, sensitive_features: Any) -
     >>> worst_group_accuracy([0, 1, 0, 1], [0, 1, 1, 1], sensitive_features=["a", "a", "b", "b"])
     0.5
     """
-    y_true = np.asarray(y_true).ravel()
-    y_pred = _check_predictions(y_pred, "y_pred", len(y_true))
-    groups = group_codes(sensitive_features, len(y_true))
-    return float(group_mean((y_true == y_pred).astype(np.float64), groups).min())
+    return float(_group_accuracy(y_true, y_pred, sensitive_features).min())
 
 
 def excess_accuracy_gap(

@@ -108,7 +108,14 @@ def group_codes(sensitive_features: Any, n_samples: int | None = None) -> GroupC
 
 
 def group_sum(values: np.ndarray, groups: GroupCodes) -> np.ndarray:
-    """Sum ``values`` per group with one ``bincount`` (no loop over rows)."""
+    """Sum ``values`` per group with one ``bincount`` (no loop over rows).
+
+    Examples
+    --------
+    >>> from fairprune_sk.metrics import group_codes, group_sum
+    >>> group_sum([1.0, 2.0, 3.0], group_codes(["b", "a", "b"])).tolist()
+    [2.0, 4.0]
+    """
     return np.bincount(groups.codes, weights=values, minlength=groups.n_groups)
 
 

@@ -125,12 +125,26 @@ class PruningScorer:
 
 
 def make_pruning_scorer(metric: str = "combined", *, weight: float = 1.0) -> PruningScorer:
-    """A :class:`PruningScorer` (see there); ``combined`` is accuracy − weight · ξ."""
+    """A :class:`PruningScorer` (see there); ``combined`` is accuracy − weight · ξ.
+
+    Examples
+    --------
+    >>> from fairprune_sk.metrics import make_pruning_scorer
+    >>> make_pruning_scorer("combined", weight=2.0)
+    PruningScorer('combined', weight=2.0)
+    """
     return PruningScorer(metric, weight=weight)
 
 
 def pruning_scorers(weight: float = 1.0) -> dict[str, PruningScorer]:
-    """All five scorers, for multi-metric ``scoring=`` (``refit`` picks the one to select on)."""
+    """All five scorers, for multi-metric ``scoring=`` (``refit`` picks the one to select on).
+
+    Examples
+    --------
+    >>> from fairprune_sk.metrics import pruning_scorers
+    >>> pruning_scorers(weight=0.5)["combined"]
+    PruningScorer('combined', weight=0.5)
+    """
     return {
         "accuracy": PruningScorer("accuracy"),
         "neg_fairness_violation": PruningScorer("fairness_violation"),
