@@ -10,113 +10,40 @@ search over ``pruning_rate``. ``prune`` prunes a fitted net in place and keeps t
 from __future__ import annotations
 
 import inspect
-import os
-import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from numbers import Integral, Real
 from typing import Any, Self
 
 import numpy as np
-import torch
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, validate_data
 from skorch import NeuralNetClassifier
-from skorch.callbacks import Callback, EpochScoring, PrintLog
-from skorch.dataset import Dataset
-from skorch.utils import to_tensor
+from skorch.callbacks import EpochScoring
 from torch import nn
-from torch.nn.utils import prune as torch_prune
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset
 
 from . import pruning
+from ._net_callbacks import PruningLog, TerminalPrintLog, index_accuracy
+from ._net_data import INPUT_KEY, SAMPLE_WEIGHT_KEY, InMemoryBatches, NetDataMixin
+from ._net_loop import LoopHooksMixin
+from ._net_state import NetStateMixin
+from ._persistence import PersistenceMixin
 from ._validation import check_int, check_params, torch_seed
-from .pruning._masks import pruning_hooks
 
-#: Key of the input array when a net's training data travels as a dict with per-sample metadata.
-INPUT_KEY = "X"
-SAMPLE_WEIGHT_KEY = "sample_weight"
+__all__ = [
+    "INPUT_KEY",
+    "PRUNING_SCHEDULES",
+    "SAMPLE_WEIGHT_KEY",
+    "InMemoryBatches",
+    "PruningLog",
+    "PrunableNetClassifier",
+    "TerminalPrintLog",
+]
 
 PRUNING_SCHEDULES = ("one_shot", "iterative")
 
 
-def _index_accuracy(net: NeuralNetClassifier, X: Any, y: Any) -> float:
-    """Validation accuracy on the internal (label-encoded) data, for skorch's ``valid_acc``."""
-    proba = NeuralNetClassifier.predict_proba(net, X)
-    return float(np.mean(proba.argmax(axis=1) == np.asarray(y)))
 
-
-def _clone_state(value: Any) -> Any:
-    """A copy of an optimizer's ``state_dict``: tensors cloned, containers rebuilt."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {key: _clone_state(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_clone_state(item) for item in value)
-    return value
-
-
-def _copy_row(row: Any) -> Any:
-    """A history row whose dict and batch list can be appended to without touching ``row``."""
-    if not isinstance(row, dict):
-        return row
-    return {**row, "batches": [dict(batch) for batch in row.get("batches", [])]}
-
-
-def _match_pruning(module: nn.Module, state_dict: Mapping, prefix: str = "") -> bool:
-    """Prune / unprune the tensors of ``module`` so that its keys match ``state_dict``'s.
-
-    A plain tensor ``w`` whose state has ``w_orig`` and ``w_mask`` gets torch's pruning
-    reparametrisation with that mask; a pruned tensor whose state has a plain ``w`` loses it.
-    Returns whether anything changed.
-    """
-    changed = False
-    for qualname, sub, name, _ in list(pruning_hooks(module)):
-        key = f"{prefix}{qualname}.{name}" if qualname else f"{prefix}{name}"
-        if key in state_dict and f"{key}_orig" not in state_dict:
-            torch_prune.remove(sub, name)
-            changed = True
-    for qualname, sub in list(module.named_modules()):
-        for name in list(sub._parameters):
-            key = f"{prefix}{qualname}.{name}" if qualname else f"{prefix}{name}"
-            mask = state_dict.get(f"{key}_mask")
-            if mask is not None and f"{key}_orig" in state_dict and key not in state_dict:
-                parameter = getattr(sub, name)
-                torch_prune.custom_from_mask(
-                    sub, name, mask=mask.to(device=parameter.device, dtype=parameter.dtype)
-                )
-                changed = True
-    return changed
-
-
-class PruningLog(Callback):
-    """Records each epoch's phase (``train`` / ``fine_tune``) and sparsity in ``history``."""
-
-    def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
-        net.history.record("phase", getattr(net, "_phase", "train"))
-        net.history.record("sparsity", float(pruning.sparsity(net.module_)))
-
-
-class TerminalPrintLog(PrintLog):
-    """skorch's ``PrintLog`` that colours the best values only when they go to a terminal.
-
-    skorch marks each epoch's best scores with ANSI colour codes; in a log file (stdout not a
-    terminal, or a ``sink`` other than ``print``) they are noise, so the values are printed plain.
-    ``NO_COLOR`` in the environment (no-color.org) turns colours off on a terminal too.
-    """
-
-    def format_row(self, row: Any, key: str, color: str) -> Any:
-        stream = sys.stdout
-        colours = (self.sink is print and not os.environ.get("NO_COLOR")
-                   and hasattr(stream, "isatty") and stream.isatty())
-        if not colours and row.get(f"{key}_best"):
-            row = {**row, f"{key}_best": False}  # the same number, without the colour codes
-        return super().format_row(row, key, color)
-
-
-class PrunableNetClassifier(NeuralNetClassifier):
+class PrunableNetClassifier(
+    LoopHooksMixin, NetDataMixin, NetStateMixin, PersistenceMixin, NeuralNetClassifier
+):
     """A skorch classifier that can be pruned, audited and fine-tuned with its masks held.
 
     Parameters
@@ -164,6 +91,9 @@ class PrunableNetClassifier(NeuralNetClassifier):
         The dense weights θ* kept by the first pruning (plain tensors on CPU); None if never pruned.
     sparsity_ : float
         Achieved fraction of prunable weights that are zero.
+    phase_ : {"train", "fine_tune"}
+        What the epochs being run are: dense training, or fine-tuning with the masks held
+        (recorded as ``phase`` in ``history``; "train" between runs).
     classes_ : ndarray of shape (n_classes,)
         Class labels seen in ``fit``.
     n_features_in_ : int
@@ -171,11 +101,17 @@ class PrunableNetClassifier(NeuralNetClassifier):
 
     Examples
     --------
+    >>> from sklearn.datasets import make_classification
     >>> from fairprune_sk import PrunableNetClassifier
     >>> from fairprune_sk.models import MLP
-    >>> net = PrunableNetClassifier(MLP, max_epochs=5, lr=0.05, random_state=0, verbose=0)
-    >>> net.fit(X, y).prune(0.8).sparsity_                      # doctest: +SKIP
+    >>> X, y = make_classification(n_samples=200, n_features=8, random_state=0)
+    >>> net = PrunableNetClassifier(MLP, max_epochs=2, lr=0.05, random_state=0)
+    >>> round(net.fit(X, y).prune(0.8).sparsity_, 2)
     0.8
+    >>> net.dense_reference().sparsity_
+    0.0
+    >>> net.fine_tune(X, y, epochs=1).history[-1, "phase"]
+    'fine_tune'
     """
 
     _parameter_constraints: dict = {
@@ -225,15 +161,20 @@ class PrunableNetClassifier(NeuralNetClassifier):
         callbacks = dict(super()._default_callbacks)
         # valid_acc on the label-encoded internal data; the phase/sparsity log before printing
         callbacks["valid_acc"] = EpochScoring(
-            _index_accuracy, name="valid_acc", lower_is_better=False
+            index_accuracy, name="valid_acc", lower_is_better=False
         )
         callbacks.pop("print_log")  # ours: ANSI colours only on a terminal
         return [*callbacks.items(), ("pruning_log", PruningLog()),
                 ("print_log", TerminalPrintLog())]
 
     def _get_param_names(self) -> list[str]:
-        """Parameters are the public attributes; skorch's private bookkeeping is not one."""
-        return [name for name in super()._get_param_names() if not name.startswith("_")]
+        """skorch's parameter names, less its ``_params_to_validate`` bookkeeping.
+
+        skorch 1.4 lists that private set among the parameters (sklearn's ``check_set_params``
+        rejects it). Nothing else private lives on the net: the dual state of
+        :class:`~fairprune_sk.FairConstrainedNet` is owned by its callback.
+        """
+        return [name for name in super()._get_param_names() if name != "_params_to_validate"]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -244,32 +185,6 @@ class PrunableNetClassifier(NeuralNetClassifier):
     def _validate_own_params(self) -> None:
         """Check the parameters this class adds (skorch validates only its own)."""
         check_params(self)
-
-    def get_iterator(self, dataset: Any, training: bool = False) -> Any:
-        """Batches by slicing the in-memory arrays once per batch, not once per sample.
-
-        skorch's default ``DataLoader`` indexes and collates sample by sample, which dominates
-        an epoch of a small tabular net. For skorch's own in-memory ``Dataset`` (or a ``Subset``
-        of it) and the default ``DataLoader``, a ``BatchSampler`` hands whole index lists to the
-        dataset instead; shuffling, batch size and the other loader options are unchanged.
-        Custom datasets, iterators, samplers or collate functions take skorch's path.
-        """
-        iterator = self.iterator_train if training else self.iterator_valid
-        kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
-        base = dataset.dataset if isinstance(dataset, Subset) else dataset
-        custom = {"sampler", "batch_sampler", "collate_fn"} & set(kwargs)
-        if iterator is not DataLoader or type(base) is not Dataset or custom:
-            return super().get_iterator(dataset, training=training)
-        batch_size = kwargs.pop("batch_size", self.batch_size)
-        batch_size = len(dataset) if batch_size == -1 else batch_size
-        order = (
-            RandomSampler(dataset) if kwargs.pop("shuffle", False) else SequentialSampler(dataset)
-        )
-        batches = BatchSampler(order, batch_size, drop_last=kwargs.pop("drop_last", False))
-        return DataLoader(dataset, batch_size=None, sampler=batches, **kwargs)
-
-    def check_data(self, X: Any, y: Any) -> None:
-        """Data are validated by ``fit`` / ``partial_fit`` before they reach skorch."""
 
     def initialize_module(self) -> Self:
         """Build ``module_``, filling ``n_features``/``n_classes``/``input_shape`` from the data."""
@@ -291,120 +206,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
             inferred["n_classes"] = len(self.classes_)
         return inferred
 
-    @contextmanager
-    def _seeded(self, offset: int = 0) -> Iterator[None]:
-        """Seed torch from ``random_state`` and restore the caller's RNG state afterwards."""
-        seed = torch_seed(self.random_state, offset)
-        if seed is None:
-            yield
-            return
-        devices = [] if str(self.device).startswith("cpu") else None
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            yield
-
     # ------------------------------------------------------------------------------------------
-    # data
-    # ------------------------------------------------------------------------------------------
-    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
-        return validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=True)
-
-    def _validate_training_data(
-        self, X: Any, y: Any, *, reset: bool, classes: Any = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Validate X and y; return float32 X, encoded y and the classes (nothing is stored).
-
-        ``classes`` is ``partial_fit``'s argument: read before any check on y, so a first batch
-        holding one class only trains when ``classes`` names them all.
-        """
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None"
-            )
-        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, allow_nd=True)
-        check_classification_targets(y)
-        classes = self._training_classes(y, reset=reset, given=classes)
-        from .metrics import encode_labels
-
-        return X, encode_labels(y, classes), classes
-
-    def _training_classes(self, y: np.ndarray, *, reset: bool, given: Any) -> np.ndarray:
-        """The classes to encode y with: ``classes_`` once fitted, else the ``classes``
-        parameter (in its own order, sorted or not), else ``partial_fit``'s ``classes``
-        (sorted, as sklearn's ``partial_fit``), else the labels of y."""
-        if given is not None:
-            given = np.unique(np.asarray(given))
-        if not reset:
-            classes = np.asarray(self.classes_)
-        elif self.classes is not None:
-            classes = np.asarray(self.classes)
-            if len(np.unique(classes)) != len(classes):
-                raise ValueError(f"classes has duplicate labels: {classes.tolist()}")
-        elif given is not None:
-            classes = given
-        else:
-            classes = np.unique(y)
-        if given is not None and not np.array_equal(np.unique(classes), given):
-            raise ValueError(
-                f"classes={given.tolist()} differs from the classes of this net "
-                f"{classes.tolist()}; pass the same classes (or none)"
-            )
-        if len(classes) < 2:
-            raise ValueError(
-                "Classifier can't train when only one class is present; "
-                f"y has the single class {classes.tolist()}"
-            )
-        return classes
-
-    def _check_sample_weight(self, sample_weight: Any, X: np.ndarray) -> np.ndarray | None:
-        """Normalise weights to mean 1 so the loss scale (and lr) does not depend on them."""
-        if sample_weight is None:
-            return None
-        weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-        total = weight.sum()
-        if total <= 0:
-            raise ValueError(
-                "sample_weight sums to zero; at least one sample needs a positive weight"
-            )
-        if np.all(weight == weight[0]):
-            return None  # uniform weights: exactly the unweighted loss
-        return (weight * (len(weight) / total)).astype(np.float32)
-
-    def _training_input(self, X: np.ndarray, **per_sample: np.ndarray | None) -> Any:
-        """X as skorch will batch it: a dict when per-sample metadata must travel with it."""
-        extras = {key: value for key, value in per_sample.items() if value is not None}
-        if not extras:
-            return X
-        return {INPUT_KEY: X, **extras}
-
-    # ------------------------------------------------------------------------------------------
-    # forward and loss
-    # ------------------------------------------------------------------------------------------
-    def infer(self, x: Any, **fit_params: Any) -> torch.Tensor:
-        """Forward a batch; per-sample metadata riding along in a dict batch is left out."""
-        if isinstance(x, Mapping) and INPUT_KEY in x:
-            x = x[INPUT_KEY]
-        return super().infer(x, **fit_params)
-
-    def per_sample_loss(self, y_pred: torch.Tensor, y_true: Any) -> torch.Tensor:
-        """The criterion with ``reduction="none"``: one loss per sample of the batch."""
-        reduction = self.criterion_.reduction
-        self.criterion_.reduction = "none"
-        try:
-            return super().get_loss(y_pred, y_true)
-        finally:
-            self.criterion_.reduction = reduction
-
-    def get_loss(
-        self, y_pred: torch.Tensor, y_true: Any, X: Any = None, training: bool = False
-    ) -> torch.Tensor:
-        """Mean loss, weighted by the batch's ``sample_weight`` when the data carry one."""
-        weight = X.get(SAMPLE_WEIGHT_KEY) if isinstance(X, Mapping) else None
-        if weight is None:
-            return super().get_loss(y_pred, y_true, X=X, training=training)
-        losses = self.per_sample_loss(y_pred, y_true)
-        return (losses * to_tensor(weight, device=losses.device)).mean()
-
     # ------------------------------------------------------------------------------------------
     # fit / partial_fit
     # ------------------------------------------------------------------------------------------
@@ -446,7 +248,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
                 self.dense_state_dict_ = None
             pruning.prunable_tensors(self.module_, keep_dense=tuple(self.keep_dense))
             self.sparsity_ = float(pruning.sparsity(self.module_))
-            self._phase = "train"
+            self.phase_ = "train"
             super().partial_fit(data, y_index, _routing_method="fit")
             if self.pruning_rate > 0:
                 data = self._fine_tuning_input(data, y_index)
@@ -471,14 +273,14 @@ class PrunableNetClassifier(NeuralNetClassifier):
         """Run ``epochs`` epochs of skorch's loop on the current (possibly masked) module."""
         if epochs <= 0:
             return
-        self._phase = phase
+        self.phase_ = phase
         self.notify("on_train_begin", X=data, y=y_index)
         try:
             self.fit_loop(data, y_index, epochs=epochs, _routing_method="partial_fit")
         except KeyboardInterrupt:
             pass
         self.notify("on_train_end", X=data, y=y_index)
-        self._phase = "train"
+        self.phase_ = "train"
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> Self:
         """Train ``max_epochs`` more epochs; a pruned net keeps its masks (zeros stay zero).
@@ -550,76 +352,6 @@ class PrunableNetClassifier(NeuralNetClassifier):
                 )
                 pruning.detach_pruned_weights(self.module_)
         return self
-
-    def _trains_in_place(self) -> bool:
-        """Whether ``fit`` will train existing torch objects (warm start, a module instance)."""
-        return bool(self.warm_start) or isinstance(self.module, nn.Module)
-
-    # ------------------------------------------------------------------------------------------
-    # state without wholesale copies
-    # ------------------------------------------------------------------------------------------
-    def _torch_state_objects(self) -> list[Any]:
-        """The modules, criteria and optimizers that training changes in place (no duplicates)."""
-        names = [f"{name}_" for name in (*self._modules, *self._criteria, *self._optimizers)]
-        objects = [getattr(self, name, None) for name in names]
-        if isinstance(self.module, nn.Module):
-            objects.append(self.module)  # trained in place when it is module_ itself
-        unique = {id(obj): obj for obj in objects if hasattr(obj, "state_dict")}
-        return list(unique.values())
-
-    @contextmanager
-    def _transaction(self, *, in_place: bool) -> Iterator[None]:
-        """Restore the estimator's state if the block raises (a failed fit changes nothing).
-
-        The attributes are restored from a shallow copy of ``__dict__`` (new objects built in
-        the block are dropped; the user's callback objects are the same objects). What the
-        block may change *in place* is snapshotted on its own, and only with ``in_place``
-        (warm starts, ``partial_fit``, a module instance): the state dicts of the modules,
-        criteria and optimizers (cloned tensors) and the length of the history. Nothing else
-        is copied, so callbacks holding locks or writers (loggers) are never copied.
-        """
-        saved = dict(self.__dict__)
-        states = []
-        if in_place:
-            for obj in self._torch_state_objects():
-                state = obj.state_dict()
-                if isinstance(obj, torch.optim.Optimizer):
-                    state = _clone_state(state)
-                else:
-                    state = {key: value.detach().clone() for key, value in state.items()}
-                states.append((obj, state))
-        history = saved.get("history_")
-        n_rows = len(history) if history is not None else 0
-        try:
-            yield
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            for obj, state in states:
-                obj.load_state_dict(state)
-            if history is not None:
-                del history[n_rows:]
-            if hasattr(self, "module_"):
-                pruning.detach_pruned_weights(self.module_)
-            raise
-
-    def _sibling(self, module: nn.Module) -> Self:
-        """A fitted estimator like this one, with its own ``module``, optimizer and history.
-
-        Parameters, fitted attributes and the callback objects are shared (nothing is
-        deep-copied, so a logger holding a lock keeps working and keeps logging); the history
-        rows are copied, so training the sibling does not write into this net's history.
-        """
-        sibling = object.__new__(type(self))
-        sibling.__dict__.update(self.__dict__)
-        for registry in ("_modules", "_criteria", "_optimizers"):
-            if registry in self.__dict__:
-                setattr(sibling, registry, list(self.__dict__[registry]))
-        sibling.module_ = module
-        sibling.callbacks_ = list(self.callbacks_)
-        sibling.history_ = type(self.history_)(_copy_row(row) for row in self.history_)
-        sibling.initialize_optimizer()
-        return sibling
 
     # ------------------------------------------------------------------------------------------
     # pruning
@@ -782,127 +514,3 @@ class PrunableNetClassifier(NeuralNetClassifier):
         """Predicted class labels (of the same type as the ``y`` seen in fit)."""
         proba = self.predict_proba(X)
         return np.asarray(self.classes_)[proba.argmax(axis=1)]
-
-    # ------------------------------------------------------------------------------------------
-    # persistence
-    # ------------------------------------------------------------------------------------------
-    def save_params(
-        self,
-        f_params: Any = None,
-        f_optimizer: Any = None,
-        f_criterion: Any = None,
-        f_history: Any = None,
-        use_safetensors: bool = False,
-        *,
-        f_dense_state_dict: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        """skorch's ``save_params``, plus θ*; a pruned module is saved with its masks.
-
-        ``f_params`` holds the module's ``state_dict`` as it is: a pruned tensor is saved as
-        ``<name>_orig`` and ``<name>_mask`` (torch's reparametrisation), so the masks travel
-        with the weights. ``f_dense_state_dict`` saves the dense weights θ*
-        (``dense_state_dict_``), which the audit (:meth:`dense_reference`) needs. Fitted
-        attributes (``classes_``, ``n_features_in_``, ...) are not saved: load into a net
-        built with the same ``module__*`` parameters (``n_features``, ``n_classes``) and
-        ``classes``, or pickle the whole net.
-
-        Examples
-        --------
-        >>> net.save_params(f_params="w.pt", f_optimizer="opt.pt", f_history="h.json",
-        ...                 f_dense_state_dict="dense.pt")                 # doctest: +SKIP
-        >>> new = PrunableNetClassifier(MLP, module__n_features=8, module__n_classes=2,
-        ...                             classes=[0, 1]).initialize()       # doctest: +SKIP
-        >>> new.load_params(f_params="w.pt", f_optimizer="opt.pt", f_history="h.json",
-        ...                 f_dense_state_dict="dense.pt")                 # doctest: +SKIP
-        """
-        super().save_params(
-            f_params=f_params,
-            f_optimizer=f_optimizer,
-            f_criterion=f_criterion,
-            f_history=f_history,
-            use_safetensors=use_safetensors,
-            **kwargs,
-        )
-        if f_dense_state_dict is None:
-            return
-        state = getattr(self, "dense_state_dict_", None)
-        if state is None:
-            raise ValueError(
-                f"this {type(self).__name__} was never pruned: it has no dense_state_dict_ "
-                "to save (leave f_dense_state_dict out)"
-            )
-        if use_safetensors:
-            from safetensors.torch import save, save_file
-
-            if isinstance(f_dense_state_dict, str | os.PathLike):
-                save_file(dict(state), f_dense_state_dict)
-            else:
-                f_dense_state_dict.write(save(dict(state)))
-        else:
-            torch.save(dict(state), f_dense_state_dict)
-
-    def load_params(
-        self,
-        f_params: Any = None,
-        f_optimizer: Any = None,
-        f_criterion: Any = None,
-        f_history: Any = None,
-        checkpoint: Any = None,
-        use_safetensors: bool = False,
-        *,
-        f_dense_state_dict: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        """skorch's ``load_params``; the module takes the pruning of the state it loads.
-
-        A state saved from a pruned net (``<name>_orig`` / ``<name>_mask``) installs the same
-        masks on an unpruned module before loading (and a dense state removes them), then
-        re-initialises the optimizer so that a saved optimizer state (``f_optimizer``) matches
-        the parameters; ``sparsity_`` is recomputed. ``f_dense_state_dict`` loads θ*
-        (see :meth:`save_params`).
-        """
-        handles = [
-            module.register_load_state_dict_pre_hook(self._match_pruning_hook)
-            for module in self._torch_state_objects()
-            if isinstance(module, nn.Module)
-        ]
-        try:
-            super().load_params(
-                f_params=f_params,
-                f_optimizer=f_optimizer,
-                f_criterion=f_criterion,
-                f_history=f_history,
-                checkpoint=checkpoint,
-                use_safetensors=use_safetensors,
-                **kwargs,
-            )
-        finally:
-            for handle in handles:
-                handle.remove()
-        if f_dense_state_dict is not None:
-            if use_safetensors:
-                from safetensors.torch import load, load_file
-
-                if isinstance(f_dense_state_dict, str | os.PathLike):
-                    state = load_file(f_dense_state_dict)
-                else:
-                    state = load(f_dense_state_dict.read())
-            else:
-                state = torch.load(f_dense_state_dict, map_location="cpu", weights_only=True)
-            self.dense_state_dict_ = {key: value.cpu() for key, value in state.items()}
-        if self.initialized_ and hasattr(self, "module_"):
-            pruning.detach_pruned_weights(self.module_)
-            self.sparsity_ = float(pruning.sparsity(self.module_))
-
-    def _match_pruning_hook(self, module: nn.Module, state_dict: Mapping, prefix: str,
-                            *args: Any) -> None:
-        """Before a module loads ``state_dict``: give it the pruning reparametrisation the state
-        has (masks on, or off), and rebuild the optimizer if that changed the parameters."""
-        if _match_pruning(module, state_dict, prefix) and module is getattr(self, "module_", None):
-            self.initialize_optimizer()
-
-    def __getstate__(self) -> dict:
-        if getattr(self, "initialized_", False) and hasattr(self, "module_"):
-            pruning.detach_pruned_weights(self.module_)
-        return super().__getstate__()

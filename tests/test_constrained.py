@@ -281,6 +281,7 @@ from fairprune_sk.constrained import (  # noqa: E402
     INPUT_KEY,
     REFERENCE_CORRECT_KEY,
     REFERENCE_LOSS_KEY,
+    SAMPLE_WEIGHT_KEY,
     DivergenceError,
     GroupReplayBuffer,
     dual_step,
@@ -289,6 +290,11 @@ from fairprune_sk.constrained import (  # noqa: E402
 )
 
 CEAG = dict(constraint_target="accuracy_gap", pruning_rate=0.7, fine_tune_epochs=2)
+
+
+def dual_state(fair):
+    """The dual state, owned by the net's DualAscent callback."""
+    return dict(fair.callbacks_)["dual_ascent"].state_
 
 
 def test_auto_parameters_resolve_per_target(tabular):
@@ -304,8 +310,9 @@ def test_proxy_gradient_equals_autograd_of_the_formula(tabular):
     X, y, group = tabular
     X = X.astype(np.float32)
     fair = make_fair(max_epochs=1, **CEAG).fit(X, y, sensitive_features=group)
-    fair._phase, fair._heldout = "fine_tune", None
-    fair._multipliers = np.array([0.3, 0.0, 0.8])  # group "b" unpenalised
+    state = dual_state(fair)
+    fair.phase_, state.heldout = "fine_tune", None
+    state.multipliers = np.array([0.3, 0.0, 0.8])  # group "b" unpenalised
     rows = np.arange(64)
     codes = fair._encode_groups(group, len(y))[rows]
     reference = np.random.default_rng(0).uniform(0.1, 1.0, len(rows)).astype(np.float32)
@@ -322,13 +329,65 @@ def test_proxy_gradient_equals_autograd_of_the_formula(tabular):
     excess = torch.nn.functional.cross_entropy(logits, y_true, reduction="none") - torch.as_tensor(
         reference)
     overall = excess.mean()
-    lam = torch.as_tensor(fair._multipliers, dtype=torch.float32)
+    lam = torch.as_tensor(state.multipliers, dtype=torch.float32)
     proxy = torch.stack([excess[torch.as_tensor(codes == g)].mean() - overall.detach()
                          for g in range(3)])
     mean_loss = torch.nn.functional.cross_entropy(logits, y_true)
     ((mean_loss + (lam * proxy).sum()) / (1 + lam.sum())).backward()
     for got, expected in zip(ours, (p.grad for p in fair.module_.parameters()), strict=True):
         torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("target", ["group_loss", "excess_risk"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dynamics", ["gradient", "damped"])
+def test_group_lagrangian_gradient_equals_autograd_of_the_formula(
+    tabular, target, weighted, dynamics
+):
+    X, y, group = tabular
+    X = X.astype(np.float32)
+    fair = make_fair(max_epochs=1, dual_dynamics=dynamics, constraint_phase="before")
+    fair.fit(X, y, sensitive_features=group)
+    state = dual_state(fair)
+    state.multipliers = np.array([0.3, 0.0, 0.8])  # group "b" unpenalised
+    rng = np.random.default_rng(0)
+    rows = np.arange(64)
+    codes = fair._encode_groups(group, len(y))[rows]
+    batch = {INPUT_KEY: X[rows], GROUP_KEY: codes}
+    weight = torch.ones(len(rows))
+    if weighted:
+        weight = torch.as_tensor(rng.uniform(0.2, 2.0, len(rows)).astype(np.float32))
+        batch[SAMPLE_WEIGHT_KEY] = weight.numpy()
+    reference = torch.zeros(len(rows))
+    if target == "excess_risk":
+        reference = torch.as_tensor(rng.uniform(0.1, 1.0, len(rows)).astype(np.float32))
+        batch[REFERENCE_LOSS_KEY] = reference.numpy()
+    y_true = torch.as_tensor(y[rows])
+
+    fair.module_.zero_grad()
+    ours = fair.get_loss(fair.infer(batch), y_true, X=batch, training=True)
+    ours.backward()
+    ours_grad = [p.grad.clone() for p in fair.module_.parameters()]
+
+    fair.module_.zero_grad()
+    losses = torch.nn.functional.cross_entropy(
+        fair.module_(torch.as_tensor(X[rows])), y_true, reduction="none"
+    )
+    excess = losses - reference
+    overall = (excess * weight).sum() / weight.sum()
+    lam = torch.as_tensor(state.multipliers, dtype=torch.float32)
+    gaps = torch.stack([
+        (excess * weight)[torch.as_tensor(codes == g)].sum()
+        / weight[torch.as_tensor(codes == g)].sum() - overall
+        for g in range(3)
+    ])
+    expected = (losses * weight).mean() + (lam * gaps.abs()).sum()
+    if dynamics == "damped":
+        expected = expected / (1 + lam.sum())
+    expected.backward()
+    torch.testing.assert_close(ours.detach(), expected.detach())
+    for got, want in zip(ours_grad, (p.grad for p in fair.module_.parameters()), strict=True):
+        torch.testing.assert_close(got, want)
 
 
 def test_dual_step_solves_a_toy_problem():
@@ -403,6 +462,19 @@ def test_divergence_stops_with_an_error_and_restores_the_net(tabular):
         assert torch.equal(value, fair.module_.state_dict()[key])
 
 
+def test_failed_partial_fit_restores_the_dual_state(tabular):
+    X, y, group = tabular
+    fair = make_fair(max_epochs=2, constraint_phase="before").fit(X, y, sensitive_features=group)
+    callback, replay = dict(fair.callbacks_)["dual_ascent"], dual_state(fair).replay
+    multipliers = fair.multipliers_.copy()
+    fair.set_params(dual_lr=1e30, max_epochs=6, lr=1.0)
+    with pytest.raises(DivergenceError):
+        fair.partial_fit(X, y, sensitive_features=group)
+    assert dict(fair.callbacks_)["dual_ascent"] is callback  # the same callback object
+    pd.testing.assert_series_equal(fair.multipliers_, multipliers)
+    assert dual_state(fair).replay is replay
+
+
 def test_constraint_split_is_stratified_by_group_and_label(tabular):
     X, y, group = tabular
     codes = pd.factorize(group)[0]
@@ -413,7 +485,7 @@ def test_constraint_split_is_stratified_by_group_and_label(tabular):
             assert held[stratum].sum() == np.floor(0.25 * stratum.sum() + 0.5)
     assert not np.array_equal(held, stratified_holdout(codes, y, 0.25, random_state=1))
     fair = make_fair(**{**CEAG, "constraint_split": 0.25}).fit(X, y, sensitive_features=group)
-    assert len(fair._heldout["y"]) == held.sum()
+    assert len(dual_state(fair).heldout["y"]) == held.sum()
     # the primal fine-tuning steps never see the held-out rows; dense training sees all
     rows_seen = [sum(batch["train_batch_size"] for batch in row["batches"]) for row in fair.history]
     phases = list(fair.history[:, "phase"])
@@ -449,7 +521,7 @@ def test_best_iterate_keeps_the_selected_weights(tabular):
     last = fair.history[-1]
     assert 1 <= last["selected_iterate"] <= last["iterates"]
     state = fair.module_.state_dict()
-    for key, value in fair._best_state.items():
+    for key, value in dual_state(fair).best_state.items():
         assert torch.equal(value, state[key]), key
     final = make_fair(best_iterate=False, **params).fit(X, y, sensitive_features=group)
     assert "selected_iterate" not in final.history[-1]

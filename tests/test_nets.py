@@ -345,3 +345,54 @@ def test_batch_slicing_iterator_trains_exactly_like_skorchs_per_sample_loader(ta
     for key, value in slow.module_.state_dict().items():
         torch.testing.assert_close(fast.module_.state_dict()[key], value)
     np.testing.assert_allclose(fast.predict_proba(X), slow.predict_proba(X), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shuffle, drop_last, subset", [
+    (True, False, False), (False, False, False), (True, True, True), (False, True, True)])
+def test_in_memory_batches_are_the_dataloaders_batches(shuffle, drop_last, subset):
+    from skorch.dataset import Dataset
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset
+
+    from fairprune_sk.nets import InMemoryBatches
+
+    rng = np.random.default_rng(0)
+    X = {"X": rng.normal(size=(50, 3)).astype(np.float32), "group": rng.integers(0, 3, 50)}
+    dataset = Dataset(X, rng.integers(0, 2, 50))
+    if subset:
+        dataset = Subset(dataset, rng.permutation(50)[:37].tolist())
+    order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+    loader = DataLoader(dataset, batch_size=None,
+                        sampler=BatchSampler(order, 8, drop_last=drop_last))
+    batches = InMemoryBatches.from_dataset(dataset, batch_size=8, shuffle=shuffle,
+                                           drop_last=drop_last)
+    runs = []
+    for iterable in (loader, batches):
+        torch.manual_seed(3)
+        epochs = [list(iterable) for _ in range(2)]  # a new order every epoch
+        runs.append((epochs, torch.rand(1)))  # and the same draws from torch's RNG
+    (expected, expected_next), (got, got_next) = runs
+    assert len(got[0]) == len(batches) == len(loader)
+    for expected_epoch, got_epoch in zip(expected, got, strict=True):
+        for (Xe, ye), (Xg, yg) in zip(expected_epoch, got_epoch, strict=True):
+            assert Xe.keys() == Xg.keys()
+            for key in Xe:
+                torch.testing.assert_close(Xg[key], Xe[key], rtol=0, atol=0)
+            torch.testing.assert_close(yg, ye, rtol=0, atol=0)
+    assert torch.equal(got_next, expected_next)
+
+
+def test_criterion_gives_per_sample_losses_and_get_loss_reduces_like_torch(tabular):
+    X, y, _ = tabular
+    class_weight = torch.tensor([0.3, 2.0])
+    net = make_net(max_epochs=1, criterion__weight=class_weight).fit(X, y)
+    assert net.criterion_.reduction == "none"
+    logits = torch.randn(20, 2)
+    target = torch.as_tensor(y[:20])
+    expected = torch.nn.functional.cross_entropy(logits, target, weight=class_weight)
+    torch.testing.assert_close(net.get_loss(logits, target), expected)
+    assert net.per_sample_loss(logits, target).shape == (20,)
+    criterion = torch.nn.CrossEntropyLoss()  # an instance: copied, not changed
+    net = make_net(max_epochs=1, criterion=criterion).fit(X, y)
+    assert criterion.reduction == "mean" and net.criterion_.reduction == "none"
+    with pytest.raises(ValueError, match=r"criterion__reduction must be 'none' \(got 'sum'\)"):
+        make_net(max_epochs=1, criterion__reduction="sum").fit(X, y)

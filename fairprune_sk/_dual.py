@@ -1,0 +1,165 @@
+"""The dual dynamics as pure functions: the dual step, the per-group replay buffer, ψ, and the
+stratified held-out split (each tested on its own; :mod:`fairprune_sk._dual_ascent` drives them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._validation import torch_seed
+
+__all__ = ["GroupReplayBuffer", "dual_step", "excess_accuracy_gap", "stratified_holdout"]
+
+
+def dual_step(
+    multipliers: np.ndarray,
+    violation: np.ndarray,
+    previous_error: np.ndarray,
+    *,
+    lr: float,
+    tolerance: float = 0.0,
+    cap: float | None = None,
+    damping: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One projected PI dual step on the inequality constraints ``violation ≤ tolerance``.
+
+    ``λ ← clip(λ + lr · (e + damping · (e − e_prev)), 0, cap)`` with ``e = violation − tolerance``;
+    ``damping=0`` and ``cap=None`` is plain projected dual ascent. Groups whose violation is NaN
+    (no estimate) keep their multiplier and their previous error.
+
+    Parameters
+    ----------
+    multipliers : ndarray of shape (n_groups,)
+        Current multipliers λ (not modified).
+    violation : ndarray of shape (n_groups,)
+        Measured constraint values; NaN where a group has no estimate.
+    previous_error : ndarray of shape (n_groups,)
+        ``e`` of the previous step (zeros before the first).
+    lr : float
+        Dual step size (``dual_lr``).
+    tolerance : float, default=0.0
+        ε of the constraints.
+    cap : float or None, default=None
+        Upper bound of every multiplier; None: unbounded.
+    damping : float, default=0.0
+        Proportional gain of the PI controller.
+
+    Returns
+    -------
+    multipliers, error : ndarray of shape (n_groups,)
+        The new multipliers and the error to pass as ``previous_error`` next time.
+    """
+    seen = ~np.isnan(violation)
+    error = np.asarray(previous_error, dtype=np.float64).copy()
+    updated = np.asarray(multipliers, dtype=np.float64).copy()
+    e = violation[seen] - tolerance
+    step = updated[seen] + lr * (e + damping * (e - error[seen]))
+    updated[seen] = np.clip(step, 0.0, np.inf if cap is None else cap)
+    error[seen] = e
+    return updated, error
+
+
+class GroupReplayBuffer:
+    """The last ``size`` values pushed for every group (a ring buffer per group).
+
+    Parameters
+    ----------
+    n_groups : int
+        Number of groups (codes ``0 .. n_groups - 1``).
+    size : int
+        Values kept per group.
+
+    Examples
+    --------
+    >>> buffer = GroupReplayBuffer(2, size=2)
+    >>> buffer.push(np.array([0, 0, 0, 1]), np.array([1.0, 2.0, 3.0, 5.0]))
+    >>> buffer.means()
+    array([2.5, 5. ])
+    """
+
+    def __init__(self, n_groups: int, size: int) -> None:
+        self.size = int(size)
+        self.values = np.zeros((n_groups, self.size))
+        self.count = np.zeros(n_groups, dtype=np.int64)
+        self.position = np.zeros(n_groups, dtype=np.int64)  # next slot to write
+
+    def push(self, codes: np.ndarray, values: np.ndarray) -> None:
+        """Append ``values`` (in order) to the buffers of their groups ``codes``."""
+        codes = np.asarray(codes, dtype=np.int64)
+        if not codes.size:
+            return
+        values = np.asarray(values, dtype=np.float64)
+        order = np.argsort(codes, kind="stable")
+        codes, values = codes[order], values[order]
+        counts = np.bincount(codes, minlength=len(self.count))
+        starts = np.cumsum(counts) - counts
+        rank = np.arange(len(codes)) - starts[codes]
+        overflow = np.maximum(counts - self.size, 0)[codes]  # only the last `size` survive
+        keep = rank >= overflow
+        slot = (self.position[codes] + rank - overflow)[keep] % self.size
+        self.values[codes[keep], slot] = values[keep]
+        written = np.minimum(counts, self.size)
+        self.position = (self.position + written) % self.size
+        self.count = np.minimum(self.count + counts, self.size)
+
+    def means(self) -> np.ndarray:
+        """Mean of each group's buffer; NaN for a group with nothing pushed yet."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(
+                self.count > 0, self.values.sum(axis=1) / np.maximum(self.count, 1), np.nan
+            )
+
+
+def excess_accuracy_gap(drop: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """ψ_g = drop_g − Σ_h share_h · drop_h, over the groups with an estimate.
+
+    Parameters
+    ----------
+    drop : ndarray of shape (n_groups,)
+        Accuracy drop ``acc_g(θ*) − acc_g(θ)`` per group; NaN where unknown.
+    shares : ndarray of shape (n_groups,)
+        Each group's share of the data, renormalised over the groups with an estimate.
+
+    Returns
+    -------
+    ndarray of shape (n_groups,)
+        ψ per group (NaN where ``drop`` is NaN).
+    """
+    seen = ~np.isnan(drop)
+    if not seen.any():
+        return drop.copy()
+    weights = shares[seen] / shares[seen].sum()
+    return drop - float(weights @ drop[seen])
+
+
+def stratified_holdout(
+    groups: np.ndarray, y: np.ndarray, fraction: float, random_state: Any = None
+) -> np.ndarray:
+    """A held-out mask with ``round(fraction · n)`` rows of every group × label stratum.
+
+    Parameters
+    ----------
+    groups, y : ndarray of shape (n_samples,)
+        Integer group codes and encoded labels.
+    fraction : float in (0, 1)
+        Share of each stratum held out.
+    random_state : int, RandomState or None
+        Which rows of a stratum are held out.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_samples,)
+        True for held-out rows.
+    """
+    strata = np.unique(np.stack([groups, y], axis=1), axis=0, return_inverse=True)[1].ravel()
+    rng = np.random.default_rng(torch_seed(random_state))
+    order = rng.permutation(len(strata))
+    order = order[np.argsort(strata[order], kind="stable")]
+    counts = np.bincount(strata)
+    starts = np.cumsum(counts) - counts
+    rank = np.empty(len(strata), dtype=np.int64)
+    rank[order] = np.arange(len(strata)) - starts[strata[order]]
+    n_held = np.floor(fraction * counts + 0.5).astype(np.int64)
+    return rank < n_held[strata]

@@ -1,0 +1,258 @@
+"""The dual-ascent callback of :class:`~fairprune_sk.FairConstrainedNet` and the state it owns.
+
+As skorch's ``EarlyStopping`` keeps ``misses_`` on itself, :class:`DualAscent` keeps the whole
+dual state in one :class:`DualState` (``state_``): the multipliers, the PI memory, the replay
+buffer, the loss sums since the last dual step, the held-out rows and the best iterate. The net
+reads it through the callback (``multipliers_``, the penalty in ``get_loss``) and adds to it
+what each training batch measures; the callback turns that into violations and dual steps.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from skorch.callbacks import Callback
+
+from ._dual import GroupReplayBuffer, dual_step, excess_accuracy_gap
+
+__all__ = ["DualAscent", "DualState"]
+
+
+class DualState:
+    """Everything the dual steps of one training set of groups remember.
+
+    Parameters
+    ----------
+    groups : pandas.Index
+        The training groups (``groups_`` of the net); a new ``fit`` has a new index, hence a
+        new state with zero multipliers, while ``partial_fit`` / ``fine_tune`` carry on.
+
+    Attributes
+    ----------
+    multipliers : ndarray of shape (n_groups,)
+        The Lagrange multipliers λ (they carry on from one training run to the next).
+    heldout : dict of str to ndarray or None
+        The ``constraint_split`` rows (the net's training dict plus ``"y"``) of the current
+        fine-tuning; None without a held-out split.
+
+    Notes
+    -----
+    Methods replace the arrays and buffers they change instead of writing into them (a run
+    starts with a new replay buffer and new accumulators), so :meth:`snapshot`, a shallow copy,
+    is enough for ``fit`` / ``partial_fit`` to restore the state after a failed call.
+    """
+
+    def __init__(self, groups: pd.Index) -> None:
+        self.groups = groups
+        self.multipliers = np.zeros(len(groups))
+        self.heldout: dict[str, np.ndarray] | None = None
+        self.heldout_rows: np.ndarray | None = None
+        self.group_shares: np.ndarray | None = None  # training shares, set for fine-tuning
+        self.start_run(1)
+        self.start_epoch()
+
+    def snapshot(self) -> DualState:
+        """A copy that later training does not change (see the class notes)."""
+        return copy.copy(self)
+
+    # -- runs, epochs, dual steps ----------------------------------------------------------------
+    def start_run(self, replay_size: int) -> None:
+        """A training run begins: fresh replay buffer, PI memory and best iterate."""
+        n_groups = len(self.groups)
+        self.replay = GroupReplayBuffer(n_groups, replay_size)
+        self.pending_drops: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.previous_error = np.zeros(n_groups)
+        self.best_key: tuple | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_iterate: int | None = None
+        self.iterates_seen = 0
+        self.reset_accumulators()
+
+    def start_epoch(self) -> None:
+        self.reset_accumulators()
+        self.epoch_violation_sum: np.ndarray | None = None
+        self.epoch_violation_batches = 0
+
+    def reset_accumulators(self) -> None:
+        """Forget the batches since the last dual step."""
+        self.dual_sums: np.ndarray | None = None  # per group [Σ w·loss, Σ w], float64
+        self.batches_since_update = 0
+
+    def step(self, violation: np.ndarray, **step_params: Any) -> None:
+        """A :func:`~fairprune_sk._dual.dual_step` on the multipliers (keywords passed on)."""
+        self.multipliers, self.previous_error = dual_step(
+            self.multipliers, violation, self.previous_error, **step_params
+        )
+
+    # -- what the batches measure ----------------------------------------------------------------
+    def accumulate_sums(self, sums: np.ndarray) -> None:
+        """Add a batch's per-group ``[Σ w·loss, Σ w]`` (shape (n_groups, 2), float64)."""
+        self.dual_sums = sums if self.dual_sums is None else self.dual_sums + sums
+
+    def averaged_violation(self) -> np.ndarray:
+        """``|J_a − J|`` over the accumulated batches; NaN for groups that were absent."""
+        if self.dual_sums is None:
+            return np.full(len(self.groups), np.nan)
+        loss_sum, weight_sum = self.dual_sums.T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            group_loss = loss_sum / weight_sum
+        overall = loss_sum.sum() / max(weight_sum.sum(), 1e-12)
+        return np.abs(group_loss - overall)
+
+    def add_drops(self, codes: torch.Tensor, drops: torch.Tensor) -> None:
+        """Keep a batch's per-sample accuracy drops until the next dual step."""
+        self.pending_drops.append((codes, drops))
+
+    def replay_gap(self) -> np.ndarray:
+        """ψ per group over the replay buffer, after pushing the pending drops in order."""
+        if self.pending_drops:
+            codes = torch.cat([c for c, _ in self.pending_drops]).cpu().numpy()
+            drops = torch.cat([d for _, d in self.pending_drops]).cpu().numpy()
+            self.pending_drops = []
+            self.replay.push(codes, drops)
+        return excess_accuracy_gap(self.replay.means(), self.group_shares)
+
+    def record_batch_violation(self, violation: np.ndarray) -> None:
+        """Add a dual step's violation to the epoch's mean (NaN counted as 0)."""
+        filled = np.nan_to_num(violation, nan=0.0)
+        total = self.epoch_violation_sum
+        self.epoch_violation_sum = filled if total is None else total + filled
+        self.epoch_violation_batches += 1
+
+    def mean_batch_violation(self) -> np.ndarray | None:
+        """The mean of the epoch's recorded violations; None if there were none."""
+        if not self.epoch_violation_batches:
+            return None
+        return self.epoch_violation_sum / self.epoch_violation_batches
+
+    # -- best iterate (Cotter et al.) ------------------------------------------------------------
+    def consider_iterate(
+        self, violation: np.ndarray, accuracy: float, tolerance: float, module: torch.nn.Module
+    ) -> None:
+        """Keep ``module``'s weights if this iterate is the best on the held-out rows so far.
+
+        Cotter et al.'s rule: among iterates meeting every constraint (``max violation ≤
+        tolerance``) the most accurate; while none does, the one with the smallest excess.
+        """
+        finite = violation[~np.isnan(violation)]
+        excess = (float(finite.max()) if finite.size else 0.0) - tolerance
+        key = (excess > 0, excess if excess > 0 else -accuracy)
+        self.iterates_seen += 1
+        if self.best_key is None or key < self.best_key:
+            self.best_key, self.best_iterate = key, self.iterates_seen
+            self.best_state = {
+                name: value.detach().clone() for name, value in module.state_dict().items()
+            }
+
+    # -- λ for the penalty -----------------------------------------------------------------------
+    def multiplier_tensor(self, like: torch.Tensor, damped: bool) -> tuple[torch.Tensor, float]:
+        """λ as a tensor like ``like`` and the Lagrangian's normaliser, rebuilt when λ changed."""
+        cache = getattr(self, "_multiplier_cache", None)
+        key = (like.device, like.dtype, damped)
+        if cache is None or cache[0] is not self.multipliers or cache[1] != key:
+            tensor = torch.as_tensor(self.multipliers, device=like.device).to(like.dtype)
+            norm = 1.0 + float(self.multipliers.sum()) if damped else 1.0
+            cache = self._multiplier_cache = (self.multipliers, key, tensor, norm)
+        return cache[2], cache[3]
+
+
+class DualAscent(Callback):
+    """Dual steps on the multipliers (every epoch or every ``k`` batches) and their record.
+
+    Owns the :class:`DualState` (``state_``) of its net. The net adds what a constraint needs
+    per training batch (detached per-group loss sums, or the accuracy drops for the replay
+    buffer); this callback turns them into the violations, updates the multipliers through
+    :func:`~fairprune_sk._dual.dual_step` and records ``constraint_violation``,
+    ``max_violation`` and ``multipliers`` in ``history`` every epoch. Before epoch ``kickin``
+    the multipliers stay at zero. At the end of every epoch it also checks that the weights are
+    finite (:class:`~fairprune_sk.constrained.DivergenceError` otherwise).
+
+    Attributes
+    ----------
+    state_ : DualState or None
+        None until the first training run of the net.
+    """
+
+    def initialize(self) -> DualAscent:
+        self.state_: DualState | None = None
+        return self
+
+    def on_train_begin(self, net: Any, **kwargs: Any) -> None:
+        state = getattr(self, "state_", None)
+        if state is None or state.groups is not net.groups_:  # a new fit: λ = 0
+            state = self.state_ = DualState(net.groups_)
+        state.start_run(net.replay_size)
+
+    def on_train_end(self, net: Any, **kwargs: Any) -> None:
+        state = self.state_
+        if not (net.best_iterate and net._uses_heldout() and net._constraint_active()):
+            return
+        # the final weights compete too; then load the selected iterate's
+        state.consider_iterate(*net._heldout_measure(state.heldout), net.tolerance_, net.module_)
+        net.module_.load_state_dict(state.best_state)
+        net.history.record("selected_iterate", state.best_iterate)
+        net.history.record("iterates", state.iterates_seen)
+
+    def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
+        self.state_.start_epoch()
+
+    def on_batch_end(
+        self, net: Any, batch: Any = None, training: bool = False, **kwargs: Any
+    ) -> None:
+        if not training or net.dual_update_ == "epoch" or not net._constraint_active():
+            return
+        state = self.state_
+        state.batches_since_update += 1
+        if state.batches_since_update >= net.dual_update_:
+            violation = self._violation(net)
+            state.record_batch_violation(violation)
+            self._step(net, violation)
+            state.reset_accumulators()
+
+    def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
+        net._check_finite_weights()
+        state = self.state_
+        if not net._constraint_active():
+            net.history.record("constraint_violation", None)
+            net.history.record("max_violation", float("nan"))  # keeps PrintLog's columns aligned
+            net.history.record("multipliers", state.multipliers.tolist())
+            return
+        if net.dual_update_ == "epoch":
+            violation = self._violation(net)
+            self._step(net, violation)
+        else:
+            violation = state.mean_batch_violation()
+            if violation is None:
+                violation = self._violation(net)
+        net.history.record("constraint_violation", violation.tolist())
+        finite = violation[~np.isnan(violation)]
+        net.history.record("max_violation", float(finite.max()) if finite.size else 0.0)
+        net.history.record("multipliers", state.multipliers.tolist())
+
+    def _violation(self, net: Any) -> np.ndarray:
+        """The constraint values for a dual step (NaN where a group has no estimate)."""
+        state = self.state_
+        if net._uses_heldout():
+            violation, accuracy = net._heldout_measure(state.heldout)
+            if net.best_iterate:
+                state.consider_iterate(violation, accuracy, net.tolerance_, net.module_)
+            return violation
+        if net._targets_accuracy_gap():
+            return state.replay_gap()
+        return state.averaged_violation()
+
+    def _step(self, net: Any, violation: np.ndarray) -> None:
+        if len(net.history) <= net.kickin:  # history row of this epoch already exists
+            return
+        damped = net.dual_dynamics_ == "damped"
+        self.state_.step(
+            violation,
+            lr=net.dual_lr_,
+            tolerance=net.tolerance_,
+            cap=net.multiplier_cap if damped else None,
+            damping=net.dual_damping,
+        )
