@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from skorch.utils import to_tensor
 
 from ._net_data import INPUT_KEY, SAMPLE_WEIGHT_KEY
 
@@ -164,11 +163,12 @@ class ConstraintsMixin:
         ceag = self._targets_accuracy_gap() and REFERENCE_CORRECT_KEY in X
         heldout = self._uses_heldout()
         needs_sums = not (ceag or heldout)  # the dual step averages this run's batch losses
-        codes = to_tensor(X[GROUP_KEY], device=y_pred.device).long()
+        # the per-group work is numpy on the batch's codes (µs; each small torch op costs 5-10)
+        codes = _numpy(X[GROUP_KEY]).astype(np.int64, copy=False)
         if ceag and not heldout:  # dual signal: this batch's accuracy drops
-            correct = y_pred.detach().argmax(dim=1) == to_tensor(y_true, device=y_pred.device)
-            reference = to_tensor(X[REFERENCE_CORRECT_KEY], device=y_pred.device)
-            state.add_drops(codes, reference - correct.to(reference.dtype))
+            correct = _numpy(y_pred).argmax(axis=1) == _numpy(y_true)
+            reference = _numpy(X[REFERENCE_CORRECT_KEY])
+            state.add_drops(codes, reference - correct.astype(reference.dtype))
         if not (needs_sums or bool((state.multipliers > 0).any())):
             return loss  # λ = 0 and nothing to accumulate: exactly the unconstrained loss
         if ceag:
@@ -180,7 +180,7 @@ class ConstraintsMixin:
         loss: torch.Tensor,
         losses: torch.Tensor,
         X: Mapping,
-        codes: torch.Tensor,
+        codes: np.ndarray,
         *,
         accumulate: bool,
     ) -> torch.Tensor:
@@ -199,20 +199,18 @@ class ConstraintsMixin:
         """
         state = self._dual_state
         n_groups = len(self.groups_)
-        # the per-group part in numpy on n_groups values (a few µs; each torch op costs ~5-10)
-        group = _numpy(codes)
         values = _numpy(losses).astype(np.float64)
         reference = X.get(REFERENCE_LOSS_KEY)
         if reference is not None:  # excess targets: loss minus the dense net's loss
             values = values - _numpy(reference)
         weight = X.get(SAMPLE_WEIGHT_KEY)
         if weight is None:
-            group_weight = np.bincount(group, minlength=n_groups).astype(np.float64)
+            group_weight = np.bincount(codes, minlength=n_groups).astype(np.float64)
         else:
             weight = _numpy(weight).astype(np.float64)
-            group_weight = np.bincount(group, weights=weight, minlength=n_groups)
+            group_weight = np.bincount(codes, weights=weight, minlength=n_groups)
             values = values * weight
-        group_sum = np.bincount(group, weights=values, minlength=n_groups)
+        group_sum = np.bincount(codes, weights=values, minlength=n_groups)
         if accumulate:
             state.accumulate_sums(np.stack([group_sum, group_weight], axis=1))
         multipliers = state.multipliers
@@ -225,7 +223,7 @@ class ConstraintsMixin:
             gap = np.where(penalized, group_sum / group_weight - overall, 0.0)
         slope = multipliers * np.sign(gap)
         table = np.where(penalized, slope / np.maximum(group_weight, 1e-12), 0.0)
-        coef = (table - slope.sum() / total_weight)[group]
+        coef = (table - slope.sum() / total_weight)[codes]
         if weight is not None:
             coef = coef * weight
         coef = torch.as_tensor(coef, dtype=losses.dtype, device=losses.device)
@@ -237,7 +235,7 @@ class ConstraintsMixin:
         return lagrangian
 
     def _ceag_lagrangian(
-        self, losses: torch.Tensor, X: Mapping, codes: torch.Tensor
+        self, losses: torch.Tensor, X: Mapping, codes: np.ndarray
     ) -> torch.Tensor:
         """``(J + Σ_a λ_a [(J_a − J*_a) − sg(J − J*)]) / (1 + Σ λ)`` on the batch, up to constants.
 
@@ -250,18 +248,21 @@ class ConstraintsMixin:
         keeps the epoch within 1.10× of plain fine-tuning. Without ``dual_dynamics="damped"``
         the normaliser is 1.
         """
-        with torch.no_grad():
-            damped = self.dual_dynamics_ == "damped"
-            multipliers, norm = self._dual_state.multiplier_tensor(losses, damped)
-            weight = X.get(SAMPLE_WEIGHT_KEY)
-            n_groups = len(self.groups_)
-            if weight is None:
-                group_weight = torch.bincount(codes, minlength=n_groups).to(losses.dtype)
-                coef = (multipliers / group_weight.clamp_min(1.0))[codes] + 1.0 / len(losses)
-            else:
-                weight = torch.as_tensor(weight, device=losses.device).to(losses.dtype)
-                group_weight = torch.zeros(n_groups, dtype=losses.dtype, device=losses.device)
-                group_weight.index_add_(0, codes, weight)
-                scale = (multipliers / group_weight.clamp_min(1e-12))[codes] + 1.0 / len(losses)
-                coef = scale * weight
+        damped = self.dual_dynamics_ == "damped"
+        multipliers, norm = self._dual_state.multiplier_array(damped)
+        weight = X.get(SAMPLE_WEIGHT_KEY)
+        n_groups = len(self.groups_)
+        dtype = np.dtype(str(losses.dtype).removeprefix("torch."))  # float32 by default
+        # float32 numpy, operation for operation what torch computed before (same bits)
+        multipliers = multipliers.astype(dtype)
+        if weight is None:
+            group_weight = np.bincount(codes, minlength=n_groups).astype(dtype)
+            coef = (multipliers / np.maximum(group_weight, 1.0))[codes] + 1.0 / len(losses)
+        else:
+            weight = _numpy(weight).astype(dtype)
+            group_weight = np.zeros(n_groups, dtype=dtype)
+            np.add.at(group_weight, codes, weight)
+            scale = (multipliers / np.maximum(group_weight, 1e-12))[codes] + 1.0 / len(losses)
+            coef = scale * weight
+        coef = torch.as_tensor(coef, device=losses.device)
         return (coef * losses).sum() / norm

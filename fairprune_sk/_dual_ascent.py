@@ -64,7 +64,7 @@ class DualState:
         """A training run begins: fresh replay buffer, PI memory and best iterate."""
         n_groups = len(self.groups)
         self.replay = GroupReplayBuffer(n_groups, replay_size)
-        self.pending_drops: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.pending_drops: list[tuple[np.ndarray, np.ndarray]] = []
         self.previous_error = np.zeros(n_groups)
         self.best_key: tuple | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -103,15 +103,15 @@ class DualState:
         overall = loss_sum.sum() / max(weight_sum.sum(), 1e-12)
         return np.abs(group_loss - overall)
 
-    def add_drops(self, codes: torch.Tensor, drops: torch.Tensor) -> None:
+    def add_drops(self, codes: np.ndarray, drops: np.ndarray) -> None:
         """Keep a batch's per-sample accuracy drops until the next dual step."""
         self.pending_drops.append((codes, drops))
 
     def replay_gap(self) -> np.ndarray:
         """ψ per group over the replay buffer, after pushing the pending drops in order."""
         if self.pending_drops:
-            codes = torch.cat([c for c, _ in self.pending_drops]).cpu().numpy()
-            drops = torch.cat([d for _, d in self.pending_drops]).cpu().numpy()
+            codes = np.concatenate([c for c, _ in self.pending_drops])
+            drops = np.concatenate([d for _, d in self.pending_drops])
             self.pending_drops = []
             self.replay.push(codes, drops)
         return excess_accuracy_gap(self.replay.means(), self.group_shares)
@@ -149,15 +149,9 @@ class DualState:
             }
 
     # -- λ for the penalty -----------------------------------------------------------------------
-    def multiplier_tensor(self, like: torch.Tensor, damped: bool) -> tuple[torch.Tensor, float]:
-        """λ as a tensor like ``like`` and the Lagrangian's normaliser, rebuilt when λ changed."""
-        cache = getattr(self, "_multiplier_cache", None)
-        key = (like.device, like.dtype, damped)
-        if cache is None or cache[0] is not self.multipliers or cache[1] != key:
-            tensor = torch.as_tensor(self.multipliers, device=like.device).to(like.dtype)
-            norm = 1.0 + float(self.multipliers.sum()) if damped else 1.0
-            cache = self._multiplier_cache = (self.multipliers, key, tensor, norm)
-        return cache[2], cache[3]
+    def multiplier_array(self, damped: bool) -> tuple[np.ndarray, float]:
+        """λ and the Lagrangian's normaliser ``1 + Σ λ`` (1 unless ``damped``)."""
+        return self.multipliers, (1.0 + float(self.multipliers.sum()) if damped else 1.0)
 
 
 class DualAscent(Callback):

@@ -22,7 +22,20 @@ from ._net_data import SAMPLE_WEIGHT_KEY
 
 __all__ = ["LoopHooksMixin"]
 
-_BATCH_EVENTS = ("on_batch_begin", "on_batch_end")
+#: The events skorch notifies on every batch.
+_BATCH_EVENTS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
+
+
+def _all_in_mode(module: nn.Module, training: bool) -> bool:
+    """Whether ``module`` and all its submodules have ``training`` already (a plain walk:
+    ``Module.modules()`` builds names and a memo set, which costs more than the check)."""
+    stack = [module]
+    while stack:
+        current = stack.pop()
+        if current.training != training:
+            return False
+        stack.extend(child for child in current._modules.values() if child is not None)
+    return True
 
 
 class LoopHooksMixin:
@@ -96,16 +109,15 @@ class LoopHooksMixin:
         """
         for name in self._modules + self._criteria:
             module = getattr(self, name + "_")
-            if isinstance(module, nn.Module) and any(
-                sub.training != training for sub in module.modules()
-            ):
+            if isinstance(module, nn.Module) and not _all_in_mode(module, training):
                 module.train(training)
 
     def notify(self, method_name: str, **cb_kwargs: Any) -> None:
         """skorch's callback dispatch; per batch, only callbacks that define the batch method.
 
-        ``on_batch_begin`` / ``on_batch_end`` of skorch's ``Callback`` do nothing, and most
-        callbacks (timers, scorers, loggers) act per epoch; they are not called per batch.
+        ``on_batch_begin``, ``on_batch_end`` and ``on_grad_computed`` of skorch's ``Callback``
+        do nothing, and most callbacks (timers, scorers, loggers) act per epoch; they are not
+        called per batch.
         """
         if method_name not in _BATCH_EVENTS:
             return super().notify(method_name, **cb_kwargs)

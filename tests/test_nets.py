@@ -396,3 +396,26 @@ def test_criterion_gives_per_sample_losses_and_get_loss_reduces_like_torch(tabul
     assert criterion.reduction == "mean" and net.criterion_.reduction == "none"
     with pytest.raises(ValueError, match=r"criterion__reduction must be 'none' \(got 'sum'\)"):
         make_net(max_epochs=1, criterion__reduction="sum").fit(X, y)
+
+
+def test_per_batch_callbacks_are_still_called(tabular):
+    X, y, _ = tabular
+
+    class Count(Callback):
+        def initialize(self):
+            self.calls = {"begin": 0, "grad": 0, "end": 0}
+            return self
+
+        def on_batch_begin(self, net, **kwargs):
+            self.calls["begin"] += 1
+
+        def on_grad_computed(self, net, named_parameters, **kwargs):
+            self.calls["grad"] += 1
+
+        def on_batch_end(self, net, **kwargs):
+            self.calls["end"] += 1
+
+    count = Count()
+    net = make_net(max_epochs=2, batch_size=50, callbacks=[("count", count)]).fit(X, y)
+    n_batches = sum(len(row["batches"]) for row in net.history)
+    assert count.calls == {"begin": n_batches, "grad": n_batches, "end": n_batches}
