@@ -7,10 +7,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from ._validation import torch_seed
 
-__all__ = ["GroupReplayBuffer", "dual_step", "excess_accuracy_gap", "stratified_holdout"]
+__all__ = [
+    "GroupReplayBuffer",
+    "TailAverage",
+    "dual_step",
+    "excess_accuracy_gap",
+    "stratified_holdout",
+]
 
 
 def dual_step(
@@ -104,6 +111,14 @@ class GroupReplayBuffer:
         self.position = (self.position + written) % self.size
         self.count = np.minimum(self.count + counts, self.size)
 
+    def standard_errors(self) -> np.ndarray:
+        """Standard error of each group's buffer mean (``s / √m``); NaN with fewer than 2 values."""
+        filled = np.arange(self.size)[None, :] < self.count[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            deviation = np.where(filled, self.values - self.means()[:, None], 0.0)
+            variance = (deviation**2).sum(axis=1) / (self.count - 1)
+            return np.where(self.count > 1, np.sqrt(variance / self.count), np.nan)
+
     def means(self) -> np.ndarray:
         """Mean of each group's buffer; NaN for a group with nothing pushed yet."""
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -163,3 +178,72 @@ def stratified_holdout(
     rank[order] = np.arange(len(strata)) - starts[strata[order]]
     n_held = np.floor(fraction * counts + 0.5).astype(np.int64)
     return rank < n_held[strata]
+
+
+class TailAverage:
+    """The running mean of the iterates of the last part of a training run (tail averaging).
+
+    The last iterate of a Lagrangian game oscillates around its solution; the average of the
+    iterates settles (the usual guarantee of primal-dual methods, and what Cotter et al., ALT
+    2019, analyse). :meth:`checkpoint` adds the module's weights once the run is past its first
+    ``1 − tail`` share of batches; :meth:`finish` adds the final iterate (unless it was just
+    checkpointed) and loads the mean into the module. Masked weights stay zero: the masks are
+    fixed while fine-tuning, so the mean of masked weights is masked.
+
+    Parameters
+    ----------
+    n_batches : int
+        Training batches planned in the run.
+    tail : float in [0, 1)
+        Share of the last batches whose iterates are averaged.
+
+    Examples
+    --------
+    >>> module = torch.nn.Linear(1, 1, bias=False)
+    >>> average = TailAverage(n_batches=4, tail=0.5)     # averages from batch 3 on
+    >>> for value in (1.0, 2.0, 3.0, 4.0):
+    ...     _ = module.weight.data.fill_(value)
+    ...     average.batch_end()
+    ...     average.checkpoint(module)
+    >>> average.finish(module)
+    >>> module.weight.item()
+    3.5
+    """
+
+    def __init__(self, n_batches: int, tail: float) -> None:
+        self.start = int(np.floor((1.0 - tail) * n_batches))
+        self.seen = 0  # training batches so far
+        self.count = 0  # iterates summed
+        self.fresh = False  # an iterate was summed since the last batch
+        self.sums: dict[str, torch.Tensor] | None = None
+
+    def batch_end(self) -> None:
+        """One more training batch."""
+        self.seen += 1
+        self.fresh = False
+
+    def checkpoint(self, module: torch.nn.Module) -> None:
+        """Add the current weights if the run is in its tail."""
+        if self.seen <= self.start:
+            return
+        with torch.no_grad():
+            if self.sums is None:
+                self.sums = {
+                    name: param.detach().double().clone()
+                    for name, param in module.named_parameters()
+                }
+            else:
+                for name, param in module.named_parameters():
+                    self.sums[name] += param.detach().double()
+        self.count += 1
+        self.fresh = True
+
+    def finish(self, module: torch.nn.Module) -> None:
+        """Add the final iterate and load the mean into ``module``."""
+        if not self.fresh:
+            self.checkpoint(module)
+        if not self.count:
+            return
+        with torch.no_grad():
+            for name, param in module.named_parameters():
+                param.copy_(self.sums[name] / self.count)

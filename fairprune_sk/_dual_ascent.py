@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from skorch.callbacks import Callback
 
-from ._dual import GroupReplayBuffer, dual_step, excess_accuracy_gap
+from ._dual import GroupReplayBuffer, TailAverage, dual_step, excess_accuracy_gap
 
 __all__ = ["DualAscent", "DualState"]
 
@@ -70,6 +70,7 @@ class DualState:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_iterate: int | None = None
         self.iterates_seen = 0
+        self.tail_average: TailAverage | None = None  # set by DualAscent for fine-tuning runs
         self.reset_accumulators()
 
     def start_epoch(self) -> None:
@@ -115,6 +116,10 @@ class DualState:
             self.pending_drops = []
             self.replay.push(codes, drops)
         return excess_accuracy_gap(self.replay.means(), self.group_shares)
+
+    def replay_standard_errors(self) -> np.ndarray:
+        """Standard error of every group's replay-buffer drop mean (0 where unknown)."""
+        return np.nan_to_num(self.replay.standard_errors(), nan=0.0)
 
     def record_batch_violation(self, violation: np.ndarray) -> None:
         """Add a dual step's violation to the epoch's mean (NaN counted as 0)."""
@@ -173,16 +178,24 @@ class DualAscent(Callback):
 
     def initialize(self) -> DualAscent:
         self.state_: DualState | None = None
+        self.run_epochs = 1  # epochs of the coming run (set by the net before it starts)
         return self
 
-    def on_train_begin(self, net: Any, **kwargs: Any) -> None:
+    def on_train_begin(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
         state = getattr(self, "state_", None)
         if state is None or state.groups is not net.groups_:  # a new fit: λ = 0
             state = self.state_ = DualState(net.groups_)
         state.start_run(net.replay_size)
+        if net.average_tail_ and net.phase_ == "fine_tune" and net._constraint_active():
+            n_rows = 0 if y is None else len(y)
+            batch_size = net.batch_size if net.batch_size > 0 else max(n_rows, 1)
+            n_batches = self.run_epochs * int(np.ceil(n_rows / batch_size))
+            state.tail_average = TailAverage(n_batches, net.average_tail_)
 
     def on_train_end(self, net: Any, **kwargs: Any) -> None:
         state = self.state_
+        if state.tail_average is not None:  # the mean of the tail's iterates, then selection
+            state.tail_average.finish(net.module_)
         if not (net.best_iterate and net._uses_heldout() and net._constraint_active()):
             return
         # the final weights compete too; then load the selected iterate's
@@ -197,15 +210,21 @@ class DualAscent(Callback):
     def on_batch_end(
         self, net: Any, batch: Any = None, training: bool = False, **kwargs: Any
     ) -> None:
-        if not training or net.dual_update_ == "epoch" or not net._constraint_active():
+        if not training or not net._constraint_active():
             return
         state = self.state_
+        if state.tail_average is not None:
+            state.tail_average.batch_end()
+        if net.dual_update_ == "epoch":
+            return
         state.batches_since_update += 1
         if state.batches_since_update >= net.dual_update_:
             violation = self._violation(net)
             state.record_batch_violation(violation)
             self._step(net, violation)
             state.reset_accumulators()
+            if state.tail_average is not None:
+                state.tail_average.checkpoint(net.module_)
 
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
         net._check_finite_weights()
@@ -218,6 +237,8 @@ class DualAscent(Callback):
         if net.dual_update_ == "epoch":
             violation = self._violation(net)
             self._step(net, violation)
+            if state.tail_average is not None:
+                state.tail_average.checkpoint(net.module_)
         else:
             violation = state.mean_batch_violation()
             if violation is None:
@@ -243,6 +264,9 @@ class DualAscent(Callback):
         if len(net.history) <= net.kickin:  # history row of this epoch already exists
             return
         damped = net.dual_dynamics_ == "damped"
+        if net.noise_margin_ and net._targets_accuracy_gap() and not net._uses_heldout():
+            # the step acts on the lower confidence bound of ψ_a: ψ̂_a − z · SE(ψ̂_a)
+            violation = violation - net.noise_margin_ * self.state_.replay_standard_errors()
         self.state_.step(
             violation,
             lr=net.dual_lr_,

@@ -11,6 +11,7 @@ from factories import make_fair, make_net
 from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from skorch.callbacks import Callback
 from skorch.dataset import ValidSplit
 
 from fairprune_sk import ExcessRiskFrame, PrunableNetClassifier
@@ -284,6 +285,7 @@ from fairprune_sk.constrained import (  # noqa: E402
     SAMPLE_WEIGHT_KEY,
     DivergenceError,
     GroupReplayBuffer,
+    TailAverage,
     dual_step,
     excess_accuracy_gap,
     stratified_holdout,
@@ -300,10 +302,13 @@ def dual_state(fair):
 def test_auto_parameters_resolve_per_target(tabular):
     X, y, group = tabular
     ceag = make_fair(max_epochs=1, dual_lr="auto", **CEAG).fit(X, y, sensitive_features=group)
-    resolved = ("dual_lr_", "tolerance_", "dual_update_", "dual_dynamics_")
-    assert tuple(getattr(ceag, name) for name in resolved) == (1.0, 0.0, 20, "damped")
+    resolved = ("dual_lr_", "tolerance_", "dual_update_", "dual_dynamics_", "noise_margin_",
+                "average_tail_")
+    assert tuple(getattr(ceag, name) for name in resolved) == (1.0, 0.0, 20, "damped", 1.0, 0.25)
     paper = make_fair(max_epochs=1, dual_lr="auto").fit(X, y, sensitive_features=group)
-    assert tuple(getattr(paper, name) for name in resolved) == (0.05, 0.0, "epoch", "gradient")
+    assert tuple(getattr(paper, name) for name in resolved) == (
+        0.05, 0.0, "epoch", "gradient", 0.0, 0.0
+    )
 
 
 def test_proxy_gradient_equals_autograd_of_the_formula(tabular):
@@ -436,7 +441,8 @@ def test_ceag_records_psi_and_lowers_the_training_accuracy_gap(hard_minority):
 
 def test_all_zero_multipliers_train_exactly_like_plain(tabular):
     X, y, group = tabular
-    fair = make_fair(tolerance=10.0, **CEAG).fit(X, y, sensitive_features=group)
+    fair = make_fair(tolerance=10.0, average_tail=0.0, **CEAG)
+    fair.fit(X, y, sensitive_features=group)
     assert (fair.multipliers_ == 0).all()
     plain = make_net(pruning_rate=0.7, fine_tune_epochs=2).fit(X, y)
     for key, value in plain.module_.state_dict().items():
@@ -506,6 +512,9 @@ def test_constraint_split_is_stratified_by_group_and_label(tabular):
         ({"multiplier_cap": 0.0}, "multiplier_cap"),
         ({"dual_dynamics": "fast"}, "dual_dynamics"),
         ({"replay_size": 0}, "replay_size"),
+        ({"average_tail": 1.0}, "average_tail"),
+        ({"average_tail": -0.25}, "average_tail"),
+        ({"noise_margin": -1.0}, "noise_margin"),
     ],
 )
 def test_bad_ceag_params_are_named(tabular, params, match):
@@ -525,3 +534,92 @@ def test_best_iterate_keeps_the_selected_weights(tabular):
         assert torch.equal(value, state[key]), key
     final = make_fair(best_iterate=False, **params).fit(X, y, sensitive_features=group)
     assert "selected_iterate" not in final.history[-1]
+
+
+# ---------------------------------------------------------------------------- tail averaging, margin
+class _IterateRecorder(Callback):
+    """The weights after every fine-tuning batch: an independent record of the iterates."""
+
+    def initialize(self):
+        self.states = []
+        return self
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training and net.phase_ == "fine_tune":
+            self.states.append(
+                {k: v.detach().double().clone() for k, v in net.module_.named_parameters()}
+            )
+
+
+def test_tail_average_is_the_mean_of_the_iterates_at_the_tail_dual_steps(tabular):
+    X, y, group = tabular  # 600 rows, batches of 64: 10 per epoch, 20 in 2 fine-tuning epochs
+    recorder = _IterateRecorder()
+    fair = make_fair(**CEAG, dual_update=3, average_tail=0.5, callbacks=[recorder])
+    fair.fit(X, y, sensitive_features=group)
+    states = recorder.states
+    assert len(states) == 20
+    # tail = batches 11-20; dual steps after batches 3, 6, 9 of each epoch -> 13, 16, 19; + final
+    expected = {k: sum(states[b - 1][k] for b in (13, 16, 19, 20)) / 4 for k in states[0]}
+    for name, param in fair.module_.named_parameters():
+        torch.testing.assert_close(param.detach().double(), expected[name])
+    for name, module in fair.module_.named_modules():  # masked weights stay zero
+        if hasattr(module, "weight_mask"):
+            assert bool((module.weight[module.weight_mask == 0] == 0).all()), name
+
+
+def test_tail_average_counts_the_final_iterate_once():
+    module = torch.nn.Linear(1, 1, bias=False)
+    tail = TailAverage(n_batches=4, tail=0.5)  # averages from batch 3 on
+    for value in (1.0, 2.0, 3.0, 4.0):
+        with torch.no_grad():
+            module.weight.fill_(value)
+        tail.batch_end()
+        tail.checkpoint(module)  # a dual step after every batch
+    tail.finish(module)  # the final iterate (4.0) was just summed: not counted twice
+    assert module.weight.item() == pytest.approx((3.0 + 4.0) / 2)
+
+
+def test_no_tail_average_returns_the_last_iterate(tabular):
+    X, y, group = tabular
+    recorder = _IterateRecorder()
+    fair = make_fair(**CEAG, average_tail=0.0, callbacks=[recorder])
+    fair.fit(X, y, sensitive_features=group)
+    for name, param in fair.module_.named_parameters():
+        assert torch.equal(param.detach().double(), recorder.states[-1][name]), name
+
+
+def test_replay_buffer_standard_errors_match_numpy():
+    buffer = GroupReplayBuffer(3, size=4)
+    values = np.array([1.0, 0.0, 0.0, 1.0, -1.0, 0.0, 1.0, 1.0])
+    codes = np.array([0, 0, 0, 0, 0, 0, 1, 2])  # group 0 overflows: keeps its last 4
+    buffer.push(codes[:2], values[:2])
+    buffer.push(codes[2:], values[2:])
+    kept = np.array([0.0, 1.0, -1.0, 0.0])
+    errors = buffer.standard_errors()
+    assert errors[0] == pytest.approx(kept.std(ddof=1) / np.sqrt(len(kept)))
+    assert np.isnan(errors[1]) and np.isnan(errors[2])  # one value each: no standard error
+
+
+def test_noise_margin_steps_on_the_lower_confidence_bound(tabular):
+    X, y, group = tabular
+    records = []
+
+    class Spy(Callback):  # runs after DualAscent: sees each dual step's inputs and result
+        def on_batch_end(self, net, training=False, **kwargs):
+            state = dual_state(net)
+            if training and net.phase_ == "fine_tune" and state.batches_since_update == 0:
+                psi = excess_accuracy_gap(state.replay.means(), state.group_shares)
+                records.append((state.multipliers.copy(), psi, state.replay.standard_errors()))
+
+    fair = make_fair(**CEAG, dual_update=3, average_tail=0.0, noise_margin=2.0,
+                     callbacks=[Spy()])
+    fair.fit(X, y, sensitive_features=group)
+    assert fair.noise_margin_ == 2.0 and len(records) == 6  # 3 dual steps in each of 2 epochs
+    before = np.zeros(len(fair.groups_))
+    for after, psi, error in records:
+        bound = psi - 2.0 * np.nan_to_num(error, nan=0.0)
+        expected = np.where(np.isnan(psi), before,
+                            np.clip(before + fair.dual_lr_ * np.nan_to_num(bound), 0.0,
+                                    fair.multiplier_cap))
+        np.testing.assert_allclose(after, expected)
+        before = after
