@@ -6,10 +6,11 @@ it is pruned (global magnitude) and fine-tuned for the same ``--fine-tune-epochs
 
 - ``plain``: no constraint (``constraint_phase="none"``);
 - ``ceag``: ``constraint_target="accuracy_gap"`` at its defaults: duals measured on the
-  training batches (replay buffer), the final iterate kept;
+  training batches (replay buffer, one-standard-error noise margin), the weights averaged over
+  the last quarter of fine-tuning (``average_tail=0.25``);
 - ``ceag_heldout``: the same with ``constraint_split=0.2``: duals measured on a held-out,
   group × label stratified 20 % (the primal steps train on the rest) and the best held-out
-  iterate kept (``best_iterate=True``).
+  iterate kept (``best_iterate=True``; the tail average is one more candidate).
 
 ``--set name=value`` overrides a CEAG parameter of both CEAG methods; ``--variant
 label:name=value,name=value`` adds a CEAG method with those parameters (the grid of
