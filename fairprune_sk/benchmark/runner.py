@@ -365,9 +365,22 @@ def compare_methods(
 
     Examples
     --------
-    >>> table = compare_methods(X_tr, y_tr, A_tr, X_te, y_te, A_te,
-    ...                         methods=("none", "fair_after"), seeds=(0,))  # doctest: +SKIP
-    >>> summarize(table)                                                   # doctest: +SKIP
+    >>> import numpy as np
+    >>> from sklearn.datasets import make_classification
+    >>> from fairprune_sk.benchmark.summary import summarize
+    >>> from fairprune_sk.models import MLP
+    >>> X, y = make_classification(n_samples=300, n_features=6, random_state=0)
+    >>> A = np.random.default_rng(0).choice(["a", "b"], size=300)
+    >>> table = compare_methods(X[:200], y[:200], A[:200], X[200:], y[200:], A[200:],
+    ...                         methods=("none", "ceag"), rates=(0.5,), seeds=(0,),
+    ...                         net_params={"module": MLP, "module__hidden_units": (8,),
+    ...                                     "max_epochs": 2, "fine_tune_epochs": 1})
+    >>> table[["method", "rate", "seed"]]
+      method  rate  seed
+    0   none   0.5     0
+    1   ceag   0.5     0
+    >>> summarize(table)["max_excess_accuracy_gap"].columns.tolist()
+    ['mean', 'std', 'ci_low', 'ci_high']
     """
     results = run_methods(X_train, y_train, A_train, X_test, y_test, A_test, methods=methods,
                           rates=rates, seeds=seeds, net_params=net_params, n_jobs=n_jobs,
