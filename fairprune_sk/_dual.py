@@ -1,5 +1,22 @@
 """The dual dynamics as pure functions: the dual step, the per-group replay buffer, ψ, and the
 stratified held-out split (each tested on its own; :mod:`fairprune_sk._dual_ascent` drives them).
+
+Dual dynamics (``dual_dynamics``): ``gradient`` is projected dual ascent on the Lagrangian
+``J + Σ λ_a c_a`` (the paper's); ``damped`` (the default of ``accuracy_gap``) minimises the
+normalised Lagrangian ``(J + Σ λ_a c_a) / (1 + Σ λ_a)``, so the primal step size does not grow
+with the multipliers, caps every multiplier at ``multiplier_cap`` and optionally adds a
+proportional term (a PI controller, nuPI with ν = 0, Sohrabi et al. 2024):
+``λ ← clip(λ + dual_lr · (e_t + dual_damping · (e_t − e_{t−1})), 0, cap)``, ``e = violation − ε``.
+
+Why not ``cooper-optim`` (1.0.1, MIT): its ``ConstrainedOptimizer.roll()`` owns the whole
+step (``zero_grad``, the forward pass through ``compute_cmp_state``, ``backward`` and the primal
+optimizer's ``step``), which is exactly what skorch's ``train_step`` owns; using it means
+replacing skorch's loop (and its callbacks, gradient accumulation, ``device`` handling) or
+calling cooper's internals. Its dual optimizers step on the gradient of the Lagrangian of the
+current batch, whereas here the dual signal is a non-differentiable accuracy measured over a
+replay buffer or a held-out split every k batches, and the normalisation by ``(1 + Σ λ)`` is not
+one of its formulations. What it would bring (projected ascent, a cap, nuPI) is a few lines in
+:func:`dual_step`, so the dependency does not pay for itself.
 """
 
 from __future__ import annotations
@@ -98,7 +115,9 @@ class GroupReplayBuffer:
         if not codes.size:
             return
         values = np.asarray(values, dtype=np.float64)
-        order = np.argsort(codes, kind="stable")
+        # a stable sort of 16-bit keys is a radix sort: the same order, several times faster
+        keys = codes.astype(np.int16) if len(self.count) <= np.iinfo(np.int16).max else codes
+        order = np.argsort(keys, kind="stable")
         codes, values = codes[order], values[order]
         counts = np.bincount(codes, minlength=len(self.count))
         starts = np.cumsum(counts) - counts

@@ -1,77 +1,32 @@
 """FairConstrainedNet: prune without the disparity, by Lagrangian duality.
 
-Three constraint targets share one loop (skorch's): the penalty lives in
+Three constraint targets, each a per-group inequality ``c_a(θ) ≤ ε`` (ε = ``tolerance``; 0 gives
+the paper's equalities), share one loop (skorch's): the penalty lives in
 :meth:`FairConstrainedNet.get_loss`, the dual step in the :class:`DualAscent` callback, which
 owns the dual state (multipliers, replay buffer, PI memory) and records violations and
 multipliers in ``history``.
 
-``group_loss`` -- the paper's mitigation (Tran et al. 2022, eq. 8)::
+- ``group_loss``, the paper's mitigation (Tran et al. 2022, eq. 8):
+  ``|J(θ; D_a) − J(θ; D)| ≤ ε``, solved as in Fioretto et al. by primal SGD steps on
+  ``J(θ; B) + Σ_a λ_a |J(θ; B_a) − J(θ; B)|`` and dual ascent
+  ``λ_a ← max(0, λ_a + dual_lr · (|J_a − J| − ε))``.
+- ``excess_risk``: the same on the excess losses ``J(θ; ·) − J(θ*; ·)`` while fine-tuning.
+- ``accuracy_gap``, CEAG (Hashemizadeh et al., ICLR 2024, *Balancing Act*): the excess accuracy
+  gap ``ψ_a = (acc_a(θ*) − acc_a(θ)) − (acc(θ*) − acc(θ)) ≤ ε`` while fine-tuning the pruned
+  net θ against its dense reference θ*.
 
-    minimise_θ  J(θ; D)   subject to   |J(θ; D_a) − J(θ; D)| ≤ ε   for every group a,
-
-with ε = ``tolerance`` (0: the paper's equalities, exactly as before ``tolerance`` existed),
-solved as in Fioretto et al. by a primal SGD step on ``J(θ; B) + Σ_a λ_a |J(θ; B_a) − J(θ; B)|``
-and dual ascent ``λ_a ← max(0, λ_a + dual_lr · (|J_a − J| − ε))``.
-
-``excess_risk`` -- the same on the excess losses ``J(θ; ·) − J(θ*; ·)`` while fine-tuning.
-
-``accuracy_gap`` -- CEAG (Hashemizadeh et al., ICLR 2024, *Balancing Act*): the excess
-accuracy gap ``ψ_a = (acc_a(θ*) − acc_a(θ)) − (acc(θ*) − acc(θ)) ≤ ε`` for every group, while
-fine-tuning the pruned net θ against its dense reference θ*.
-
-- Primal step through the differentiable proxy
-  ``(J(θ; B_a) − J(θ*; B_a)) − sg[J(θ; B) − J(θ*; B)]``, where ``sg`` is a stop-gradient: with
-  the overall term inside the gradient the penalty rewards raising *everyone's* loss (a smaller
-  ψ_a is also reached through a larger overall drop), which collapsed a prototype to 10 %
-  accuracy on Fashion-MNIST at 95-99 % sparsity.
-- Dual step on the true, accuracy-based ψ_a, estimated over a per-group replay buffer of the
-  last ``replay_size`` predictions of the training batches (:class:`GroupReplayBuffer`), so a
-  small group gets a stable estimate; the overall drop is the group drops weighted by the
-  groups' training shares. A group not yet seen has no estimate and no dual step; a group
-  absent from a batch adds nothing to that batch's penalty.
-- The dual step acts on the lower confidence bound ``ψ̂_a − noise_margin · SE_a`` of the
-  buffer estimate (one standard error by default): where ψ is at its noise level (Adult) the
-  multipliers stay small and cost no accuracy; where a group clearly pays more
-  (Fashion-MNIST's confusable classes) they act as before.
-- The returned weights are the mean of the iterates at the dual steps of the last quarter of
-  the fine-tuning batches (``average_tail``, :class:`TailAverage`). The last iterate of the
-  primal-dual game swings with the SGD noise of the confusable groups (ψ of a class moves by
-  ±0.05-0.1 from one dual step to the next on Fashion-MNIST); the tail average does not, and
-  it is what made the cut of ψ hold on test data on every block of seeds
-  (docs/mitigation.md). Averaging without the constraint (``dual_lr=0``) does not cut ψ.
-- With ``constraint_split`` the dual steps measure the constraints exactly, on a held-out,
-  group × label stratified part of the training data (Cotter et al., ICML 2019) that the primal
-  fine-tuning steps never see, and (``best_iterate=True``) the fine-tuned net keeps the iterate
-  that is best on it: the most accurate one that meets every constraint, or while none does,
-  the one closest to meeting them (Cotter et al.'s best-iterate rule). Measured
-  (docs/mitigation.md, Fashion-MNIST): it cuts the test max ψ further than the training duals
-  but costs more accuracy (the primal steps lose the held-out rows, and the rule prefers a
-  low-ψ iterate to an accurate one), and at 99 % sparsity it selects degenerate iterates; so it
-  is an option, not the default.
-
-Dual dynamics (``dual_dynamics``): ``gradient`` is projected dual ascent on the Lagrangian
-``J + Σ λ_a c_a`` (the paper's); ``damped`` (the default of ``accuracy_gap``) minimises the
-normalised Lagrangian ``(J + Σ λ_a c_a) / (1 + Σ λ_a)``, so the primal step size does not grow
-with the multipliers, caps every multiplier at ``multiplier_cap`` and optionally adds a
-proportional term (a PI controller, nuPI with ν = 0, Sohrabi et al. 2024):
-``λ ← clip(λ + dual_lr · (e_t + dual_damping · (e_t − e_{t−1})), 0, cap)``, ``e = violation − ε``.
-A non-finite training loss or weight stops training with :class:`DivergenceError` (naming
-``dual_lr``) and the estimator is restored to its state before the call.
-
-Why not ``cooper-optim`` (1.0.1, MIT): its ``ConstrainedOptimizer.roll()`` owns the whole
-step (``zero_grad``, the forward pass through ``compute_cmp_state``, ``backward`` and the primal
-optimizer's ``step``), which is exactly what skorch's ``train_step`` owns; using it means
-replacing skorch's loop (and its callbacks, gradient accumulation, ``device`` handling) or
-calling cooper's internals. Its dual optimizers step on the gradient of the Lagrangian of the
-current batch, whereas here the dual signal is a non-differentiable accuracy measured over a
-replay buffer or a held-out split every k batches, and the normalisation by ``(1 + Σ λ)`` is not
-one of its formulations. What it would bring (projected ascent, a cap, nuPI) is a few lines in
-:func:`dual_step`, so the dependency does not pay for itself.
+The design notes sit with the code they explain: CEAG's differentiable proxy and the batch
+Lagrangian in :mod:`fairprune_sk._constraints`; the dual signal (replay buffer, noise margin,
+held-out split and best iterate) and tail averaging in :mod:`fairprune_sk._dual_ascent`; the
+dual dynamics (``gradient`` / ``damped``, the PI term) and why not ``cooper-optim`` in
+:mod:`fairprune_sk._dual`. A non-finite training loss or weight stops training with
+:class:`DivergenceError` (naming ``dual_lr``) and the estimator is restored to its state
+before the call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from numbers import Integral, Real
 from typing import Any, Self
@@ -81,6 +36,7 @@ import pandas as pd
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._constraints import (
+    EMPTY_HELDOUT_GROUP,
     GROUP_KEY,
     REFERENCE_CORRECT_KEY,
     REFERENCE_LOSS_KEY,
@@ -108,6 +64,7 @@ __all__ = [
     "CONSTRAINT_PHASES",
     "CONSTRAINT_TARGETS",
     "DUAL_DYNAMICS",
+    "EMPTY_HELDOUT_GROUP",
     "GROUP_KEY",
     "INPUT_KEY",
     "MISSING_SENSITIVE_FEATURES",
@@ -153,13 +110,6 @@ MISSING_SENSITIVE_FEATURES = (
     "with sklearn.set_config(enable_metadata_routing=True) and pass sensitive_features=A to "
     "their fit (FairConstrainedNet requests it by default)"
 )
-EMPTY_HELDOUT_GROUP = (
-    "constraint_split={split!r} leaves group {group!r} ({n} training rows) with no held-out "
-    "rows for the dual steps; raise constraint_split, merge small groups, or set "
-    "constraint_split=None"
-)
-
-
 
 
 class FairConstrainedNet(ConstraintsMixin, PrunableNetClassifier):
@@ -524,43 +474,6 @@ class FairConstrainedNet(ConstraintsMixin, PrunableNetClassifier):
                 self._train_epochs(data, y_index, epochs, phase=phase)
         return self
 
-    def _fine_tuning_input(self, data: Any, y_index: np.ndarray) -> Any:
-        """Add what the target needs from θ* and set the held-out rows of ``constraint_split``.
-
-        ``excess_risk`` and ``accuracy_gap`` get the dense net's per-sample losses (and, for
-        ``accuracy_gap``, whether θ* classified each sample correctly), computed once.
-        """
-        if not (isinstance(data, Mapping) and GROUP_KEY in data and self._constrains_fine_tuning()):
-            return data
-        state = self._dual_state
-        codes = np.asarray(data[GROUP_KEY])
-        shares = np.bincount(codes, minlength=len(self.groups_)).astype(np.float64)
-        state.group_shares = shares / shares.sum()
-        if self.constraint_target != "group_loss":
-            losses, correct = self._reference_outputs(data[INPUT_KEY], y_index)
-            data = {**data, REFERENCE_LOSS_KEY: losses}
-            if self.constraint_target == "accuracy_gap":
-                data[REFERENCE_CORRECT_KEY] = correct
-        if self.constraint_split is not None:
-            held = stratified_holdout(codes, y_index, self.constraint_split, self.random_state)
-            empty = np.flatnonzero(np.bincount(codes[held], minlength=len(self.groups_)) == 0)
-            if empty.size:
-                group = self.groups_[empty[0]]
-                raise ValueError(
-                    EMPTY_HELDOUT_GROUP.format(
-                        split=self.constraint_split,
-                        group=group,
-                        n=int((codes == empty[0]).sum()),
-                    )
-                )
-            state.heldout = {key: np.asarray(value)[held] for key, value in data.items()}
-            state.heldout["y"] = y_index[held]
-            state.heldout_rows = held
-        return data
-
-    def _constrains_fine_tuning(self) -> bool:
-        return self.constraint_phase in ("after", "both")
-
     def _train_epochs(self, data: Any, y_index: np.ndarray, epochs: int, phase: str) -> None:
         """As the parent, but constrained fine-tuning trains on the rows not held out."""
         state = self._dual_state
@@ -572,12 +485,3 @@ class FairConstrainedNet(ConstraintsMixin, PrunableNetClassifier):
         if dual is not None:
             dual.run_epochs = epochs  # for tail averaging, which needs the run's length
         super()._train_epochs(data, y_index, epochs, phase)
-
-    def _encode_groups(self, sensitive_features: Any, n_samples: int) -> np.ndarray:
-        """Codes of the training groups; unseen groups are an error for training."""
-        groups = group_codes(sensitive_features, n_samples)
-        positions = self.groups_.get_indexer(groups.index)
-        if np.any(positions < 0):
-            unseen = list(groups.index[positions < 0])
-            raise ValueError(f"sensitive_features has groups not seen in fit: {unseen}")
-        return positions[groups.codes].astype(np.int64)

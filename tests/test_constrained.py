@@ -428,6 +428,56 @@ def test_replay_buffer_keeps_the_last_values_of_every_group():
     np.testing.assert_allclose(psi, [0.1 - 0.15, 0.3 - 0.15, np.nan])
 
 
+def test_ceag_coefficient_table_gives_the_bits_of_the_per_batch_formula(tabular, monkeypatch):
+    import fairprune_sk._constraints as constraints
+
+    X, y, group = tabular
+    X = X.astype(np.float32)
+    fair = make_fair(max_epochs=1, **CEAG).fit(X, y, sensitive_features=group)
+    state = dual_state(fair)
+    fair.phase_, state.heldout = "fine_tune", None
+    codes = fair._encode_groups(group, len(y))
+    y_true = torch.as_tensor(y)
+    losses = {}
+    for table_size in (constraints._TABLE_SIZE, 0):  # the cached table, then the formula
+        monkeypatch.setattr(constraints, "_TABLE_SIZE", table_size)
+        state.multipliers = np.array([0.3, 0.0, 0.8])  # a new λ: a new cache
+        for step, n in enumerate((64, 7, 64)):
+            rows = np.arange(n)
+            batch = {INPUT_KEY: X[rows], GROUP_KEY: codes[rows],
+                     REFERENCE_CORRECT_KEY: np.ones(n, dtype=np.float32)}
+            fair.module_.zero_grad()
+            loss = fair.get_loss(fair.infer(batch), y_true[rows], X=batch, training=True)
+            loss.backward()
+            losses.setdefault(step, []).append(
+                [loss.detach()] + [p.grad.clone() for p in fair.module_.parameters()]
+            )
+    for table, formula in losses.values():
+        for got, expected in zip(table, formula, strict=True):
+            assert torch.equal(got, expected)
+
+
+def test_accuracy_drops_of_batch_blocks_equal_per_batch_drops():
+    from fairprune_sk._dual_ascent import _DROP_BLOCK, DualState
+
+    rng = np.random.default_rng(0)
+    state = DualState(pd.Index(["a", "b", "c"]))
+    state.start_run(replay_size=50)
+    state.group_shares = np.array([0.5, 0.3, 0.2])
+    buffer = GroupReplayBuffer(3, size=50)
+    for _ in range(2 * _DROP_BLOCK + 5):  # two full blocks and a partial one
+        n = int(rng.integers(1, 9))
+        codes, y = torch.as_tensor(rng.integers(0, 3, n)), torch.as_tensor(rng.integers(0, 2, n))
+        logits = torch.as_tensor(rng.normal(size=(n, 2)).astype(np.float32))
+        reference = torch.as_tensor(rng.integers(0, 2, n).astype(np.float32))
+        state.add_batch(codes, reference, logits, y)
+        correct = (logits.numpy().argmax(axis=1) == y.numpy()).astype(np.float32)
+        buffer.push(codes.numpy(), reference.numpy() - correct)
+    np.testing.assert_array_equal(state.replay_gap(),
+                                  excess_accuracy_gap(buffer.means(), state.group_shares))
+    assert not state.pending_batches and not state.pending_drops
+
+
 def test_ceag_records_psi_and_lowers_the_training_accuracy_gap(hard_minority):
     X, y, group = hard_minority
     params = dict(max_epochs=10, lr=0.05, batch_size=100, module__hidden_units=(16,),
