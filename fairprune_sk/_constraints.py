@@ -240,7 +240,7 @@ class ConstraintsMixin:
         ceag = constrained and self._targets_accuracy_gap() and REFERENCE_CORRECT_KEY in X
         if ceag:
             penalty = self._dual_state.penalty_multipliers(
-                numpy_dtype(losses.dtype), self.dual_dynamics_ == "damped"
+                losses.dtype, self.dual_dynamics_ == "damped"
             )
             if penalty is not None:
                 return self._checked(self._ceag_lagrangian(losses, X, *penalty))
@@ -330,7 +330,7 @@ class ConstraintsMixin:
         losses: torch.Tensor,
         X: Mapping,
         multipliers: np.ndarray,
-        norm: float,
+        norm: torch.Tensor | None,
         tables: dict[int, np.ndarray],
     ) -> torch.Tensor:
         """``(J + Σ_a λ_a [(J_a − J*_a) − sg(J − J*)]) / (1 + Σ λ)`` on the batch, up to constants.
@@ -342,7 +342,7 @@ class ConstraintsMixin:
         weight in the batch; absent groups contribute nothing). This is what is returned (and
         recorded as ``train_loss``): one autograd node per batch instead of a scatter per group.
         ``multipliers`` are λ in the losses' dtype, ``norm`` is ``1 + Σ λ`` under
-        ``dual_dynamics="damped"`` and 1 otherwise, and ``tables`` caches, per batch size,
+        ``dual_dynamics="damped"`` and None otherwise, and ``tables`` caches, per batch size,
         the unweighted coefficients of every (group count, group) pair until the next dual step
         (:meth:`~fairprune_sk._dual_ascent.DualState.penalty_multipliers`).
         """
@@ -369,7 +369,7 @@ class ConstraintsMixin:
         if not losses.is_cpu:
             coef = coef.to(losses.device, non_blocking=True)
         weighted = (coef * losses).sum()
-        return weighted if norm == 1.0 else weighted / norm  # x / 1 is x: the same bits
+        return weighted if norm is None else weighted / norm
 
 
 #: Largest (batch size + 1) × n_groups coefficient table CEAG caches between dual steps.

@@ -45,7 +45,7 @@ import torch
 from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
 
-from ._constraints import GROUP_KEY, REFERENCE_CORRECT_KEY, as_numpy
+from ._constraints import GROUP_KEY, REFERENCE_CORRECT_KEY, as_numpy, numpy_dtype
 from ._dual import GroupReplayBuffer, TailAverage, dual_step, excess_accuracy_gap
 
 __all__ = ["DualAscent", "DualState"]
@@ -56,7 +56,7 @@ _DROP_BLOCK = 64
 
 def _concatenate(values: tuple[Any, ...]) -> np.ndarray:
     """The batches' tensors (one copy to the CPU) or arrays, concatenated as one ndarray."""
-    if all(isinstance(value, torch.Tensor) for value in values):
+    if isinstance(values[0], torch.Tensor):  # the batches of one loader are all alike
         return as_numpy(torch.cat(values))
     return np.concatenate([as_numpy(value) for value in values])
 
@@ -211,18 +211,24 @@ class DualState:
 
     # -- λ for the penalty -----------------------------------------------------------------------
     def penalty_multipliers(
-        self, dtype: np.dtype, damped: bool
-    ) -> tuple[np.ndarray, float, dict[int, np.ndarray]] | None:
-        """λ as ``dtype``, the Lagrangian's normaliser ``1 + Σ λ`` (1 unless ``damped``) and an
-        empty dict for the penalty's tables; None when every λ is 0. Computed once per value of
-        the multipliers (a dual step), not per batch."""
+        self, dtype: torch.dtype, damped: bool
+    ) -> tuple[np.ndarray, torch.Tensor | None, dict[int, np.ndarray]] | None:
+        """What the batch penalty needs of λ, computed once per dual step, not per batch.
+
+        λ as the numpy dtype of the losses' ``dtype``; the Lagrangian's normaliser
+        ``1 + Σ λ`` as a 0-d tensor of ``dtype`` (dividing by it gives the bits of dividing by
+        the Python float, without wrapping the float on every batch), None unless ``damped``;
+        and an empty dict for the penalty's tables. None when every λ is 0.
+        """
         multipliers, cached = self.multipliers, self._penalty
         if (cached is None or cached[0] is not multipliers or cached[1] is not dtype
                 or cached[2] is not damped):
             value = None
             if bool((multipliers > 0).any()):
-                norm = 1.0 + float(multipliers.sum()) if damped else 1.0
-                value = (multipliers.astype(dtype), norm, {})
+                norm = None
+                if damped:
+                    norm = torch.tensor(1.0 + float(multipliers.sum()), dtype=dtype)
+                value = (multipliers.astype(numpy_dtype(dtype)), norm, {})
             cached = self._penalty = (multipliers, dtype, damped, value)
         return cached[3]
 
