@@ -35,12 +35,11 @@ import copy
 import time
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
 from fairprune_sk import ExcessRiskFrame
+from fairprune_sk.benchmark.summary import seed_interval
 from fairprune_sk.constrained import FairConstrainedNet
 from fairprune_sk.models import MLP
 
@@ -107,12 +106,13 @@ def parse_value(text: str) -> Any:
 
 
 def mean_ci(values: pd.Series) -> str:
+    """Mean over seeds ± the half-width of its 95 % t-interval (the benchmark's seed_interval)."""
     values = values.to_numpy(dtype=float)
     mean = values.mean()
     if len(values) < 2:
         return f"{mean:.3f}"
-    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return f"{mean:.3f} ± {half:.3f}"
+    _, high = seed_interval(mean, values.std(ddof=1), len(values))
+    return f"{mean:.3f} ± {float(high) - mean:.3f}"
 
 
 def run(args: argparse.Namespace) -> pd.DataFrame:

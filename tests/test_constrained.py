@@ -586,7 +586,7 @@ def test_best_iterate_keeps_the_selected_weights(tabular):
     assert "selected_iterate" not in final.history[-1]
 
 
-# ---------------------------------------------------------------------------- tail averaging, margin
+# ------------------------------------------------------------------ tail averaging, margin
 class _IterateRecorder(Callback):
     """The weights after every fine-tuning batch: an independent record of the iterates."""
 
