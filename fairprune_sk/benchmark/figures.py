@@ -302,6 +302,7 @@ def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
     panels = (("fairness_violation", "fairness violation ξ = max R(a) − min R(a) (nats)"),
               ("max_excess_accuracy_gap", "max excess accuracy gap max ψ_g (points)"))
     y_drawn: tuple[list, list, list] = ([[dense_mean]], [], [])
+    any_hollow = False
     for ax, (column, label) in zip(axes, panels, strict=True):
         disparity = _stats(runs, ["method", "rate"], column, confidence)
         x_drawn: tuple[list, list, list] = ([[0.0]], [], [])
@@ -327,6 +328,7 @@ def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
             ax.scatter(x["mean"][pruned], y["mean"][pruned], color=color, marker=marker, s=36,
                        zorder=3, label=method)
             if (~pruned).any():
+                any_hollow = True
                 ax.scatter(x["mean"][~pruned], y["mean"][~pruned], facecolors="white",
                            edgecolors=color, marker=marker, s=36, zorder=3,
                            label=None if pruned.any() else method)
@@ -356,9 +358,10 @@ def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
     handles, labels = _unique_handles(axes)
     from matplotlib.lines import Line2D
 
-    handles.append(Line2D([], [], marker="o", linestyle="none", markerfacecolor="white",
-                          markeredgecolor="0.3"))
-    labels.append("hollow: rate 0, nothing pruned\n(the method's own change to θ*)")
+    if any_hollow:  # explain hollow markers only where some are drawn
+        handles.append(Line2D([], [], marker="o", linestyle="none", markerfacecolor="white",
+                              markeredgecolor="0.3"))
+        labels.append("hollow: rate 0, nothing pruned\n(the method's own change to θ*)")
     figure.legend(handles, labels, loc="outside lower center", fontsize="small",
                   ncols=min(len(labels), 4), title="method")
     heading = ("Accuracy against disparity, one point per method and pruning rate (label: "
