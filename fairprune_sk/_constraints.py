@@ -348,7 +348,7 @@ class ConstraintsMixin:
         """
         codes = as_numpy(X[GROUP_KEY]).astype(np.int64, copy=False)
         weight = X.get(SAMPLE_WEIGHT_KEY)
-        n, n_groups = len(losses), len(multipliers)
+        n, n_groups = codes.shape[0], multipliers.shape[0]
         # float32 numpy, operation for operation what torch computed before (same bits)
         if weight is None:
             table = tables.get(n)

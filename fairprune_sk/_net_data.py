@@ -51,6 +51,11 @@ def _as_tensor(value: Any) -> torch.Tensor | None:
         return torch.from_numpy(value)
 
 
+def _as_ndarray(value: torch.Tensor) -> np.ndarray:
+    """A tensor as an ndarray (a CPU tensor's memory is shared, not copied)."""
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
 def _random_seed() -> int:
     """One draw from torch's global RNG, as ``DataLoader`` and ``RandomSampler`` draw seeds."""
     return int(torch.empty((), dtype=torch.int64).random_().item())
@@ -60,16 +65,21 @@ class InMemoryBatches:
     """The batches of in-memory arrays, indexed as tensors, with the ``DataLoader``'s RNG draws.
 
     Yields what skorch's ``DataLoader(dataset, batch_size=None, sampler=BatchSampler(...))``
-    yields for its ``Dataset`` (``(X_batch, y_batch)``, X a tensor or a dict of tensors, a
+    yields for its ``Dataset`` (``(X_batch, y_batch)``, X a tensor or a dict, a
     ``torch.Tensor([0])`` placeholder when y is None), but gathers each batch with one
     ``index_select`` per array. Every epoch draws from torch's global RNG exactly what the
     ``DataLoader`` draws (its base seed, then ``RandomSampler``'s seed for ``randperm``), so the
     batches, and every fit with a fixed ``random_state``, are the same as through it. Batches
     are copies: a module writing into its input does not change the data.
 
+    In a dict, the per-sample metadata (every key but ``"X"``: sample weights, groups, the
+    dense net's outputs) is gathered by numpy indexing and yielded as ndarrays on the CPU, with
+    the same values the ``DataLoader`` gives as tensors: the loss and the dual bookkeeping read
+    them with numpy, and a torch op per key and batch cost more than that bookkeeping.
+
     Parameters
     ----------
-    X : Tensor or dict of str to Tensor
+    X : Tensor or dict of str to Tensor or ndarray
         Arrays of the same length (n_samples, ...).
     y : Tensor or None
     batch_size : int
@@ -91,6 +101,8 @@ class InMemoryBatches:
         drop_last: bool,
         indices: torch.Tensor | None = None,
     ) -> None:
+        if isinstance(X, dict):  # the input as a tensor, the metadata as ndarrays
+            X = {key: value if key == INPUT_KEY else _as_ndarray(value) for key, value in X.items()}
         self.X, self.y = X, y
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
         self.indices = indices
@@ -136,10 +148,15 @@ class InMemoryBatches:
             order = self.indices[order]
         stop = len(self) * self.batch_size if self.drop_last else self.n_samples
         placeholder = torch.Tensor([0])  # skorch's Dataset gives this for y=None
+        order_array = order.numpy()  # a view: numpy slices index the metadata
         for start in range(0, stop, self.batch_size):
             rows = order[start:start + self.batch_size]
             if isinstance(self.X, dict):
-                Xi = {key: value.index_select(0, rows) for key, value in self.X.items()}
+                rows_array = order_array[start:start + self.batch_size]
+                Xi = {
+                    key: value.index_select(0, rows) if key == INPUT_KEY else value[rows_array]
+                    for key, value in self.X.items()
+                }
             else:
                 Xi = self.X.index_select(0, rows)
             yield Xi, placeholder if self.y is None else self.y.index_select(0, rows)

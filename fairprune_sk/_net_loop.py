@@ -13,12 +13,14 @@ import copy
 from collections.abc import Mapping
 from typing import Any, Self
 
+import numpy as np
 import torch
 from skorch.callbacks import Callback
+from skorch.dataset import get_len
 from skorch.utils import to_tensor
 from torch import nn
 
-from ._net_data import SAMPLE_WEIGHT_KEY
+from ._net_data import INPUT_KEY, SAMPLE_WEIGHT_KEY
 
 __all__ = ["LoopHooksMixin"]
 
@@ -36,6 +38,16 @@ def _all_in_mode(module: nn.Module, training: bool) -> bool:
             return False
         stack.extend(child for child in current._modules.values() if child is not None)
     return True
+
+
+def _batch_size(batch: Any) -> int:
+    """The number of samples in a batch, as skorch's ``get_len`` counts them."""
+    X = batch[0] if isinstance(batch, tuple | list) else batch
+    if isinstance(X, Mapping) and INPUT_KEY in X:
+        X = X[INPUT_KEY]
+    if isinstance(X, torch.Tensor | np.ndarray):
+        return X.shape[0]
+    return get_len(X)
 
 
 class LoopHooksMixin:
@@ -111,6 +123,29 @@ class LoopHooksMixin:
             module = getattr(self, name + "_")
             if isinstance(module, nn.Module) and not _all_in_mode(module, training):
                 module.train(training)
+
+    def run_single_epoch(
+        self, iterator: Any, training: bool, prefix: str, step_fn: Any, **fit_params: Any
+    ) -> None:
+        """skorch's loop over one epoch's batches, with the batch size read off the input.
+
+        The same steps, notifications and history records as skorch's, in the same order;
+        only ``{prefix}_batch_size`` is the first dimension of the batch's input
+        (:func:`_batch_size`) instead of skorch's ``get_len``, which walks every array of a
+        dict batch and compares their lengths on every batch (a dict's arrays have one length:
+        skorch's ``Dataset`` checked it when it was built).
+        """
+        if iterator is None:
+            return
+        batch_count = 0
+        for batch in iterator:
+            self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            self.history.record_batch(prefix + "_loss", step["loss"].item())
+            self.history.record_batch(prefix + "_batch_size", _batch_size(batch))
+            self.notify("on_batch_end", batch=batch, training=training, **step)
+            batch_count += 1
+        self.history.record(prefix + "_batch_count", batch_count)
 
     def notify(self, method_name: str, **cb_kwargs: Any) -> None:
         """skorch's callback dispatch; per batch, only callbacks that define the batch method.

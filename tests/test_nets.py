@@ -374,9 +374,10 @@ def test_in_memory_batches_are_the_dataloaders_batches(shuffle, drop_last, subse
     assert len(got[0]) == len(batches) == len(loader)
     for expected_epoch, got_epoch in zip(expected, got, strict=True):
         for (Xe, ye), (Xg, yg) in zip(expected_epoch, got_epoch, strict=True):
-            assert Xe.keys() == Xg.keys()
-            for key in Xe:
-                torch.testing.assert_close(Xg[key], Xe[key], rtol=0, atol=0)
+            assert list(Xe) == list(Xg)
+            torch.testing.assert_close(Xg["X"], Xe["X"], rtol=0, atol=0)
+            assert isinstance(Xg["group"], np.ndarray)  # metadata: ndarrays, the same values
+            np.testing.assert_array_equal(Xg["group"], Xe["group"].numpy(), strict=True)
             torch.testing.assert_close(yg, ye, rtol=0, atol=0)
     assert torch.equal(got_next, expected_next)
 
