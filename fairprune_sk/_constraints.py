@@ -234,14 +234,11 @@ class ConstraintsMixin:
         which receives the batch and its predictions.
         """
         losses = self.per_sample_loss(y_pred, y_true)
-        constrained = (
-            training and isinstance(X, Mapping) and GROUP_KEY in X and self._constraint_active()
-        )
-        ceag = constrained and self._targets_accuracy_gap() and REFERENCE_CORRECT_KEY in X
+        state = self._dual_state if training and isinstance(X, Mapping) else None
+        constrained = state is not None and state.active and GROUP_KEY in X
+        ceag = constrained and state.ceag and REFERENCE_CORRECT_KEY in X
         if ceag:
-            penalty = self._dual_state.penalty_multipliers(
-                losses.dtype, self.dual_dynamics_ == "damped"
-            )
+            penalty = state.penalty_multipliers(losses.dtype, self.dual_dynamics_ == "damped")
             if penalty is not None:
                 return self._checked(self._ceag_lagrangian(losses, X, *penalty))
         loss = self._mean_loss(losses, y_true, X)
@@ -251,7 +248,7 @@ class ConstraintsMixin:
         if ceag or not constrained:
             return loss  # (CEAG with λ = 0) exactly the unconstrained loss
         accumulate = not self._uses_heldout()  # the dual step averages this run's batch losses
-        if not (accumulate or bool((self._dual_state.multipliers > 0).any())):
+        if not (accumulate or bool((state.multipliers > 0).any())):
             return loss  # λ = 0 and nothing to accumulate: exactly the unconstrained loss
         # the per-group work is numpy on the batch's codes (µs; each small torch op costs 5-10)
         codes = as_numpy(X[GROUP_KEY]).astype(np.int64, copy=False)
@@ -330,7 +327,7 @@ class ConstraintsMixin:
         losses: torch.Tensor,
         X: Mapping,
         multipliers: np.ndarray,
-        norm: torch.Tensor | None,
+        scale: np.generic | None,
         tables: dict[int, np.ndarray],
     ) -> torch.Tensor:
         """``(J + Σ_a λ_a [(J_a − J*_a) − sg(J − J*)]) / (1 + Σ λ)`` on the batch, up to constants.
@@ -340,45 +337,51 @@ class ConstraintsMixin:
         per-sample ``losses`` with detached coefficients
         ``c_i = (w_i / n + λ_a w_i / W_a) / (1 + Σ λ)`` (``a`` the sample's group, ``W_a`` its
         weight in the batch; absent groups contribute nothing). This is what is returned (and
-        recorded as ``train_loss``): one autograd node per batch instead of a scatter per group.
-        ``multipliers`` are λ in the losses' dtype, ``norm`` is ``1 + Σ λ`` under
+        recorded as ``train_loss``): one ``dot`` per batch, one autograd node. ``multipliers``
+        are λ in the losses' dtype, ``scale`` is ``1 / (1 + Σ λ)`` under
         ``dual_dynamics="damped"`` and None otherwise, and ``tables`` caches, per batch size,
-        the unweighted coefficients of every (group count, group) pair until the next dual step
+        the coefficients of every (group count, group) pair until the next dual step
         (:meth:`~fairprune_sk._dual_ascent.DualState.penalty_multipliers`).
+
+        Every ``c_i`` is rounded as the gradient of ``(Σ_i c_i ℓ_i) / (1 + Σ λ)`` reaching
+        ``ℓ_i`` in autograd is (the product of the unnormalised coefficient and the rounded
+        reciprocal), so the weights are those of that formulation, bit for bit; only the
+        recorded loss value may differ in its last bits.
         """
         codes = as_numpy(X[GROUP_KEY]).astype(np.int64, copy=False)
         weight = X.get(SAMPLE_WEIGHT_KEY)
         n, n_groups = codes.shape[0], multipliers.shape[0]
-        # float32 numpy, operation for operation what torch computed before (same bits)
         if weight is None:
             table = tables.get(n)
             if table is None and (n + 1) * n_groups <= _TABLE_SIZE:
-                table = tables[n] = _coefficient_table(multipliers, n)
+                table = tables[n] = _coefficient_table(multipliers, n, scale)
             if table is not None:  # c_i = table[W_a, a]: three numpy calls per batch
                 coef = table[np.bincount(codes, minlength=n_groups)[codes], codes]
             else:
                 group_weight = np.bincount(codes, minlength=n_groups).astype(multipliers.dtype)
                 coef = (multipliers / np.maximum(group_weight, 1.0))[codes] + 1.0 / n
+                if scale is not None:
+                    coef = coef * scale
         else:
             weight = as_numpy(weight).astype(multipliers.dtype)
             group_weight = np.zeros(n_groups, dtype=multipliers.dtype)
             np.add.at(group_weight, codes, weight)
-            scale = (multipliers / np.maximum(group_weight, 1e-12))[codes] + 1.0 / n
-            coef = scale * weight
+            per_sample = (multipliers / np.maximum(group_weight, 1e-12))[codes] + 1.0 / n
+            coef = per_sample * weight if scale is None else (per_sample * weight) * scale
         coef = torch.from_numpy(coef)
         if not losses.is_cpu:
             coef = coef.to(losses.device, non_blocking=True)
-        weighted = (coef * losses).sum()
-        return weighted if norm is None else weighted / norm
+        return torch.dot(coef, losses)
 
 
 #: Largest (batch size + 1) × n_groups coefficient table CEAG caches between dual steps.
 _TABLE_SIZE = 1 << 16
 
 
-def _coefficient_table(multipliers: np.ndarray, n: int) -> np.ndarray:
-    """``table[k, a] = λ_a / max(k, 1) + 1 / n``, the unweighted CEAG coefficient of a sample of
-    group ``a`` present ``k`` times in a batch of ``n`` (in ``multipliers``' dtype, rounded as
-    the per-batch formula rounds)."""
+def _coefficient_table(multipliers: np.ndarray, n: int, scale: np.generic | None) -> np.ndarray:
+    """``table[k, a] = (λ_a / max(k, 1) + 1 / n) · scale``, the unweighted CEAG coefficient of a
+    sample of group ``a`` present ``k`` times in a batch of ``n`` (in ``multipliers``' dtype,
+    rounded as the per-batch formula rounds; no ``scale`` when it is None)."""
     counts = np.maximum(np.arange(n + 1, dtype=multipliers.dtype), 1.0)
-    return multipliers[None, :] / counts[:, None] + 1.0 / n
+    table = multipliers[None, :] / counts[:, None] + 1.0 / n
+    return table if scale is None else table * scale

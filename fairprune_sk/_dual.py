@@ -108,6 +108,7 @@ class GroupReplayBuffer:
         self.values = np.zeros((n_groups, self.size))
         self.count = np.zeros(n_groups, dtype=np.int64)
         self.position = np.zeros(n_groups, dtype=np.int64)  # next slot to write
+        self._means: np.ndarray | None = None  # means() until the next push
 
     def push(self, codes: np.ndarray, values: np.ndarray) -> None:
         """Append ``values`` (in order) to the buffers of their groups ``codes``."""
@@ -129,6 +130,7 @@ class GroupReplayBuffer:
         written = np.minimum(counts, self.size)
         self.position = (self.position + written) % self.size
         self.count = np.minimum(self.count + counts, self.size)
+        self._means = None
 
     def standard_errors(self) -> np.ndarray:
         """Standard error of each group's buffer mean (``s / √m``); NaN with fewer than 2 values."""
@@ -139,11 +141,16 @@ class GroupReplayBuffer:
             return np.where(self.count > 1, np.sqrt(variance / self.count), np.nan)
 
     def means(self) -> np.ndarray:
-        """Mean of each group's buffer; NaN for a group with nothing pushed yet."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(
-                self.count > 0, self.values.sum(axis=1) / np.maximum(self.count, 1), np.nan
-            )
+        """Mean of each group's buffer; NaN for a group with nothing pushed yet (read-only:
+        computed once per push)."""
+        if self._means is None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means = np.where(
+                    self.count > 0, self.values.sum(axis=1) / np.maximum(self.count, 1), np.nan
+                )
+            means.flags.writeable = False
+            self._means = means
+        return self._means
 
 
 def excess_accuracy_gap(drop: np.ndarray, shares: np.ndarray) -> np.ndarray:

@@ -58,6 +58,8 @@ def _concatenate(values: tuple[Any, ...]) -> np.ndarray:
     """The batches' tensors (one copy to the CPU) or arrays, concatenated as one ndarray."""
     if isinstance(values[0], torch.Tensor):  # the batches of one loader are all alike
         return as_numpy(torch.cat(values))
+    if isinstance(values[0], np.ndarray):
+        return np.concatenate(values)
     return np.concatenate([as_numpy(value) for value in values])
 
 
@@ -112,6 +114,10 @@ class DualState:
         self.best_iterate: int | None = None
         self.iterates_seen = 0
         self.tail_average: TailAverage | None = None  # set by DualAscent for fine-tuning runs
+        # what this run's batches do, fixed for the run (set by DualAscent.on_train_begin)
+        self.active = False  # the constraint acts: its batches carry a Lagrangian penalty
+        self.ceag = False  # ... CEAG's penalty (accuracy_gap while fine-tuning)
+        self.collect_drops = False  # ... and the dual steps read the training batches' drops
         self.reset_accumulators()
 
     def start_epoch(self) -> None:
@@ -166,11 +172,12 @@ class DualState:
     def replay_gap(self) -> np.ndarray:
         """ψ per group over the replay buffer, after pushing the pending drops in order."""
         self._drops_of_pending_batches()
-        if self.pending_drops:
-            codes = np.concatenate([c for c, _ in self.pending_drops])
-            drops = np.concatenate([d for _, d in self.pending_drops])
-            self.pending_drops = []
-            self.replay.push(codes, drops)
+        blocks, self.pending_drops = self.pending_drops, []
+        if len(blocks) == 1:
+            self.replay.push(*blocks[0])
+        elif blocks:
+            codes, drops = zip(*blocks, strict=True)
+            self.replay.push(np.concatenate(codes), np.concatenate(drops))
         return excess_accuracy_gap(self.replay.means(), self.group_shares)
 
     def replay_standard_errors(self) -> np.ndarray:
@@ -179,7 +186,7 @@ class DualState:
 
     def record_batch_violation(self, violation: np.ndarray) -> None:
         """Add a dual step's violation to the epoch's mean (NaN counted as 0)."""
-        filled = np.nan_to_num(violation, nan=0.0)
+        filled = np.where(np.isnan(violation), 0.0, violation)
         total = self.epoch_violation_sum
         self.epoch_violation_sum = filled if total is None else total + filled
         self.epoch_violation_batches += 1
@@ -212,23 +219,24 @@ class DualState:
     # -- λ for the penalty -----------------------------------------------------------------------
     def penalty_multipliers(
         self, dtype: torch.dtype, damped: bool
-    ) -> tuple[np.ndarray, torch.Tensor | None, dict[int, np.ndarray]] | None:
+    ) -> tuple[np.ndarray, np.generic | None, dict[int, np.ndarray]] | None:
         """What the batch penalty needs of λ, computed once per dual step, not per batch.
 
-        λ as the numpy dtype of the losses' ``dtype``; the Lagrangian's normaliser
-        ``1 + Σ λ`` as a 0-d tensor of ``dtype`` (dividing by it gives the bits of dividing by
-        the Python float, without wrapping the float on every batch), None unless ``damped``;
-        and an empty dict for the penalty's tables. None when every λ is 0.
+        λ as the numpy dtype of the losses' ``dtype``; the reciprocal of the Lagrangian's
+        normaliser, ``1 / (1 + Σ λ)`` rounded as torch's division of ``1`` by the normaliser in
+        ``dtype`` rounds it, None unless ``damped``; and an empty dict for the penalty's tables.
+        None when every λ is 0.
         """
         multipliers, cached = self.multipliers, self._penalty
         if (cached is None or cached[0] is not multipliers or cached[1] is not dtype
                 or cached[2] is not damped):
             value = None
             if bool((multipliers > 0).any()):
-                norm = None
-                if damped:
-                    norm = torch.tensor(1.0 + float(multipliers.sum()), dtype=dtype)
-                value = (multipliers.astype(numpy_dtype(dtype)), norm, {})
+                kind = numpy_dtype(dtype)
+                scale = None
+                if damped:  # the normaliser in dtype, then its reciprocal in dtype
+                    scale = kind.type(1.0) / kind.type(1.0 + float(multipliers.sum()))
+                value = (multipliers.astype(kind), scale, {})
             cached = self._penalty = (multipliers, dtype, damped, value)
         return cached[3]
 
@@ -260,7 +268,10 @@ class DualAscent(Callback):
         if state is None or state.groups is not net.groups_:  # a new fit: λ = 0
             state = self.state_ = DualState(net.groups_)
         state.start_run(net.replay_size)
-        if net.average_tail_ and net.phase_ == "fine_tune" and net._constraint_active():
+        state.active = net._constraint_active()
+        state.ceag = state.active and net._targets_accuracy_gap()
+        state.collect_drops = state.ceag and state.heldout is None
+        if net.average_tail_ and net.phase_ == "fine_tune" and state.active:
             n_rows = 0 if y is None else len(y)
             batch_size = net.batch_size if net.batch_size > 0 else max(n_rows, 1)
             n_batches = self.run_epochs * int(np.ceil(n_rows / batch_size))
@@ -289,10 +300,10 @@ class DualAscent(Callback):
         y_pred: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> None:
-        if not training or not net._constraint_active():
-            return
         state = self.state_
-        if state.heldout is None and y_pred is not None and net._targets_accuracy_gap():
+        if not (training and state.active):
+            return
+        if state.collect_drops and y_pred is not None:
             Xi, yi = unpack_data(batch)  # CEAG's dual signal: this batch's accuracy drops
             if isinstance(Xi, Mapping) and REFERENCE_CORRECT_KEY in Xi:
                 state.add_batch(Xi[GROUP_KEY], Xi[REFERENCE_CORRECT_KEY], y_pred.detach(), yi)
