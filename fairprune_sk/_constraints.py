@@ -15,6 +15,7 @@ adds nothing to that batch's penalty.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -382,6 +383,14 @@ def _coefficient_table(multipliers: np.ndarray, n: int, scale: np.generic | None
     """``table[k, a] = (λ_a / max(k, 1) + 1 / n) · scale``, the unweighted CEAG coefficient of a
     sample of group ``a`` present ``k`` times in a batch of ``n`` (in ``multipliers``' dtype,
     rounded as the per-batch formula rounds; no ``scale`` when it is None)."""
-    counts = np.maximum(np.arange(n + 1, dtype=multipliers.dtype), 1.0)
-    table = multipliers[None, :] / counts[:, None] + 1.0 / n
+    table = multipliers / _count_column(n, multipliers.dtype) + 1.0 / n
     return table if scale is None else table * scale
+
+
+@functools.lru_cache(maxsize=16)
+def _count_column(n: int, dtype: np.dtype) -> np.ndarray:
+    """``max(k, 1)`` for ``k = 0 .. n`` as a read-only column of ``dtype`` (the batch sizes of
+    a run are few, and this is rebuilt at every dual step otherwise)."""
+    column = np.maximum(np.arange(n + 1, dtype=dtype), 1.0)[:, None]
+    column.flags.writeable = False
+    return column

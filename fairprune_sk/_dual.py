@@ -75,12 +75,18 @@ def dual_step(
     multipliers, error : ndarray of shape (n_groups,)
         The new multipliers and the error to pass as ``previous_error`` next time.
     """
-    seen = ~np.isnan(violation)
+    upper = np.inf if cap is None else cap
+    missing = np.isnan(violation)
+    if not missing.any():  # every group has an estimate: the same arithmetic, fewer calls
+        e = violation - tolerance
+        step = multipliers + lr * (e + damping * (e - previous_error))
+        return np.clip(step, 0.0, upper), e
+    seen = ~missing
     error = np.asarray(previous_error, dtype=np.float64).copy()
     updated = np.asarray(multipliers, dtype=np.float64).copy()
     e = violation[seen] - tolerance
     step = updated[seen] + lr * (e + damping * (e - error[seen]))
-    updated[seen] = np.clip(step, 0.0, np.inf if cap is None else cap)
+    updated[seen] = np.clip(step, 0.0, upper)
     error[seen] = e
     return updated, error
 
@@ -108,6 +114,8 @@ class GroupReplayBuffer:
         self.values = np.zeros((n_groups, self.size))
         self.count = np.zeros(n_groups, dtype=np.int64)
         self.position = np.zeros(n_groups, dtype=np.int64)  # next slot to write
+        # a stable sort of 16-bit keys is a radix sort: the same order, several times faster
+        self._sort_dtype = np.int16 if n_groups <= np.iinfo(np.int16).max else np.int64
         self._means: np.ndarray | None = None  # means() until the next push
 
     def push(self, codes: np.ndarray, values: np.ndarray) -> None:
@@ -115,39 +123,38 @@ class GroupReplayBuffer:
         codes = np.asarray(codes, dtype=np.int64)
         if not codes.size:
             return
-        values = np.asarray(values, dtype=np.float64)
-        # a stable sort of 16-bit keys is a radix sort: the same order, several times faster
-        keys = codes.astype(np.int16) if len(self.count) <= np.iinfo(np.int16).max else codes
-        order = np.argsort(keys, kind="stable")
-        codes, values = codes[order], values[order]
+        order = np.argsort(codes.astype(self._sort_dtype), kind="stable")
+        codes = codes[order]
+        values = np.asarray(values, dtype=np.float64)[order]
         counts = np.bincount(codes, minlength=len(self.count))
-        starts = np.cumsum(counts) - counts
-        rank = np.arange(len(codes)) - starts[codes]
-        overflow = np.maximum(counts - self.size, 0)[codes]  # only the last `size` survive
-        keep = rank >= overflow
-        slot = (self.position[codes] + rank - overflow)[keep] % self.size
-        self.values[codes[keep], slot] = values[keep]
-        written = np.minimum(counts, self.size)
-        self.position = (self.position + written) % self.size
+        skipped = np.maximum(counts - self.size, 0)  # only the last `size` of a group survive
+        # each value's rank among its group's surviving values (negative: it does not survive)
+        rank = np.arange(len(codes)) - (np.cumsum(counts) - counts + skipped)[codes]
+        keep = rank >= 0
+        self.values[codes[keep], (self.position[codes] + rank)[keep] % self.size] = values[keep]
+        self.position = (self.position + (counts - skipped)) % self.size
         self.count = np.minimum(self.count + counts, self.size)
         self._means = None
 
     def standard_errors(self) -> np.ndarray:
         """Standard error of each group's buffer mean (``s / √m``); NaN with fewer than 2 values."""
-        filled = np.arange(self.size)[None, :] < self.count[:, None]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            deviation = np.where(filled, self.values - self.means()[:, None], 0.0)
-            variance = (deviation**2).sum(axis=1) / (self.count - 1)
-            return np.where(self.count > 1, np.sqrt(variance / self.count), np.nan)
+        deviation = self.values - self.means()[:, None]
+        if self.count.min() < self.size:  # slots not yet written add nothing
+            filled = np.arange(self.size)[None, :] < self.count[:, None]
+            deviation = np.where(filled, deviation, 0.0)
+        squares = (deviation**2).sum(axis=1)
+        defined = self.count > 1
+        error = np.full(len(self.count), np.nan)  # variance / m, then its square root
+        np.divide(squares, self.count - 1, out=error, where=defined)
+        np.divide(error, self.count, out=error, where=defined)
+        return np.sqrt(error, out=error, where=defined)
 
     def means(self) -> np.ndarray:
         """Mean of each group's buffer; NaN for a group with nothing pushed yet (read-only:
         computed once per push)."""
         if self._means is None:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                means = np.where(
-                    self.count > 0, self.values.sum(axis=1) / np.maximum(self.count, 1), np.nan
-                )
+            means = np.full(len(self.count), np.nan)
+            np.divide(self.values.sum(axis=1), self.count, out=means, where=self.count > 0)
             means.flags.writeable = False
             self._means = means
         return self._means
@@ -168,7 +175,10 @@ def excess_accuracy_gap(drop: np.ndarray, shares: np.ndarray) -> np.ndarray:
     ndarray of shape (n_groups,)
         ψ per group (NaN where ``drop`` is NaN).
     """
-    seen = ~np.isnan(drop)
+    missing = np.isnan(drop)
+    if not missing.any():  # every group has an estimate (the same arithmetic, fewer calls)
+        return drop - float((shares / shares.sum()) @ drop)
+    seen = ~missing
     if not seen.any():
         return drop.copy()
     weights = shares[seen] / shares[seen].sum()

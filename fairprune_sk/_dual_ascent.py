@@ -345,23 +345,24 @@ class DualAscent(Callback):
     def _violation(self, net: Any) -> np.ndarray:
         """The constraint values for a dual step (NaN where a group has no estimate)."""
         state = self.state_
+        if state.collect_drops:  # CEAG on the training batches
+            return state.replay_gap()
         if net._uses_heldout():
             violation, accuracy = net._heldout_measure(state.heldout)
             if net.best_iterate:
                 state.consider_iterate(violation, accuracy, net.tolerance_, net.module_)
             return violation
-        if net._targets_accuracy_gap():
-            return state.replay_gap()
         return state.averaged_violation()
 
     def _step(self, net: Any, violation: np.ndarray) -> None:
         if len(net.history) <= net.kickin:  # history row of this epoch already exists
             return
+        state = self.state_
         damped = net.dual_dynamics_ == "damped"
-        if net.noise_margin_ and net._targets_accuracy_gap() and not net._uses_heldout():
+        if net.noise_margin_ and state.collect_drops:
             # the step acts on the lower confidence bound of ψ_a: ψ̂_a − z · SE(ψ̂_a)
-            violation = violation - net.noise_margin_ * self.state_.replay_standard_errors()
-        self.state_.step(
+            violation = violation - net.noise_margin_ * state.replay_standard_errors()
+        state.step(
             violation,
             lr=net.dual_lr_,
             tolerance=net.tolerance_,
