@@ -248,7 +248,7 @@ class ConstraintsMixin:
         self._checked(loss)
         if ceag or not constrained:
             return loss  # (CEAG with λ = 0) exactly the unconstrained loss
-        accumulate = not self._uses_heldout()  # the dual step averages this run's batch losses
+        accumulate = state.accumulate_losses  # the dual step averages this run's batch losses
         if not (accumulate or bool((state.multipliers > 0).any())):
             return loss  # λ = 0 and nothing to accumulate: exactly the unconstrained loss
         # the per-group work is numpy on the batch's codes (µs; each small torch op costs 5-10)
@@ -299,18 +299,18 @@ class ConstraintsMixin:
             values = values * weight
         group_sum = np.bincount(codes, weights=values, minlength=n_groups)
         if accumulate:
-            state.accumulate_sums(np.stack([group_sum, group_weight], axis=1))
+            state.accumulate_sums(group_sum, group_weight)
         multipliers = state.multipliers
         penalized = (multipliers > 0) & (group_weight > 0)  # absent groups: nothing
         if not penalized.any():
             return loss  # λ = 0 on every present group: exactly the unconstrained loss
         total_weight = group_weight.sum()
         overall = group_sum.sum() / total_weight
-        with np.errstate(invalid="ignore", divide="ignore"):
-            gap = np.where(penalized, group_sum / group_weight - overall, 0.0)
-        slope = multipliers * np.sign(gap)
-        table = np.where(penalized, slope / np.maximum(group_weight, 1e-12), 0.0)
-        coef = (table - slope.sum() / total_weight)[codes]
+        gap = np.zeros(n_groups)  # J_a − J where penalized, else 0
+        np.divide(group_sum, group_weight, out=gap, where=penalized)
+        gap = np.where(penalized, gap - overall, 0.0)
+        slope = multipliers * np.sign(gap)  # 0 where not penalized, so is its table entry
+        coef = (slope / np.maximum(group_weight, 1e-12) - slope.sum() / total_weight)[codes]
         if weight is not None:
             coef = coef * weight
         coef = torch.from_numpy(coef.astype(numpy_dtype(losses.dtype)))

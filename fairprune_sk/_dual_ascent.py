@@ -118,6 +118,7 @@ class DualState:
         self.active = False  # the constraint acts: its batches carry a Lagrangian penalty
         self.ceag = False  # ... CEAG's penalty (accuracy_gap while fine-tuning)
         self.collect_drops = False  # ... and the dual steps read the training batches' drops
+        self.accumulate_losses = False  # the dual steps average the training batches' losses
         self.reset_accumulators()
 
     def start_epoch(self) -> None:
@@ -127,7 +128,8 @@ class DualState:
 
     def reset_accumulators(self) -> None:
         """Forget the batches since the last dual step."""
-        self.dual_sums: np.ndarray | None = None  # per group [Σ w·loss, Σ w], float64
+        self.loss_sums: np.ndarray | None = None  # per group Σ w·loss, float64
+        self.weight_sums: np.ndarray | None = None  # per group Σ w
         self.batches_since_update = 0
 
     def step(self, violation: np.ndarray, **step_params: Any) -> None:
@@ -137,19 +139,23 @@ class DualState:
         )
 
     # -- what the batches measure ----------------------------------------------------------------
-    def accumulate_sums(self, sums: np.ndarray) -> None:
-        """Add a batch's per-group ``[Σ w·loss, Σ w]`` (shape (n_groups, 2), float64)."""
-        self.dual_sums = sums if self.dual_sums is None else self.dual_sums + sums
+    def accumulate_sums(self, loss_sums: np.ndarray, weight_sums: np.ndarray) -> None:
+        """Add a batch's per-group ``Σ w·loss`` and ``Σ w`` (float64, shape (n_groups,))."""
+        if self.loss_sums is None:
+            self.loss_sums, self.weight_sums = loss_sums, weight_sums
+        else:
+            self.loss_sums = self.loss_sums + loss_sums
+            self.weight_sums = self.weight_sums + weight_sums
 
     def averaged_violation(self) -> np.ndarray:
         """``|J_a − J|`` over the accumulated batches; NaN for groups that were absent."""
-        if self.dual_sums is None:
-            return np.full(len(self.groups), np.nan)
-        loss_sum, weight_sum = self.dual_sums.T
-        with np.errstate(invalid="ignore", divide="ignore"):
-            group_loss = loss_sum / weight_sum
+        violation = np.full(len(self.groups), np.nan)
+        if self.loss_sums is None:
+            return violation
+        loss_sum, weight_sum = self.loss_sums, self.weight_sums
+        np.divide(loss_sum, weight_sum, out=violation, where=weight_sum != 0)
         overall = loss_sum.sum() / max(weight_sum.sum(), 1e-12)
-        return np.abs(group_loss - overall)
+        return np.abs(violation - overall)
 
     def add_batch(self, codes: Any, reference: Any, logits: torch.Tensor, y: Any) -> None:
         """Keep a training batch's group codes, θ*'s correctness, detached logits and labels
@@ -271,6 +277,7 @@ class DualAscent(Callback):
         state.active = net._constraint_active()
         state.ceag = state.active and net._targets_accuracy_gap()
         state.collect_drops = state.ceag and state.heldout is None
+        state.accumulate_losses = state.active and not (state.ceag or net._uses_heldout())
         if net.average_tail_ and net.phase_ == "fine_tune" and state.active:
             n_rows = 0 if y is None else len(y)
             batch_size = net.batch_size if net.batch_size > 0 else max(n_rows, 1)

@@ -26,7 +26,7 @@ before the call.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from numbers import Integral, Real
 from typing import Any, Self
@@ -473,6 +473,20 @@ class FairConstrainedNet(ConstraintsMixin, PrunableNetClassifier):
             with self._seeded(offset=len(self.history)):
                 self._train_epochs(data, y_index, epochs, phase=phase)
         return self
+
+    def fit_loop(self, X: Any, y: Any = None, epochs: int | None = None, **fit_params: Any) -> Self:
+        """skorch's loop; a phase whose constraint does not act trains on what a
+        :class:`PrunableNetClassifier` trains on.
+
+        The group codes ride along with X only while the constraint acts, so an unconstrained
+        phase (the dense training of the default ``constraint_phase="after"``) runs the plain
+        net's batches, at its speed, with the same batches and weights.
+        """
+        if isinstance(X, Mapping) and GROUP_KEY in X and not self._constraint_active():
+            X = {key: value for key, value in X.items() if key != GROUP_KEY}
+            if list(X) == [INPUT_KEY]:
+                X = X[INPUT_KEY]
+        return super().fit_loop(X, y, epochs=epochs, **fit_params)
 
     def _train_epochs(self, data: Any, y_index: np.ndarray, epochs: int, phase: str) -> None:
         """As the parent, but constrained fine-tuning trains on the rows not held out."""
