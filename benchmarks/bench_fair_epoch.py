@@ -14,11 +14,13 @@ With ``--target accuracy_gap`` both nets are pruned (``--rate``) after one dense
 ratio is taken over the fine-tuning epochs only, where CEAG acts (``constraint_phase="after"``,
 ``constraint_target="accuracy_gap"`` at its defaults: duals on the training batches through the
 replay buffer). ``--constraint-split 0.2`` measures the duals on held-out rows instead (the
-primal epochs then see 20 % fewer rows, so their epochs are shorter).
+primal epochs then see 20 % fewer rows, so their epochs are shorter). ``--target group_loss
+accuracy_gap`` measures both targets in one run.
 
-Target: ratio <= 1.15 (group_loss, the original target); <= 1.10 for accuracy_gap (issue 10);
-issue 9 asks <= 1.10 at batch 64, 256 and 1024: ``--batch-size 64 256 1024`` measures each and
-prints the ratios side by side.
+Target (issue 9): ratio <= 1.10 at batch 64, 256 and 1024 (``--batch-size 64 256 1024``; the
+ratios are printed side by side). The constrained net pays a fixed cost per batch (its group
+bookkeeping in numpy, and CEAG's dual steps), so the ratio falls with the batch's own cost:
+``--hidden 256 256`` shows it on a larger net.
 
 Run: ``python benchmarks/bench_fair_epoch.py`` (``--help`` for options).
 """
@@ -38,7 +40,8 @@ from fairprune_sk.benchmark.audit import load_adult_split
 from fairprune_sk.constrained import FairConstrainedNet
 from fairprune_sk.models import MLP
 
-TARGETS = {"group_loss": 1.15, "accuracy_gap": 1.10}
+TARGETS = ("group_loss", "accuracy_gap")
+MAX_RATIO = 1.10
 
 
 class EpochCPUTime(Callback):
@@ -60,31 +63,34 @@ def main() -> None:
     parser.add_argument("--sensitive", nargs="+", default=["race"], choices=["race", "sex"])
     parser.add_argument("--dual-lr", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--target", choices=sorted(TARGETS), default="group_loss",
-                        help="constraint_target of the FairConstrainedNet")
+    parser.add_argument("--target", choices=TARGETS, nargs="+", default=["group_loss"],
+                        help="constraint_target(s) of the FairConstrainedNet")
     parser.add_argument("--rate", type=float, default=0.9, help="pruning rate (accuracy_gap)")
     parser.add_argument("--constraint-split", default="None",
                         help="constraint_split of accuracy_gap: None or a fraction")
     args = parser.parse_args()
-    target = TARGETS[args.target]
     torch.set_num_threads(args.threads)
 
     data = load_adult_split(args.sensitive)
-    rows = [(batch, *measure(args, data, batch)) for batch in args.batch_size]
-    print(f"\n{'batch':>6}{'plain ms':>10}{'fair ms':>9}{'ratio':>7}{'CPU ratio':>11}"
-          f"  target <= {target} ({args.target})")
-    for batch, plain_ms, fair_ms, cpu_ratio in rows:
-        verdict = "meets" if fair_ms / plain_ms <= target else "MISSES"
-        print(f"{batch:>6}{plain_ms:>10.1f}{fair_ms:>9.1f}{fair_ms / plain_ms:>7.3f}"
-              f"{cpu_ratio:>11.3f}  {verdict}")
+    rows = [(target, batch, *measure(args, data, batch, target))
+            for target in args.target for batch in args.batch_size]
+    print(f"\n{'target':>13}{'batch':>6}{'plain ms':>10}{'fair ms':>9}{'ratio':>7}"
+          f"{'CPU ratio':>11}  target <= {MAX_RATIO}")
+    for target, batch, plain_ms, fair_ms, cpu_ratio in rows:
+        verdict = "meets" if fair_ms / plain_ms <= MAX_RATIO else "MISSES"
+        print(f"{target:>13}{batch:>6}{plain_ms:>10.1f}{fair_ms:>9.1f}"
+              f"{fair_ms / plain_ms:>7.3f}{cpu_ratio:>11.3f}  {verdict}")
 
 
-def measure(args: argparse.Namespace, data, batch_size: int) -> tuple[float, float, float]:
+def measure(
+    args: argparse.Namespace, data, batch_size: int, target: str
+) -> tuple[float, float, float]:
     """Median epoch ms of the plain and the fair net at ``batch_size``, and the CPU-time ratio."""
     common = dict(module__hidden_units=tuple(args.hidden), max_epochs=args.epochs, lr=0.05,
                   optimizer__momentum=0.9, batch_size=batch_size, random_state=0,
                   verbose=0, callbacks=[("cpu_time", EpochCPUTime())])
-    print(f"Adult: {len(data.y_train)} rows, {data.X_train.shape[1]} features, groups by "
+    print(f"{target} | Adult: {len(data.y_train)} rows, {data.X_train.shape[1]} features, "
+          f"groups by "
           f"{' & '.join(args.sensitive)} ({len(data.A_train.drop_duplicates())} groups); MLP "
           f"{tuple(args.hidden)}, batch {batch_size}, {args.epochs} epochs x "
           f"{args.repeats} repeats, torch threads {torch.get_num_threads()}")
@@ -93,7 +99,7 @@ def measure(args: argparse.Namespace, data, batch_size: int) -> tuple[float, flo
     cpu: dict[str, list[float]] = {"plain": [], "fair": []}
     fair_params: dict = {"dual_lr": args.dual_lr, "constraint_phase": "before"}
     phase = "train"
-    if args.target == "accuracy_gap":  # one dense epoch, then timed fine-tuning epochs
+    if target == "accuracy_gap":  # one dense epoch, then timed fine-tuning epochs
         split = args.constraint_split
         split = None if split == "None" else float(split)
         common.update(max_epochs=1, pruning_rate=args.rate, fine_tune_epochs=args.epochs)

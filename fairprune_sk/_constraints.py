@@ -111,9 +111,10 @@ class ConstraintsMixin:
             "fine_tune"
         )
 
-    def _uses_heldout(self) -> bool:
-        """Whether the dual steps measure the constraints on the ``constraint_split`` rows."""
-        state = self._dual_state
+    def _uses_heldout(self, state: Any = None) -> bool:
+        """Whether the dual steps measure the constraints on the ``constraint_split`` rows
+        (``state``: the net's dual state, when the caller has it at hand)."""
+        state = self._dual_state if state is None else state
         return state is not None and state.heldout is not None and self.phase_ == "fine_tune"
 
     def _heldout_measure(self, held: Mapping[str, np.ndarray]) -> tuple[np.ndarray, float]:
@@ -235,9 +236,11 @@ class ConstraintsMixin:
         which receives the batch and its predictions.
         """
         losses = self.per_sample_loss(y_pred, y_true)
-        state = self._dual_state if training and isinstance(X, Mapping) else None
-        constrained = state is not None and state.active and GROUP_KEY in X
-        ceag = constrained and state.ceag and REFERENCE_CORRECT_KEY in X
+        constrained = (
+            training and isinstance(X, Mapping) and GROUP_KEY in X and self._constraint_active()
+        )
+        state = self._dual_state if constrained else None
+        ceag = constrained and self._targets_accuracy_gap() and REFERENCE_CORRECT_KEY in X
         if ceag:
             penalty = state.penalty_multipliers(losses.dtype, self.dual_dynamics_ == "damped")
             if penalty is not None:
@@ -248,7 +251,7 @@ class ConstraintsMixin:
         self._checked(loss)
         if ceag or not constrained:
             return loss  # (CEAG with λ = 0) exactly the unconstrained loss
-        accumulate = state.accumulate_losses  # the dual step averages this run's batch losses
+        accumulate = not self._uses_heldout(state)  # the dual step averages the batch losses
         if not (accumulate or bool((state.multipliers > 0).any())):
             return loss  # λ = 0 and nothing to accumulate: exactly the unconstrained loss
         # the per-group work is numpy on the batch's codes (µs; each small torch op costs 5-10)

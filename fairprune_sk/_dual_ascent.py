@@ -114,11 +114,9 @@ class DualState:
         self.best_iterate: int | None = None
         self.iterates_seen = 0
         self.tail_average: TailAverage | None = None  # set by DualAscent for fine-tuning runs
-        # what this run's batches do, fixed for the run (set by DualAscent.on_train_begin)
-        self.active = False  # the constraint acts: its batches carry a Lagrangian penalty
-        self.ceag = False  # ... CEAG's penalty (accuracy_gap while fine-tuning)
-        self.collect_drops = False  # ... and the dual steps read the training batches' drops
-        self.accumulate_losses = False  # the dual steps average the training batches' losses
+        # what the dual steps of this run do, fixed for the run (DualAscent.on_train_begin)
+        self.active = False  # the constraint acts
+        self.collect_drops = False  # CEAG's dual steps read the training batches' drops
         self.reset_accumulators()
 
     def start_epoch(self) -> None:
@@ -275,9 +273,9 @@ class DualAscent(Callback):
             state = self.state_ = DualState(net.groups_)
         state.start_run(net.replay_size)
         state.active = net._constraint_active()
-        state.ceag = state.active and net._targets_accuracy_gap()
-        state.collect_drops = state.ceag and state.heldout is None
-        state.accumulate_losses = state.active and not (state.ceag or net._uses_heldout())
+        state.collect_drops = state.active and net._targets_accuracy_gap() and not (
+            net._uses_heldout()
+        )
         if net.average_tail_ and net.phase_ == "fine_tune" and state.active:
             n_rows = 0 if y is None else len(y)
             batch_size = net.batch_size if net.batch_size > 0 else max(n_rows, 1)

@@ -457,6 +457,96 @@ def test_ceag_coefficient_table_gives_the_bits_of_the_per_batch_formula(tabular,
             assert torch.equal(got, expected)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dynamics", ["damped", "gradient"])
+def test_ceag_single_dot_gives_the_gradient_bits_of_the_normalised_sum(tabular, weighted,
+                                                                       dynamics):
+    # the Lagrangian is one dot with 1 / (1 + Σ λ) folded into the coefficients; autograd of
+    # (Σ c_i ℓ_i) / (1 + Σ λ) must reach every ℓ_i, hence every weight, with the same bits
+    X, y, group = tabular
+    X = X.astype(np.float32)
+    fair = make_fair(max_epochs=1, dual_dynamics=dynamics, **CEAG)
+    fair.fit(X, y, sensitive_features=group)
+    state = dual_state(fair)
+    fair.phase_, state.heldout = "fine_tune", None
+    state.multipliers = np.array([0.3, 0.0, 0.8137])
+    rows = np.arange(64)
+    codes = fair._encode_groups(group, len(y))[rows]
+    batch = {INPUT_KEY: X[rows], GROUP_KEY: codes,
+             REFERENCE_CORRECT_KEY: np.ones(len(rows), dtype=np.float32)}
+    weight = np.ones(len(rows), dtype=np.float32)
+    if weighted:
+        weight = np.random.default_rng(0).uniform(0.2, 2.0, len(rows)).astype(np.float32)
+        batch[SAMPLE_WEIGHT_KEY] = weight
+    y_true = torch.as_tensor(y[rows])
+
+    fair.module_.zero_grad()
+    fair.get_loss(fair.infer(batch), y_true, X=batch, training=True).backward()
+    ours = [p.grad.clone() for p in fair.module_.parameters()]
+
+    fair.module_.zero_grad()  # the two-step formulation, coefficient by coefficient in float32
+    lam = state.multipliers.astype(np.float32)
+    group_weight = np.zeros(3, dtype=np.float32)
+    np.add.at(group_weight, codes, weight)
+    coef = ((lam / np.maximum(group_weight, 1e-12))[codes] + 1.0 / len(rows)) * weight
+    losses = torch.nn.functional.cross_entropy(
+        fair.module_(torch.as_tensor(X[rows])), y_true, reduction="none"
+    )
+    expected = (torch.from_numpy(coef) * losses).sum()
+    if dynamics == "damped":
+        expected = expected / torch.tensor(1.0 + state.multipliers.sum(), dtype=torch.float32)
+    expected.backward()
+    for got, want in zip(ours, (p.grad for p in fair.module_.parameters()), strict=True):
+        assert torch.equal(got, want)
+
+
+def test_dual_fast_paths_give_the_bits_of_the_general_paths():
+    # dual_step and excess_accuracy_gap skip the masking when every group has an estimate, the
+    # standard errors when every buffer is full: the values must be those of the masked paths
+    rng = np.random.default_rng(0)
+    lam, violation, error = rng.uniform(0, 2, 4), rng.normal(size=4), rng.normal(size=4)
+    fast = dual_step(lam, violation, error, lr=0.7, tolerance=0.01, cap=1.5, damping=0.3)
+    masked = dual_step(np.append(lam, 0.4), np.append(violation, np.nan), np.append(error, 0.0),
+                       lr=0.7, tolerance=0.01, cap=1.5, damping=0.3)
+    for got, want in zip(fast, masked, strict=True):
+        np.testing.assert_array_equal(got, want[:4], strict=True)
+    drop, shares = rng.normal(size=4), rng.uniform(0.1, 1, 4)
+    np.testing.assert_array_equal(
+        excess_accuracy_gap(drop, shares),
+        excess_accuracy_gap(np.append(drop, np.nan), np.append(shares, 0.3))[:4],
+    )
+    full, partial = GroupReplayBuffer(2, size=6), GroupReplayBuffer(3, size=6)
+    codes, values = rng.integers(0, 2, 40), rng.normal(size=40)
+    full.push(codes, values)
+    partial.push(np.append(codes, 2), np.append(values, 1.0))  # group 2 stays partly empty
+    assert full.count.min() == full.size > partial.count.min()
+    np.testing.assert_array_equal(full.standard_errors(), partial.standard_errors()[:2])
+    np.testing.assert_array_equal(full.means(), partial.means()[:2])
+
+
+def test_unconstrained_phase_trains_on_the_plain_nets_batches(tabular):
+    # constraint_phase="after": the dense epochs carry no group codes, and train exactly as
+    # PrunableNetClassifier does
+    X, y, group = tabular
+    seen = []
+
+    class Spy(Callback):
+        def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+            if training:
+                seen.append((net.phase_, type(batch[0])))
+
+    common = dict(max_epochs=2, pruning_rate=0.5, fine_tune_epochs=1)
+    fair = make_fair(constraint_phase="after", callbacks=[Spy()], **common)
+    fair.fit(X, y, sensitive_features=group)
+    assert {kind for phase, kind in seen if phase == "train"} == {torch.Tensor}
+    assert {kind for phase, kind in seen if phase == "fine_tune"} == {dict}
+    pruned = make_fair(constraint_phase="after", **{**common, "fine_tune_epochs": 0})
+    pruned.fit(X, y, sensitive_features=group)
+    plain = make_net(**{**common, "fine_tune_epochs": 0}).fit(X, y)
+    for key, value in plain.module_.state_dict().items():
+        assert torch.equal(value, pruned.module_.state_dict()[key]), key
+
+
 def test_accuracy_drops_of_batch_blocks_equal_per_batch_drops():
     from fairprune_sk._dual_ascent import _DROP_BLOCK, DualState
 

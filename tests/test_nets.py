@@ -382,6 +382,19 @@ def test_in_memory_batches_are_the_dataloaders_batches(shuffle, drop_last, subse
     assert torch.equal(got_next, expected_next)
 
 
+def test_history_batch_sizes_are_skorchs(tabular):
+    # the loop reads the batch size off the input; skorch's get_len walks the whole batch
+    X, y, _ = tabular
+    weight = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
+    for fit_params in ({}, {"sample_weight": weight}):  # X alone, and a dict with metadata
+        net = make_net(max_epochs=1, batch_size=16, train_split=ValidSplit(4)).fit(
+            X, y, **fit_params
+        )
+        for prefix, n in (("train", len(y) - len(y) // 4), ("valid", len(y) // 4)):
+            sizes = net.history[-1, "batches", :, f"{prefix}_batch_size"]
+            assert sizes == [16] * (n // 16) + ([n % 16] if n % 16 else []), prefix
+
+
 def test_criterion_gives_per_sample_losses_and_get_loss_reduces_like_torch(tabular):
     X, y, _ = tabular
     class_weight = torch.tensor([0.3, 2.0])
