@@ -76,10 +76,11 @@ def dual_step(
         The new multipliers and the error to pass as ``previous_error`` next time.
     """
     upper = np.inf if cap is None else cap
+    violation = np.asarray(violation, dtype=np.float64)
     missing = np.isnan(violation)
     if not missing.any():  # every group has an estimate: the same arithmetic, fewer calls
         e = violation - tolerance
-        step = multipliers + lr * (e + damping * (e - previous_error))
+        step = np.asarray(multipliers, dtype=np.float64) + lr * (e + damping * (e - previous_error))
         return np.clip(step, 0.0, upper), e
     seen = ~missing
     error = np.asarray(previous_error, dtype=np.float64).copy()
