@@ -547,6 +547,22 @@ def test_unconstrained_phase_trains_on_the_plain_nets_batches(tabular):
         assert torch.equal(value, pruned.module_.state_dict()[key]), key
 
 
+@pytest.mark.parametrize("target", ["group_loss", "accuracy_gap"])
+def test_dataloader_batches_fit_the_weights_of_in_memory_batches(tabular, target):
+    # a loader option takes skorch's DataLoader path, whose metadata are tensors; the in-memory
+    # path gives them as ndarrays: the same batches, so the same weights, bit for bit
+    X, y, group = tabular
+    weight = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
+    params = dict(constraint_target=target, constraint_phase="both", pruning_rate=0.7,
+                  fine_tune_epochs=2, dual_update=2)
+    fast = make_fair(**params).fit(X, y, sensitive_features=group, sample_weight=weight)
+    slow = make_fair(**params, iterator_train__pin_memory=False)
+    slow.fit(X, y, sensitive_features=group, sample_weight=weight)
+    assert (fast.multipliers_ > 0).any()
+    for key, value in slow.module_.state_dict().items():
+        assert torch.equal(fast.module_.state_dict()[key], value), key
+
+
 def test_accuracy_drops_of_batch_blocks_equal_per_batch_drops():
     from fairprune_sk._dual_ascent import _DROP_BLOCK, DualState
 
