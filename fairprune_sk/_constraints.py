@@ -15,7 +15,6 @@ adds nothing to that batch's penalty.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 
 from ._dual import stratified_holdout
-from ._net_data import INPUT_KEY, SAMPLE_WEIGHT_KEY
+from ._net_data import INPUT_KEY, SAMPLE_WEIGHT_KEY, as_numpy
 from .metrics import group_codes
 
 __all__ = [
@@ -34,7 +33,6 @@ __all__ = [
     "ConstraintsMixin",
     "DivergenceError",
     "EMPTY_HELDOUT_GROUP",
-    "as_numpy",
     "eval_logits",
     "numpy_dtype",
 ]
@@ -63,15 +61,6 @@ def numpy_dtype(dtype: torch.dtype) -> np.dtype:
 
 
 _NUMPY_DTYPES: dict[torch.dtype, np.dtype] = {}
-
-
-def as_numpy(value: Any) -> np.ndarray:
-    """A batch's tensor (detached, on the CPU) or array as an ndarray."""
-    if isinstance(value, torch.Tensor):
-        if value.requires_grad or not value.is_cpu:
-            value = value.detach().cpu()
-        return value.numpy()
-    return np.asarray(value)
 
 
 def eval_logits(module: torch.nn.Module, X: np.ndarray, device: Any) -> torch.Tensor:
@@ -111,10 +100,9 @@ class ConstraintsMixin:
             "fine_tune"
         )
 
-    def _uses_heldout(self, state: Any = None) -> bool:
-        """Whether the dual steps measure the constraints on the ``constraint_split`` rows
-        (``state``: the net's dual state, when the caller has it at hand)."""
-        state = self._dual_state if state is None else state
+    def _uses_heldout(self) -> bool:
+        """Whether the dual steps measure the constraints on the ``constraint_split`` rows."""
+        state = self._dual_state
         return state is not None and state.heldout is not None and self.phase_ == "fine_tune"
 
     def _heldout_measure(self, held: Mapping[str, np.ndarray]) -> tuple[np.ndarray, float]:
@@ -251,7 +239,7 @@ class ConstraintsMixin:
         self._checked(loss)
         if ceag or not constrained:
             return loss  # (CEAG with λ = 0) exactly the unconstrained loss
-        accumulate = not self._uses_heldout(state)  # the dual step averages the batch losses
+        accumulate = not self._uses_heldout()  # the dual step averages this run's batch losses
         if not (accumulate or bool((state.multipliers > 0).any())):
             return loss  # λ = 0 and nothing to accumulate: exactly the unconstrained loss
         # the per-group work is numpy on the batch's codes (µs; each small torch op costs 5-10)
@@ -386,14 +374,6 @@ def _coefficient_table(multipliers: np.ndarray, n: int, scale: np.generic | None
     """``table[k, a] = (λ_a / max(k, 1) + 1 / n) · scale``, the unweighted CEAG coefficient of a
     sample of group ``a`` present ``k`` times in a batch of ``n`` (in ``multipliers``' dtype,
     rounded as the per-batch formula rounds; no ``scale`` when it is None)."""
-    table = multipliers / _count_column(n, multipliers.dtype) + 1.0 / n
+    counts = np.maximum(np.arange(n + 1, dtype=multipliers.dtype), 1.0)
+    table = multipliers[None, :] / counts[:, None] + 1.0 / n
     return table if scale is None else table * scale
-
-
-@functools.lru_cache(maxsize=16)
-def _count_column(n: int, dtype: np.dtype) -> np.ndarray:
-    """``max(k, 1)`` for ``k = 0 .. n`` as a read-only column of ``dtype`` (the batch sizes of
-    a run are few, and this is rebuilt at every dual step otherwise)."""
-    column = np.maximum(np.arange(n + 1, dtype=dtype), 1.0)[:, None]
-    column.flags.writeable = False
-    return column

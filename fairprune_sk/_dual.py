@@ -75,19 +75,12 @@ def dual_step(
     multipliers, error : ndarray of shape (n_groups,)
         The new multipliers and the error to pass as ``previous_error`` next time.
     """
-    upper = np.inf if cap is None else cap
-    violation = np.asarray(violation, dtype=np.float64)
-    missing = np.isnan(violation)
-    if not missing.any():  # every group has an estimate: the same arithmetic, fewer calls
-        e = violation - tolerance
-        step = np.asarray(multipliers, dtype=np.float64) + lr * (e + damping * (e - previous_error))
-        return np.clip(step, 0.0, upper), e
-    seen = ~missing
+    seen = ~np.isnan(violation)
     error = np.asarray(previous_error, dtype=np.float64).copy()
     updated = np.asarray(multipliers, dtype=np.float64).copy()
     e = violation[seen] - tolerance
     step = updated[seen] + lr * (e + damping * (e - error[seen]))
-    updated[seen] = np.clip(step, 0.0, upper)
+    updated[seen] = np.clip(step, 0.0, np.inf if cap is None else cap)
     error[seen] = e
     return updated, error
 
@@ -139,10 +132,8 @@ class GroupReplayBuffer:
 
     def standard_errors(self) -> np.ndarray:
         """Standard error of each group's buffer mean (``s / √m``); NaN with fewer than 2 values."""
-        deviation = self.values - self.means()[:, None]
-        if self.count.min() < self.size:  # slots not yet written add nothing
-            filled = np.arange(self.size)[None, :] < self.count[:, None]
-            deviation = np.where(filled, deviation, 0.0)
+        filled = np.arange(self.size)[None, :] < self.count[:, None]  # slots written
+        deviation = np.where(filled, self.values - self.means()[:, None], 0.0)
         squares = (deviation**2).sum(axis=1)
         defined = self.count > 1
         error = np.full(len(self.count), np.nan)  # variance / m, then its square root
@@ -176,10 +167,7 @@ def excess_accuracy_gap(drop: np.ndarray, shares: np.ndarray) -> np.ndarray:
     ndarray of shape (n_groups,)
         ψ per group (NaN where ``drop`` is NaN).
     """
-    missing = np.isnan(drop)
-    if not missing.any():  # every group has an estimate (the same arithmetic, fewer calls)
-        return drop - float((shares / shares.sum()) @ drop)
-    seen = ~missing
+    seen = ~np.isnan(drop)
     if not seen.any():
         return drop.copy()
     weights = shares[seen] / shares[seen].sum()

@@ -45,8 +45,9 @@ import torch
 from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
 
-from ._constraints import GROUP_KEY, REFERENCE_CORRECT_KEY, as_numpy, numpy_dtype
+from ._constraints import GROUP_KEY, REFERENCE_CORRECT_KEY, numpy_dtype
 from ._dual import GroupReplayBuffer, TailAverage, dual_step, excess_accuracy_gap
+from ._net_data import as_numpy
 
 __all__ = ["DualAscent", "DualState"]
 
@@ -177,11 +178,9 @@ class DualState:
         """ψ per group over the replay buffer, after pushing the pending drops in order."""
         self._drops_of_pending_batches()
         blocks, self.pending_drops = self.pending_drops, []
-        if len(blocks) == 1:
-            self.replay.push(*blocks[0])
-        elif blocks:
-            codes, drops = zip(*blocks, strict=True)
-            self.replay.push(np.concatenate(codes), np.concatenate(drops))
+        if blocks:
+            codes, drops = (np.concatenate(parts) for parts in zip(*blocks, strict=True))
+            self.replay.push(codes, drops)
         return excess_accuracy_gap(self.replay.means(), self.group_shares)
 
     def replay_standard_errors(self) -> np.ndarray:

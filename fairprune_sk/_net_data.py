@@ -21,7 +21,7 @@ from sklearn.utils.validation import _check_sample_weight, validate_data
 from skorch.dataset import Dataset
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset
 
-__all__ = ["INPUT_KEY", "SAMPLE_WEIGHT_KEY", "InMemoryBatches", "NetDataMixin"]
+__all__ = ["INPUT_KEY", "SAMPLE_WEIGHT_KEY", "InMemoryBatches", "NetDataMixin", "as_numpy"]
 
 #: Key of the input array when a net's training data travels as a dict with per-sample metadata.
 INPUT_KEY = "X"
@@ -51,9 +51,14 @@ def _as_tensor(value: Any) -> torch.Tensor | None:
         return torch.from_numpy(value)
 
 
-def _as_ndarray(value: torch.Tensor) -> np.ndarray:
-    """A tensor as an ndarray (a CPU tensor's memory is shared, not copied)."""
-    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+def as_numpy(value: Any) -> np.ndarray:
+    """A batch's tensor (detached, on the CPU; a CPU tensor's memory is shared) or array as an
+    ndarray."""
+    if isinstance(value, torch.Tensor):
+        if value.requires_grad or not value.is_cpu:
+            value = value.detach().cpu()
+        return value.numpy()
+    return np.asarray(value)
 
 
 def _random_seed() -> int:
@@ -102,7 +107,7 @@ class InMemoryBatches:
         indices: torch.Tensor | None = None,
     ) -> None:
         if isinstance(X, dict):  # the input as a tensor, the metadata as ndarrays
-            X = {key: value if key == INPUT_KEY else _as_ndarray(value) for key, value in X.items()}
+            X = {key: value if key == INPUT_KEY else as_numpy(value) for key, value in X.items()}
         self.X, self.y = X, y
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
         self.indices = indices

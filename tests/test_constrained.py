@@ -500,9 +500,9 @@ def test_ceag_single_dot_gives_the_gradient_bits_of_the_normalised_sum(tabular, 
         assert torch.equal(got, want)
 
 
-def test_dual_fast_paths_give_the_bits_of_the_general_paths():
-    # dual_step and excess_accuracy_gap skip the masking when every group has an estimate, the
-    # standard errors when every buffer is full: the values must be those of the masked paths
+def test_groups_without_estimates_leave_the_others_bits_alone():
+    # a group with no estimate (NaN) or a partly empty buffer is masked: the other groups'
+    # multipliers, errors, ψ, means and standard errors keep their bits
     rng = np.random.default_rng(0)
     lam, violation, error = rng.uniform(0, 2, 4), rng.normal(size=4), rng.normal(size=4)
     fast = dual_step(lam, violation, error, lr=0.7, tolerance=0.01, cap=1.5, damping=0.3)
