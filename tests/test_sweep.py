@@ -143,6 +143,19 @@ def _hollow_and_filled(monkeypatch, table):
     return counts
 
 
+def test_figures_say_when_an_interval_is_cut_at_the_panel_edge(monkeypatch):
+    # 2 seeds: t = 12.7, intervals far wider than the means' spread, cut by the axis limits
+    from fairprune_sk.benchmark import figures
+
+    headings = []
+    monkeypatch.setattr(figures, "_save", lambda figure, path: headings.append(
+        figure.get_suptitle()))
+    for seeds in ((0, 1), (0,)):
+        figures.plot_group_accuracy(_synthetic_results(seeds), "unused.png")
+        figures.plot_method_comparison(_synthetic_results(seeds), "unused.png")
+    assert [figures.CUT_NOTE in heading for heading in headings] == [True, True, False, False]
+
+
 def test_method_comparison_draws_no_rate_0_point_for_methods_that_are_theta_star(monkeypatch):
     # none / fair_after / ceag at rate 0 are theta* (the star); fair_before's rate 0 is hollow
     table = _synthetic_results((0, 1))

@@ -124,6 +124,21 @@ def _limits(means: Sequence[np.ndarray], lows: Sequence[np.ndarray],
     return low - pad, high + pad
 
 
+def _cut(limits: tuple[float, float] | None, lows: Sequence[np.ndarray],
+         highs: Sequence[np.ndarray]) -> bool:
+    """Whether an interval runs past ``limits`` (see :func:`_limits`)."""
+    if limits is None:
+        return False
+    ends = [np.ravel(b).astype(float) for b in (*lows, *highs)]
+    ends = np.concatenate(ends) if ends else np.empty(0)
+    ends = ends[np.isfinite(ends)]
+    return bool(ends.size) and (ends.min() < limits[0] or ends.max() > limits[1])
+
+
+#: Added to a figure's heading when :func:`_limits` cut an interval at a panel's edge.
+CUT_NOTE = "; wider intervals are cut at the panel's edge"
+
+
 # --------------------------------------------------------------------------------------------
 # Figure 1: change in group accuracy
 # --------------------------------------------------------------------------------------------
@@ -229,7 +244,8 @@ def plot_group_accuracy(table: pd.DataFrame, path: str | Path, *,
         axes[0].set_ylim(*limits)
     _legend(figure, axes, "test group")
     heading = ("Change in each group's test accuracy from the dense net (below 0: the group "
-               f"lost accuracy)\n{_seeds_note(table, confidence)} (bands)")
+               f"lost accuracy)\n{_seeds_note(table, confidence)} (bands)"
+               f"{CUT_NOTE if _cut(limits, drawn[1], drawn[2]) else ''}")
     figure.suptitle(f"{title}\n{heading}" if title else heading)
     return _save(figure, path)
 
@@ -302,7 +318,7 @@ def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
     panels = (("fairness_violation", "fairness violation ξ = max R(a) − min R(a) (nats)"),
               ("max_excess_accuracy_gap", "max excess accuracy gap max ψ_g (points)"))
     y_drawn: tuple[list, list, list] = ([[dense_mean]], [], [])
-    any_hollow = False
+    any_hollow = cut = False
     for ax, (column, label) in zip(axes, panels, strict=True):
         disparity = _stats(runs, ["method", "rate"], column, confidence)
         x_drawn: tuple[list, list, list] = ([[0.0]], [], [])
@@ -341,6 +357,7 @@ def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
                            feasible=(0.0, np.inf))
         if x_limits is not None:
             ax.set_xlim(*x_limits)
+        cut = cut or _cut(x_limits, x_drawn[1], x_drawn[2])
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy (%)")
         ax.tick_params(labelleft=True)
@@ -355,6 +372,7 @@ def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
     y_limits = _limits(*y_drawn, floor=1.0, feasible=(0.0, 100.0))
     if y_limits is not None:
         axes[0].set_ylim(*y_limits)
+    cut = cut or _cut(y_limits, y_drawn[1], y_drawn[2])
     handles, labels = _unique_handles(axes)
     from matplotlib.lines import Line2D
 
@@ -366,7 +384,7 @@ def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
                   ncols=min(len(labels), 4), title="method")
     heading = ("Accuracy against disparity, one point per method and pruning rate (label: "
                "rate)\nagainst the dense θ* of each seed; "
-               f"{_seeds_note(runs, confidence)}")
+               f"{_seeds_note(runs, confidence)}{CUT_NOTE if cut else ''}")
     figure.suptitle(f"{title}\n{heading}" if title else heading)
     return _save(figure, path)
 
