@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from fairprune_sk import PrunableNetClassifier
-from fairprune_sk.benchmark.audit import load_adult_split
+from fairprune_sk.audit import load_adult_split
 from fairprune_sk.models import MLP
 
 BATCHES = (64, 256, 1024)

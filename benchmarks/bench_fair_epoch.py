@@ -36,7 +36,7 @@ import torch
 from skorch.callbacks import Callback
 
 from fairprune_sk import PrunableNetClassifier
-from fairprune_sk.benchmark.audit import load_adult_split
+from fairprune_sk.audit import load_adult_split
 from fairprune_sk.constrained import FairConstrainedNet
 from fairprune_sk.models import MLP
 

@@ -64,7 +64,7 @@ DEFAULT_TRAINING = {
 def load(dataset: str, seed: int, n_train: int) -> tuple[Any, ...]:
     """Training and test arrays with their groups (classes for Fashion-MNIST, race × sex)."""
     if dataset == "adult":
-        from fairprune_sk.benchmark.audit import load_adult_split
+        from fairprune_sk.audit import load_adult_split
 
         split = load_adult_split(["race", "sex"])
         return (split.X_train, split.y_train, split.A_train, split.X_test, split.y_test,

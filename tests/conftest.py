@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from factories import make_net  # noqa: F401  (re-exported: tests import it from conftest)
+from factories import make_net
 from sklearn.datasets import make_classification
 
 torch.set_num_threads(2)

@@ -1,8 +1,7 @@
 """The one factory of the tests' small nets: ``PrunableNetClassifier`` and ``FairConstrainedNet``.
 
 Every test module builds its nets here, so a changed default (a new required parameter, a
-different optimizer) is changed once. ``conftest.py`` re-exports :func:`make_net` for the
-modules that import it from there.
+different optimizer) is changed once.
 """
 
 from __future__ import annotations

@@ -168,7 +168,7 @@ def _adult(sensitive: Sequence[str], n_train: int | None, images: bool,
     sensitive = list(dict.fromkeys(sensitive))
     if not sensitive or any(s not in ADULT_SENSITIVE for s in sensitive):
         raise ValueError(f"sensitive must be among {ADULT_SENSITIVE} for adult; got {sensitive}")
-    from .audit import load_adult_split
+    from ..audit import load_adult_split
 
     split = load_adult_split(sensitive, n_train=n_train, random_state=random_state)
     notes = []

@@ -40,20 +40,15 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from .configs import DATASET_DEFAULTS, MODELS, net_params_for
+from .configs import MODELS, net_params_for
 from .data import (
-    ADULT_SENSITIVE,
-    CLASS_GROUPS_NOTE,
     DATASETS,
-    DEFAULT_MODELS,
-    UTKFACE_ATTRIBUTES,
-    UTKFACE_FOLDER_HELP,
     BenchmarkData,
     load_benchmark_data,
     load_utkface_split,
 )
 from .methods import SUMMARY_COLUMNS, MethodResult
-from .report import PRINTED_SUMMARY, PRINTED_TRAIN_SUMMARY, _Progress, print_summary
+from .report import _Progress, print_summary
 from .results import RESULT_COLUMNS, RUN_COLUMNS, results_table
 from .runner import RunFailure, RunsFailed, run_methods
 from .summary import flat_summary, summarize
@@ -73,9 +68,6 @@ __all__ = [
     "print_summary",
 ]
 
-# Re-exported for the imports written before the split (not in __all__).
-_REEXPORTED = (ADULT_SENSITIVE, CLASS_GROUPS_NOTE, DATASET_DEFAULTS, DEFAULT_MODELS,
-               UTKFACE_ATTRIBUTES, UTKFACE_FOLDER_HELP, PRINTED_SUMMARY, PRINTED_TRAIN_SUMMARY)
 
 
 @dataclass

@@ -5,12 +5,11 @@ from __future__ import annotations
 import copy
 import importlib.util
 import threading
-import warnings
 
 import numpy as np
 import pytest
 import torch
-from conftest import make_net
+from factories import make_net
 from skorch.callbacks import Callback
 
 from fairprune_sk import ExcessRiskFrame, FairConstrainedNet
@@ -154,17 +153,6 @@ def test_pruned_copy_is_the_old_deep_copy_result_and_leaves_net_untouched(fitted
         new.dense_reference().predict_proba(X), fitted_net.predict_proba(X)
     )
     assert new.history[-1, "phase"] == "fine_tune"
-
-
-def test_deprecated_compare_prune_copy_calls_the_method(fitted_net, tabular):
-    X, y, _ = tabular
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from fairprune_sk import compare
-    with pytest.warns(DeprecationWarning, match="net.pruned_copy"):
-        old = compare.prune_copy(fitted_net, 0.5, X, y, fine_tune_epochs=1)
-    new = fitted_net.pruned_copy(0.5, X=X, y=y, fine_tune_epochs=1)
-    np.testing.assert_array_equal(new.predict_proba(X), old.predict_proba(X))
 
 
 def test_fine_tune_and_pruned_copy_check_their_arguments(fitted_net, tabular):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import make_net
+from factories import make_net
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
@@ -353,7 +353,7 @@ def test_in_memory_batches_are_the_dataloaders_batches(shuffle, drop_last, subse
     from skorch.dataset import Dataset
     from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset
 
-    from fairprune_sk.nets import InMemoryBatches
+    from fairprune_sk.nets._data import InMemoryBatches
 
     rng = np.random.default_rng(0)
     X = {"X": rng.normal(size=(50, 3)).astype(np.float32), "group": rng.integers(0, 3, 50)}

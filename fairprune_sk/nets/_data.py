@@ -227,7 +227,7 @@ class NetDataMixin:
         X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, allow_nd=True)
         check_classification_targets(y)
         classes = self._training_classes(y, reset=reset, given=classes)
-        from .metrics import encode_labels
+        from ..metrics import encode_labels
 
         return X, encode_labels(y, classes), classes
 

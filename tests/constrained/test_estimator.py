@@ -277,19 +277,20 @@ def test_excess_risk_target_uses_dense_losses_and_lowers_training_xi(hard_minori
 # ------------------------------------------------------------------------------------------------
 from collections import deque  # noqa: E402
 
-from fairprune_sk.constrained import (  # noqa: E402
+from fairprune_sk.constrained import DivergenceError  # noqa: E402
+from fairprune_sk.constrained._constraints import (  # noqa: E402
     GROUP_KEY,
-    INPUT_KEY,
     REFERENCE_CORRECT_KEY,
     REFERENCE_LOSS_KEY,
-    SAMPLE_WEIGHT_KEY,
-    DivergenceError,
+)
+from fairprune_sk.constrained._dual import (  # noqa: E402
     GroupReplayBuffer,
     TailAverage,
     dual_step,
     excess_accuracy_gap,
     stratified_holdout,
 )
+from fairprune_sk.nets._data import INPUT_KEY, SAMPLE_WEIGHT_KEY  # noqa: E402
 
 CEAG = dict(constraint_target="accuracy_gap", pruning_rate=0.7, fine_tune_epochs=2)
 
@@ -429,7 +430,7 @@ def test_replay_buffer_keeps_the_last_values_of_every_group():
 
 
 def test_ceag_coefficient_table_gives_the_bits_of_the_per_batch_formula(tabular, monkeypatch):
-    import fairprune_sk._constraints as constraints
+    import fairprune_sk.constrained._constraints as constraints
 
     X, y, group = tabular
     X = X.astype(np.float32)
@@ -564,7 +565,7 @@ def test_dataloader_batches_fit_the_weights_of_in_memory_batches(tabular, target
 
 
 def test_accuracy_drops_of_batch_blocks_equal_per_batch_drops():
-    from fairprune_sk._dual_ascent import _DROP_BLOCK, DualState
+    from fairprune_sk.constrained._callback import _DROP_BLOCK, DualState
 
     rng = np.random.default_rng(0)
     state = DualState(pd.Index(["a", "b", "c"]))

@@ -19,13 +19,13 @@ from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochScoring
 from torch import nn
 
-from . import pruning
-from ._net_callbacks import PruningLog, TerminalPrintLog, index_accuracy
-from ._net_data import INPUT_KEY, SAMPLE_WEIGHT_KEY, InMemoryBatches, NetDataMixin
-from ._net_loop import LoopHooksMixin
-from ._net_state import NetStateMixin
+from .. import pruning
+from .._validation import check_int, check_params, torch_seed
+from ._callbacks import PruningLog, TerminalPrintLog, index_accuracy
+from ._data import INPUT_KEY, SAMPLE_WEIGHT_KEY, InMemoryBatches, NetDataMixin
+from ._loop import LoopHooksMixin
 from ._persistence import PersistenceMixin
-from ._validation import check_int, check_params, torch_seed
+from ._state import NetStateMixin
 
 __all__ = [
     "INPUT_KEY",

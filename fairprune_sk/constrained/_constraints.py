@@ -3,7 +3,7 @@
 The Lagrangian of a training batch (:meth:`ConstraintsMixin.get_loss`, with the CEAG proxy in
 :meth:`ConstraintsMixin._ceag_lagrangian`), the constraint values on the held-out rows of
 ``constraint_split``, the outputs of the dense net θ* the excess targets compare with, and the
-divergence guard. The dual steps on these values live in :mod:`fairprune_sk._dual_ascent`.
+divergence guard. The dual steps on these values live in :mod:`fairprune_sk.constrained._callback`.
 
 CEAG's primal step goes through the differentiable proxy
 ``(J(θ; B_a) − J(θ*; B_a)) − sg[J(θ; B) − J(θ*; B)]`` of ψ_a, where ``sg`` is a
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..metrics import group_codes
+from ..nets._data import INPUT_KEY, SAMPLE_WEIGHT_KEY, as_numpy
 from ._dual import stratified_holdout
-from ._net_data import INPUT_KEY, SAMPLE_WEIGHT_KEY, as_numpy
-from .metrics import group_codes
 
 __all__ = [
     "GROUP_KEY",
@@ -220,7 +220,7 @@ class ConstraintsMixin:
 
         The criterion runs once: its per-sample losses give the mean loss and the group terms.
         CEAG's dual signal (the batch's accuracy drops) is gathered by
-        :meth:`DualAscent.on_batch_end <fairprune_sk._dual_ascent.DualAscent.on_batch_end>`,
+        :meth:`DualAscent.on_batch_end <fairprune_sk.constrained._callback.DualAscent.on_batch_end>`,
         which receives the batch and its predictions.
         """
         losses = self.per_sample_loss(y_pred, y_true)
@@ -333,7 +333,7 @@ class ConstraintsMixin:
         are λ in the losses' dtype, ``scale`` is ``1 / (1 + Σ λ)`` under
         ``dual_dynamics="damped"`` and None otherwise, and ``tables`` caches, per batch size,
         the coefficients of every (group count, group) pair until the next dual step
-        (:meth:`~fairprune_sk._dual_ascent.DualState.penalty_multipliers`).
+        (:meth:`~fairprune_sk.constrained._callback.DualState.penalty_multipliers`).
 
         Every ``c_i`` is rounded as the gradient of ``(Σ_i c_i ℓ_i) / (1 + Σ λ)`` reaching
         ``ℓ_i`` in autograd is (the product of the unnormalised coefficient and the rounded

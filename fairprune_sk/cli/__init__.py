@@ -1,7 +1,7 @@
 """The ``fairprune`` command line: the parser assembly and ``main()``.
 
-One module per subcommand: ``audit`` (audit_cli.py), ``explain`` (explain.py), ``benchmark``
-(benchmark_cli.py); argparse types shared by them in _arguments.py.
+One module per subcommand: ``audit`` (audit.py), ``explain`` (explain.py), ``benchmark``
+(benchmark_cli.py); argparse types shared by them in _types.py.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    from .audit_cli import add_audit_parser
+    from .audit import add_audit_parser
 
     add_audit_parser(commands)
 
-    from .benchmark_cli import add_benchmark_parser
+    from .benchmark import add_benchmark_parser
 
     add_benchmark_parser(commands)
 
@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     threads = torch.get_num_threads()
     try:
-        args.handler(args)  # sets torch's threads to --threads (_arguments.DEFAULT_THREADS)
+        args.handler(args)  # sets torch's threads to --threads (_types.DEFAULT_THREADS)
     finally:
         torch.set_num_threads(threads)  # as it was, for a caller that runs main() in-process
     return 0

@@ -14,8 +14,8 @@ from typing import Any, Self
 import torch
 from torch import nn
 
-from . import pruning
-from ._validation import torch_seed
+from .. import pruning
+from .._validation import torch_seed
 
 __all__ = ["NetStateMixin"]
 

@@ -45,9 +45,9 @@ import torch
 from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
 
+from ..nets._data import as_numpy
 from ._constraints import GROUP_KEY, REFERENCE_CORRECT_KEY, numpy_dtype
 from ._dual import GroupReplayBuffer, TailAverage, dual_step, excess_accuracy_gap
-from ._net_data import as_numpy
 
 __all__ = ["DualAscent", "DualState"]
 
@@ -132,7 +132,7 @@ class DualState:
         self.batches_since_update = 0
 
     def step(self, violation: np.ndarray, **step_params: Any) -> None:
-        """A :func:`~fairprune_sk._dual.dual_step` on the multipliers (keywords passed on)."""
+        """A :func:`~fairprune_sk.constrained._dual.dual_step` on the multipliers (keywords passed on)."""
         self.multipliers, self.previous_error = dual_step(
             self.multipliers, violation, self.previous_error, **step_params
         )
@@ -250,7 +250,7 @@ class DualAscent(Callback):
     Owns the :class:`DualState` (``state_``) of its net. The net adds what a constraint needs
     per training batch (detached per-group loss sums, or the accuracy drops for the replay
     buffer); this callback turns them into the violations, updates the multipliers through
-    :func:`~fairprune_sk._dual.dual_step` and records ``constraint_violation``,
+    :func:`~fairprune_sk.constrained._dual.dual_step` and records ``constraint_violation``,
     ``max_violation`` and ``multipliers`` in ``history`` every epoch. Before epoch ``kickin``
     the multipliers stay at zero. At the end of every epoch it also checks that the weights are
     finite (:class:`~fairprune_sk.constrained.DivergenceError` otherwise).

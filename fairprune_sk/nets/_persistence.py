@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from . import pruning
-from .pruning._masks import pruning_hooks
+from .. import pruning
+from ..pruning._masks import pruning_hooks
 
 __all__ = ["PersistenceMixin"]
 

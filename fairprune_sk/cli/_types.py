@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from .data import BenchmarkData
+    from ..benchmark.data import BenchmarkData
 
 
 def _parse(kind: Callable[[str], Any], value: str, expected: str) -> Any:
@@ -179,7 +179,7 @@ def command_error(command: str, message: str) -> NoReturn:
 def load_data_or_exit(command: str, dataset: str, **kwargs: Any) -> BenchmarkData:
     """:func:`~fairprune_sk.benchmark.data.load_benchmark_data`; a problem with the user's data
     (missing folder, unreadable files, bad combination) is one line and exit status 2."""
-    from .data import load_benchmark_data
+    from ..benchmark.data import load_benchmark_data
 
     try:
         return load_benchmark_data(dataset, **kwargs)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._arguments import (
+from ._types import (
     add_threads_argument,
     command_error,
     int_at_least,
@@ -254,10 +254,10 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
     """Train a net on the chosen dataset, prune it at each rate, print and write the audit."""
     import torch
 
+    from ..audit import audit_rates
+    from ..benchmark.configs import net_params_for
+    from ..benchmark.data import DEFAULT_MODELS
     from ..nets import PrunableNetClassifier
-    from .audit import audit_rates
-    from .configs import net_params_for
-    from .data import DEFAULT_MODELS
 
     defaults = AUDIT_DEFAULTS[args.dataset]
     for key, value in defaults.items():
@@ -283,7 +283,7 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
         lr=args.lr, batch_size=args.batch_size, momentum=args.momentum,
         pruning_method=args.method, hidden_units=args.hidden, width=args.width,
     )
-    from .methods import _plain_params
+    from ..benchmark.methods import _plain_params
 
     params = _plain_params(params)  # a plain PrunableNetClassifier: no FairConstrainedNet keys
     params["verbose"] = 0 if args.quiet else 1

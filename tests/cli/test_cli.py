@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairprune_sk.benchmark.cli import build_parser, main
+from fairprune_sk.cli import build_parser, main
 
 AUDIT_SMALL = ["audit", "--n-train", "600", "--epochs", "1", "--fine-tune-epochs", "0",
                "--n-boot", "50", "--quiet"]
@@ -212,7 +212,7 @@ def test_benchmark_flag_combinations_fail_in_one_line_before_loading(argv, messa
 
 
 def test_one_threads_policy_for_every_subcommand():
-    from fairprune_sk.benchmark._arguments import DEFAULT_THREADS
+    from fairprune_sk.cli._types import DEFAULT_THREADS
 
     parser = build_parser()
     assert DEFAULT_THREADS == 1

@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import pandas as pd
 
-from ._arguments import (
+from ._types import (
     add_threads_argument,
     command_error,
     float_in,
@@ -32,7 +32,7 @@ def _error(message: str) -> NoReturn:
 
 def _check_combinations(args: argparse.Namespace) -> None:
     """The checks that involve several flags, before any data loads (one line, exit 2)."""
-    from .data import DEFAULT_MODELS
+    from ..benchmark.data import DEFAULT_MODELS
 
     if args.model is None:
         args.model = DEFAULT_MODELS[args.dataset]
@@ -62,14 +62,14 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
     """
     import torch
 
-    from .configs import net_params_for
-    from .report import print_summary
-    from .runner import RunsFailed
-    from .sweep import run_sweep
+    from ..benchmark.configs import net_params_for
+    from ..benchmark.report import print_summary
+    from ..benchmark.runner import RunsFailed
+    from ..benchmark.sweep import run_sweep
 
     _check_combinations(args)
     start = time.perf_counter()
-    # The policy of every subcommand (_arguments.DEFAULT_THREADS): one torch thread per run
+    # The policy of every subcommand (_types.DEFAULT_THREADS): one torch thread per run
     # unless asked; the rows then do not depend on --n-jobs either (float reductions differ
     # between thread counts).
     threads = args.threads
@@ -123,7 +123,7 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
     if failed is not None:
         _failed(failed)
     if not args.no_figures:
-        from .figures import plot_sweep
+        from ..benchmark.figures import plot_sweep
 
         try:  # the results are already on disk
             figures = plot_sweep(result.table, args.out,
@@ -173,10 +173,10 @@ def _class_name(value: str) -> int | str:
 
 def add_benchmark_parser(commands: Any) -> argparse.ArgumentParser:
     """The ``benchmark`` sub-parser; every value is checked at parse time."""
+    from ..benchmark.configs import MODELS
+    from ..benchmark.data import DATASETS
+    from ..benchmark.methods import METHODS
     from ..pruning import PRUNING_METHODS
-    from .configs import MODELS
-    from .data import DATASETS
-    from .methods import METHODS
 
     bench = commands.add_parser(
         "benchmark",

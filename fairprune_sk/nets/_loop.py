@@ -20,7 +20,7 @@ from skorch.dataset import get_len
 from skorch.utils import to_tensor
 from torch import nn
 
-from ._net_data import INPUT_KEY, SAMPLE_WEIGHT_KEY
+from ._data import INPUT_KEY, SAMPLE_WEIGHT_KEY
 
 __all__ = ["LoopHooksMixin"]
 

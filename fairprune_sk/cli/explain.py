@@ -8,7 +8,7 @@ import time
 
 import pandas as pd
 
-from ._arguments import (
+from ._types import (
     add_threads_argument,
     float_in,
     int_at_least,
@@ -29,12 +29,12 @@ def run_explain(args: argparse.Namespace) -> pd.DataFrame:
     """Train an MLP on Adult, prune a copy at ``--rate``, print ``GroupDiagnostics.by_group``."""
     import torch
 
+    from ..audit import load_adult_split
     from ..diagnostics import GroupDiagnostics
     from ..models import MLP
     from ..nets import PrunableNetClassifier
-    from .audit import load_adult_split
 
-    torch.set_num_threads(args.threads)  # the policy of every subcommand: _arguments.py
+    torch.set_num_threads(args.threads)  # the policy of every subcommand: _types.py
     start = time.perf_counter()
     data = load_adult_split(args.sensitive, n_train=args.n_train, random_state=args.seed)
     net = PrunableNetClassifier(

@@ -11,7 +11,7 @@ import numpy as np
 from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback, PrintLog
 
-from . import pruning
+from .. import pruning
 
 __all__ = ["PruningLog", "TerminalPrintLog", "index_accuracy"]
 

@@ -10,8 +10,8 @@ from fairlearn.reductions import ExponentiatedGradient, GridSearch
 from scipy import stats
 
 from fairprune_sk import ExcessRiskFrame, PrunableNetClassifier
+from fairprune_sk.audit import load_adult_split
 from fairprune_sk.benchmark import methods, outputs
-from fairprune_sk.benchmark.audit import load_adult_split
 from fairprune_sk.benchmark.methods import (
     GROUP_COLUMNS,
     SUMMARY_COLUMNS,
@@ -283,29 +283,3 @@ def test_clear_errors(adult):
         run_method("none", **adult, rate=0.5, seed=0, net_params={"max_epochs": 1})
     with pytest.raises(ValueError, match="eg_constraint must be one of"):
         run_method("eg", **adult, rate=0.5, seed=0, net_params=NET, eg_constraint="parity")
-
-
-def test_compare_module_is_a_deprecated_reexport():
-    import importlib
-    import sys
-
-    from fairprune_sk.benchmark import runner, summary
-
-    sys.modules.pop("fairprune_sk.compare", None)
-    with pytest.warns(DeprecationWarning, match="fairprune_sk.compare is deprecated: import "
-                                                 "from fairprune_sk.benchmark.methods"):
-        compare = importlib.import_module("fairprune_sk.compare")
-    homes = {"run_methods": runner, "compare_methods": runner, "summarize": summary,
-             "format_summary": summary, "flat_summary": summary, "seed_interval": summary}
-    for name in compare.__all__:
-        assert getattr(compare, name) is getattr(homes.get(name, methods), name), name
-
-
-def test_benchmark_modules_do_not_warn_about_compare():
-    import subprocess
-    import sys
-
-    code = ("import fairprune_sk.benchmark.runner, fairprune_sk.benchmark.sweep, "
-            "fairprune_sk.benchmark.cli, fairprune_sk.benchmark.audit")
-    subprocess.run([sys.executable, "-W", "error::DeprecationWarning:fairprune_sk", "-c", code],
-                   check=True)

@@ -16,10 +16,10 @@ multipliers in ``history``.
   net θ against its dense reference θ*.
 
 The design notes sit with the code they explain: CEAG's differentiable proxy and the batch
-Lagrangian in :mod:`fairprune_sk._constraints`; the dual signal (replay buffer, noise margin,
-held-out split and best iterate) and tail averaging in :mod:`fairprune_sk._dual_ascent`; the
+Lagrangian in :mod:`fairprune_sk.constrained._constraints`; the dual signal (replay buffer, noise margin,
+held-out split and best iterate) and tail averaging in :mod:`fairprune_sk.constrained._callback`; the
 dual dynamics (``gradient`` / ``damped``, the PI term) and why not ``cooper-optim`` in
-:mod:`fairprune_sk._dual`. A non-finite training loss or weight stops training with
+:mod:`fairprune_sk.constrained._dual`. A non-finite training loss or weight stops training with
 :class:`DivergenceError` (naming ``dual_lr``) and the estimator is restored to its state
 before the call.
 """
@@ -35,52 +35,23 @@ import numpy as np
 import pandas as pd
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._validation import check_int
+from ..metrics import group_codes
+from ..nets import PrunableNetClassifier, TerminalPrintLog
+from ..nets._data import INPUT_KEY
+from ._callback import DualAscent, DualState
 from ._constraints import (
-    EMPTY_HELDOUT_GROUP,
     GROUP_KEY,
-    REFERENCE_CORRECT_KEY,
-    REFERENCE_LOSS_KEY,
     ConstraintsMixin,
-    DivergenceError,
-)
-from ._dual import (
-    GroupReplayBuffer,
-    TailAverage,
-    dual_step,
-    excess_accuracy_gap,
-    stratified_holdout,
-)
-from ._dual_ascent import DualAscent, DualState
-from ._validation import check_int
-from .metrics import group_codes
-from .nets import (
-    INPUT_KEY,
-    SAMPLE_WEIGHT_KEY,
-    PrunableNetClassifier,
-    TerminalPrintLog,
 )
 
 __all__ = [
     "CONSTRAINT_PHASES",
     "CONSTRAINT_TARGETS",
     "DUAL_DYNAMICS",
-    "EMPTY_HELDOUT_GROUP",
-    "GROUP_KEY",
-    "INPUT_KEY",
     "MISSING_SENSITIVE_FEATURES",
-    "REFERENCE_CORRECT_KEY",
-    "REFERENCE_LOSS_KEY",
-    "SAMPLE_WEIGHT_KEY",
     "TARGET_DEFAULTS",
-    "DivergenceError",
-    "DualAscent",
-    "DualState",
     "FairConstrainedNet",
-    "GroupReplayBuffer",
-    "TailAverage",
-    "dual_step",
-    "excess_accuracy_gap",
-    "stratified_holdout",
 ]
 
 CONSTRAINT_PHASES = ("before", "after", "both", "none")

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairprune_sk.benchmark.cli import main
 from fairprune_sk.benchmark.figures import plot_group_accuracy, plot_sweep
 from fairprune_sk.benchmark.methods import SUMMARY_COLUMNS
 from fairprune_sk.benchmark.sweep import (
@@ -17,6 +16,7 @@ from fairprune_sk.benchmark.sweep import (
     net_params_for,
     run_sweep,
 )
+from fairprune_sk.cli import main
 from fairprune_sk.metrics import FRAME_COLUMNS
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -1,5 +1,5 @@
 """The dual dynamics as pure functions: the dual step, the per-group replay buffer, ψ, and the
-stratified held-out split (each tested on its own; :mod:`fairprune_sk._dual_ascent` drives them).
+stratified held-out split (each tested on its own; :mod:`fairprune_sk.constrained._callback` drives them).
 
 Dual dynamics (``dual_dynamics``): ``gradient`` is projected dual ascent on the Lagrangian
 ``J + Σ λ_a c_a`` (the paper's); ``damped`` (the default of ``accuracy_gap``) minimises the
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validation import torch_seed
+from .._validation import torch_seed
 
 __all__ = [
     "GroupReplayBuffer",

@@ -1,6 +1,6 @@
 """Audit: train one dense net, prune copies of it at several rates, and tabulate R(a), ξ and ψ.
 
-The ``fairprune audit`` subcommand lives in :mod:`fairprune_sk.benchmark.audit_cli`.
+The ``fairprune audit`` subcommand lives in :mod:`fairprune_sk.cli.audit`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..metrics import ExcessRiskFrame
-from ..nets import PrunableNetClassifier
+from .metrics import ExcessRiskFrame
+from .nets import PrunableNetClassifier
 
 #: Columns of the audit table that get ``_ci_low`` / ``_ci_high`` bootstrap bounds.
 CI_COLUMNS = ("excess_risk", "excess_accuracy_gap", "accuracy_drop")
@@ -36,7 +36,7 @@ def load_adult_split(
     sensitive: Sequence[str], n_train: int | None = None, random_state: int = 0
 ) -> AdultSplit:
     """Bundled Adult, preprocessed with its ``ColumnTransformer`` fitted on the training part."""
-    from ..datasets import load_adult
+    from .datasets import load_adult
 
     data = load_adult()
     X_train, y_train, A_train = data.X_train, data.y_train, data.A_train

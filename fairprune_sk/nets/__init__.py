@@ -1,0 +1,7 @@
+"""PrunableNetClassifier: the prunable skorch estimator, its batches, state, persistence and
+callbacks."""
+
+from ._callbacks import PruningLog, TerminalPrintLog
+from ._classifier import PRUNING_SCHEDULES, PrunableNetClassifier
+
+__all__ = ["PRUNING_SCHEDULES", "PrunableNetClassifier", "PruningLog", "TerminalPrintLog"]
