@@ -11,9 +11,12 @@ fairlearn ``MetricFrame``.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
+
+from ._groups import per_sample_log_loss
 
 #: Per-sample columns, in the order of the internal matrix.
 PER_SAMPLE_COLUMNS = ("loss_dense", "loss_pruned", "correct_dense", "correct_pruned", "flipped")
@@ -45,6 +48,63 @@ COLUMN_DESCRIPTIONS = {
 }
 
 COMPARE_METHODS = ("between_groups", "to_overall")
+
+
+class _SampleColumns(NamedTuple):
+    """The per-sample results every frame number is built from.
+
+    ``values`` holds :data:`PER_SAMPLE_COLUMNS`; ``pred_pruned`` is None when the pruned model
+    gave no probabilities.
+    """
+
+    values: np.ndarray  # (n_samples, 5)
+    pred_dense: np.ndarray  # column positions
+    pred_pruned: np.ndarray | None
+    confidence_dense: np.ndarray
+
+    @classmethod
+    def of(
+        cls,
+        y_index: np.ndarray,
+        proba_dense: np.ndarray,
+        proba_pruned: np.ndarray | None,
+        correct_pruned: np.ndarray | None = None,
+    ) -> _SampleColumns:
+        """The columns of checked probabilities; ``correct_pruned`` replaces the pruned
+        model's correctness when given (NaN losses and flips without ``proba_pruned``)."""
+        n_samples = len(y_index)
+        pred_dense = proba_dense.argmax(axis=1)
+        if proba_pruned is None:
+            pred_pruned = None
+            loss_pruned = np.full(n_samples, np.nan)
+            flipped = np.full(n_samples, np.nan)
+        else:
+            pred_pruned = proba_pruned.argmax(axis=1)
+            loss_pruned = per_sample_log_loss(proba_pruned, y_index)
+            flipped = (pred_pruned != pred_dense).astype(np.float64)
+        if correct_pruned is None:
+            correct_pruned = (pred_pruned == y_index).astype(np.float64)
+        values = np.column_stack(
+            [
+                per_sample_log_loss(proba_dense, y_index),
+                loss_pruned,
+                (pred_dense == y_index).astype(np.float64),
+                correct_pruned,
+                flipped,
+            ]
+        )
+        return cls(values, pred_dense, pred_pruned, proba_dense.max(axis=1))
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[_SampleColumns]) -> _SampleColumns:
+        """The columns of consecutive batches, in order."""
+        return cls(
+            np.concatenate([p.values for p in parts]),
+            np.concatenate([p.pred_dense for p in parts]),
+            None if parts[0].pred_pruned is None
+            else np.concatenate([p.pred_pruned for p in parts]),
+            np.concatenate([p.confidence_dense for p in parts]),
+        )
 
 
 def _column_table(counts: np.ndarray, means: np.ndarray, overall_means: np.ndarray) -> np.ndarray:

@@ -24,11 +24,13 @@ from ._columns import (
     FRAME_COLUMNS,
     _check_method,
     _column_table,
+    _SampleColumns,
     _frame_metrics,
     _group_reduce,
 )
 from ._frame_intervals import FrameIntervalsMixin
-from ._groups import _as_frame, _check_proba, encode_labels, group_codes, per_sample_log_loss
+from ._groups import _as_frame, group_codes
+from ._proba import check_proba, encode_y, resolve_classes
 
 __all__ = ["ExcessRiskFrame"]
 
@@ -136,14 +138,16 @@ class ExcessRiskFrame(FrameIntervalsMixin):
                 f"reference.classes_ {np.asarray(reference.classes_).tolist()} differ from "
                 f"net.classes_ {classes.tolist()}"
             )
-        n_samples = len(np.asarray(y).ravel())
-        proba_pruned = _check_proba(net.predict_proba(X), n_samples, "net.predict_proba(X)")
-        proba_dense = _check_proba(
-            reference.predict_proba(X), n_samples, "reference.predict_proba(X)"
-        )
+        y = np.asarray(y).ravel()
+        proba_pruned = check_proba(net.predict_proba(X), "net.predict_proba(X)",
+                                   n_samples=len(y), n_classes=len(classes))
+        proba_dense = check_proba(reference.predict_proba(X), "reference.predict_proba(X)",
+                                  n_samples=len(y), n_classes=len(classes))
+        y_index = encode_y(y, classes, name="net.classes_")
         self._build(
-            y, proba_dense, proba_pruned, None, sensitive_features=sensitive_features,
-            classes=classes, n_boot=n_boot, ci_quantiles=ci_quantiles, random_state=random_state,
+            y, y_index, _SampleColumns.of(y_index, proba_dense, proba_pruned),
+            sensitive_features=sensitive_features, classes=classes, n_boot=n_boot,
+            ci_quantiles=ci_quantiles, random_state=random_state,
         )
 
     @classmethod
@@ -165,17 +169,23 @@ class ExcessRiskFrame(FrameIntervalsMixin):
         Parameters
         ----------
         y : array-like of shape (n_samples,)
-            True labels.
+            True labels, each one of ``classes``.
         proba_dense : array-like of shape (n_samples, n_classes)
-            Class probabilities of the dense net θ*, columns in the order of ``classes``.
+            Class probabilities of the dense net θ*, columns in the order of ``classes``:
+            finite, in [0, 1], every row summing to 1 within a relative tolerance of
+            ``sqrt(eps)`` of float32 (about 3.5e-4, sklearn's ``log_loss`` tolerance for float32
+            probabilities, applied to every dtype).
         proba_pruned : array-like of shape (n_samples, n_classes), optional
-            Class probabilities of the pruned (or mitigated) model. None for a model without
+            Class probabilities of the pruned (or mitigated) model, checked as
+            ``proba_dense``. None for a model without
             probabilities (e.g. a randomised ``ThresholdOptimizer``): then ``correct_pruned``
             is required, and the loss columns, R(a), ξ and flip rates are NaN.
         sensitive_features : array-like, Series or DataFrame
             Group membership.
         classes : array-like of shape (n_classes,), optional
-            Labels of the probability columns; ``np.unique(y)`` if None.
+            Labels of the probability columns, in column order (one per column). If None,
+            ``np.unique(y)``, which is only allowed when ``y`` holds every class: a ``y``
+            lacking a class needs ``classes`` to say which column is which.
         correct_pruned : array-like of shape (n_samples,), optional
             Per-sample (expected) correctness of the pruned model in [0, 1], replacing
             ``argmax(proba_pruned) == y`` — for randomised classifiers, whose expected
@@ -186,6 +196,15 @@ class ExcessRiskFrame(FrameIntervalsMixin):
         Returns
         -------
         ExcessRiskFrame
+
+        Raises
+        ------
+        ValueError
+            Before any work, if a probability matrix is not numeric, finite, in [0, 1], with
+            rows summing to 1 and one row per label of ``y`` and one column per class; if
+            ``classes`` does not have one distinct label per column; if ``y`` holds a label
+            that is not in ``classes``; or if ``classes`` is None and ``y`` does not hold
+            exactly one label per column.
 
         Examples
         --------
@@ -212,13 +231,17 @@ class ExcessRiskFrame(FrameIntervalsMixin):
         """
         check_bootstrap_params(n_boot, ci_quantiles)
         y_arr = np.asarray(y).ravel()
-        classes = np.unique(y_arr) if classes is None else np.asarray(classes)
         n_samples = len(y_arr)
-        proba_dense = _check_proba(proba_dense, n_samples, "proba_dense")
         if proba_pruned is None and correct_pruned is None:
             raise ValueError("from_outputs needs proba_pruned, correct_pruned, or both")
+        proba_dense = check_proba(proba_dense, "proba_dense", n_samples=n_samples, n_classes=None)
+        classes = resolve_classes(
+            classes, y_arr, proba_dense.shape[1], name="classes", proba_name="proba_dense"
+        )
         if proba_pruned is not None:
-            proba_pruned = _check_proba(proba_pruned, n_samples, "proba_pruned")
+            proba_pruned = check_proba(
+                proba_pruned, "proba_pruned", n_samples=n_samples, n_classes=len(classes)
+            )
         if correct_pruned is not None:
             correct_pruned = np.asarray(correct_pruned, dtype=np.float64).ravel()
             if len(correct_pruned) != n_samples:
@@ -226,12 +249,13 @@ class ExcessRiskFrame(FrameIntervalsMixin):
                     f"correct_pruned has {len(correct_pruned)} values but y has {n_samples}"
                 )
             slack = 1e-6  # expected correctness of a mixture is a float sum: allow rounding
-            if np.any((correct_pruned < -slack) | (correct_pruned > 1 + slack)):
+            if not np.all((correct_pruned >= -slack) & (correct_pruned <= 1 + slack)):
                 raise ValueError("correct_pruned must lie in [0, 1] (per-sample correctness)")
             correct_pruned = np.clip(correct_pruned, 0.0, 1.0)
+        y_index = encode_y(y_arr, classes, name="classes")
         frame = cls.__new__(cls)
         frame._build(
-            y_arr, proba_dense, proba_pruned, correct_pruned,
+            y_arr, y_index, _SampleColumns.of(y_index, proba_dense, proba_pruned, correct_pruned),
             sensitive_features=sensitive_features, classes=classes, n_boot=n_boot,
             ci_quantiles=ci_quantiles, random_state=random_state,
         )
@@ -242,10 +266,9 @@ class ExcessRiskFrame(FrameIntervalsMixin):
     # ------------------------------------------------------------------------------------------
     def _build(
         self,
-        y: Any,
-        proba_dense: np.ndarray,
-        proba_pruned: np.ndarray | None,
-        correct_pruned: np.ndarray | None,
+        y: np.ndarray,
+        y_index: np.ndarray,
+        columns: _SampleColumns,
         *,
         sensitive_features: Any,
         classes: np.ndarray,
@@ -254,38 +277,15 @@ class ExcessRiskFrame(FrameIntervalsMixin):
         random_state: Any,
     ) -> None:
         n_boot, ci_quantiles = check_bootstrap_params(n_boot, ci_quantiles)
-        y = np.asarray(y).ravel()
         self._groups = group_codes(sensitive_features, len(y))
         self._sensitive = _as_frame(sensitive_features)
-        y_index = encode_labels(y, classes)
-        proba_dense = np.asarray(proba_dense, dtype=np.float64)
-        pred_dense = proba_dense.argmax(axis=1)
-        if proba_pruned is None:
-            pred_pruned = None
-            loss_pruned = np.full(len(y), np.nan)
-            flipped = np.full(len(y), np.nan)
-        else:
-            proba_pruned = np.asarray(proba_pruned, dtype=np.float64)
-            pred_pruned = proba_pruned.argmax(axis=1)
-            loss_pruned = per_sample_log_loss(proba_pruned, y_index)
-            flipped = (pred_pruned != pred_dense).astype(np.float64)
-        if correct_pruned is None:
-            correct_pruned = (pred_pruned == y_index).astype(np.float64)
-        self._per_sample = np.column_stack(
-            [
-                per_sample_log_loss(proba_dense, y_index),
-                loss_pruned,
-                (pred_dense == y_index).astype(np.float64),
-                correct_pruned,
-                flipped,
-            ]
-        )
+        self._per_sample = columns.values
         self._y = y
         self._classes = classes
         self._y_index = y_index
-        self._pred_dense = pred_dense
-        self._pred_pruned = pred_pruned
-        self._confidence_dense = proba_dense.max(axis=1)
+        self._pred_dense = columns.pred_dense
+        self._pred_pruned = columns.pred_pruned
+        self._confidence_dense = columns.confidence_dense
         self._sensitive_features = sensitive_features
 
         counts = np.bincount(self._groups.codes, minlength=self._groups.n_groups).astype(float)

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._groups import _check_proba, encode_labels, group_codes, group_mean, per_sample_log_loss
+from ._groups import group_codes, group_mean, per_sample_log_loss
+from ._proba import check_proba, encode_y, resolve_classes
 
 
 def _check_predictions(y_pred: Any, name: str, n_samples: int) -> np.ndarray:
@@ -55,7 +56,15 @@ def excess_risk(
     sensitive_features : array-like, Series or DataFrame
         Group membership (several columns: intersectional groups).
     labels : array-like of shape (n_classes,), optional
-        Class labels in the column order of the probabilities; ``np.unique(y_true)`` if None.
+        Class labels in the column order of the probabilities. If None, ``np.unique(y_true)``,
+        which is only allowed when ``y_true`` holds every class (one label per column).
+
+    Raises
+    ------
+    ValueError
+        If the probabilities are not finite, in [0, 1] and summing to 1 per row (as sklearn's
+        ``log_loss`` checks them), do not have one column per label, or ``y_true`` holds a label
+        not in ``labels``.
 
     Returns
     -------
@@ -73,13 +82,18 @@ def excess_risk(
     {'a': 0.366, 'b': 0.091}
     """
     y_true = np.asarray(y_true).ravel()
-    labels = np.unique(y_true) if labels is None else np.asarray(labels)
-    y_index = encode_labels(y_true, labels)
-    groups = group_codes(sensitive_features, len(y_true))
-    loss_pruned = per_sample_log_loss(
-        _check_proba(proba_pruned, len(y_true), "proba_pruned"), y_index
+    n_samples = len(y_true)
+    proba_dense = check_proba(proba_dense, "proba_dense", n_samples=n_samples, n_classes=None)
+    labels = resolve_classes(
+        labels, y_true, proba_dense.shape[1], name="labels", proba_name="proba_dense"
     )
-    loss_dense = per_sample_log_loss(_check_proba(proba_dense, len(y_true), "proba_dense"), y_index)
+    proba_pruned = check_proba(
+        proba_pruned, "proba_pruned", n_samples=n_samples, n_classes=len(labels)
+    )
+    y_index = encode_y(y_true, labels, name="labels")
+    groups = group_codes(sensitive_features, n_samples)
+    loss_pruned = per_sample_log_loss(proba_pruned, y_index)
+    loss_dense = per_sample_log_loss(proba_dense, y_index)
     values = group_mean(loss_pruned - loss_dense, groups)
     return pd.Series(values, index=groups.index, name="excess_risk")
 

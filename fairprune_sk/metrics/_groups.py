@@ -174,11 +174,3 @@ def per_sample_log_loss(proba: np.ndarray, y_index: np.ndarray) -> np.ndarray:
     picked = proba[np.arange(len(y_index)), y_index]
     return -np.log(np.clip(picked, _EPS, 1.0))
 
-
-def _check_proba(proba: np.ndarray, n_samples: int, name: str) -> np.ndarray:
-    proba = np.asarray(proba)
-    if proba.ndim != 2 or proba.shape[0] != n_samples:
-        raise ValueError(
-            f"{name} must have shape (n_samples, n_classes) = ({n_samples}, ...); got {proba.shape}"
-        )
-    return proba
