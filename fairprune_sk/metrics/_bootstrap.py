@@ -14,10 +14,15 @@ No Python loop over rows or resamples, only over chunks of resamples and over gr
 from __future__ import annotations
 
 import warnings
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Any
 
 import numpy as np
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    validate_parameter_constraints,
+)
 
 #: Count matrix entries per chunk of resamples (bounds memory at about 8 bytes each).
 _CHUNK_ELEMENTS = 2**22
@@ -25,10 +30,33 @@ _CHUNK_ELEMENTS = 2**22
 _BLOCK_ELEMENTS = 2**24
 
 
+#: Constraints of the bootstrap arguments, in sklearn's ``validate_params`` vocabulary.
+BOOTSTRAP_CONSTRAINTS = {
+    "n_boot": [Interval(Integral, 1, None, closed="left"), None],
+    "ci_quantiles": ["array-like", None],
+    "random_state": ["random_state", np.random.Generator],
+}
+
+
+def _bad_quantiles(caller_name: str, what: str, got: Any) -> InvalidParameterError:
+    return InvalidParameterError(
+        f"The 'ci_quantiles' parameter of {caller_name} must be {what}. Got {got!r} instead."
+    )
+
+
 def check_bootstrap_params(
-    n_boot: Any, ci_quantiles: Any
+    n_boot: Any, ci_quantiles: Any, *, caller_name: str = "ExcessRiskFrame"
 ) -> tuple[int | None, tuple[float, ...] | None]:
     """Validate ``n_boot`` and ``ci_quantiles``; default the quantiles to a 95 % interval.
+
+    Parameters
+    ----------
+    n_boot : int >= 1 or None
+        Number of resamples (None: no intervals).
+    ci_quantiles : array-like of float or None
+        Strictly increasing quantiles in the open interval (0, 1); only with ``n_boot``.
+    caller_name : str, default="ExcessRiskFrame"
+        Who the messages say the arguments belong to.
 
     Returns
     -------
@@ -38,34 +66,38 @@ def check_bootstrap_params(
 
     Raises
     ------
-    ValueError
+    sklearn.utils._param_validation.InvalidParameterError
+        A ``ValueError`` in sklearn's words (the parameter, what it must be, the value got):
         ``n_boot`` not an int >= 1; ``ci_quantiles`` empty, outside (0, 1), not increasing, or
         given without ``n_boot``.
     """
+    validate_parameter_constraints(
+        {name: BOOTSTRAP_CONSTRAINTS[name] for name in ("n_boot", "ci_quantiles")},
+        {"n_boot": n_boot, "ci_quantiles": ci_quantiles},
+        caller_name=caller_name,
+    )
     if n_boot is None:
         if ci_quantiles is not None:
-            raise ValueError(
-                f"ci_quantiles={ci_quantiles!r} needs n_boot: pass n_boot=1000 (an int >= 1) "
-                "to bootstrap intervals"
+            raise InvalidParameterError(
+                f"The 'ci_quantiles' parameter of {caller_name} needs n_boot: pass n_boot=1000 "
+                f"(an int >= 1) to bootstrap intervals, or ci_quantiles=None. Got "
+                f"{ci_quantiles!r} instead."
             )
         return None, None
-    if isinstance(n_boot, bool) or not isinstance(n_boot, Integral) or n_boot < 1:
-        raise ValueError(f"n_boot must be an int >= 1 (or None); got {n_boot!r}")
     if ci_quantiles is None:
         return int(n_boot), (0.025, 0.975)
     try:
         quantiles = tuple(float(q) for q in np.ravel(np.asarray(ci_quantiles, dtype=object)))
     except (TypeError, ValueError):
-        raise ValueError(
-            f"ci_quantiles must be a sequence of floats in (0, 1); got {ci_quantiles!r}"
-        ) from None
+        raise _bad_quantiles(caller_name, "a sequence of floats in (0, 1)", ci_quantiles) from None
     if not quantiles:
-        raise ValueError("ci_quantiles is empty; pass e.g. [0.025, 0.975]")
-    bad = [q for q in quantiles if not (isinstance(q, Real) and 0.0 < q < 1.0)]
-    if bad:
-        raise ValueError(f"ci_quantiles must lie in the open interval (0, 1); got {bad}")
+        raise _bad_quantiles(caller_name, "a non-empty sequence such as [0.025, 0.975]",
+                             ci_quantiles)
+    if not all(0.0 < q < 1.0 for q in quantiles):
+        raise _bad_quantiles(caller_name, "quantiles in the open interval (0, 1)",
+                             list(quantiles))
     if any(b <= a for a, b in zip(quantiles, quantiles[1:], strict=False)):
-        raise ValueError(f"ci_quantiles must be strictly increasing; got {list(quantiles)}")
+        raise _bad_quantiles(caller_name, "strictly increasing", list(quantiles))
     return int(n_boot), quantiles
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
+from sklearn.utils._param_validation import StrOptions
 
 from ._groups import per_sample_log_loss
 
@@ -48,6 +49,8 @@ COLUMN_DESCRIPTIONS = {
 }
 
 COMPARE_METHODS = ("between_groups", "to_overall")
+#: ``validate_params`` constraints of the ``method`` of ``difference`` / ``ratio`` (and ``_ci``).
+METHOD_CONSTRAINTS = {"method": [StrOptions(set(COMPARE_METHODS))]}
 
 
 class _SampleColumns(NamedTuple):
@@ -149,12 +152,6 @@ def _group_reduce(table: np.ndarray, overall: np.ndarray, kind: str, method: str
             ratios = table / overall[..., None, :]
             ratio = np.nanmin(np.minimum(ratios, 1.0 / ratios), axis=-2)
         return np.where(np.isfinite(ratio), ratio, np.nan)  # x / 0 is undefined, not ±inf
-
-
-def _check_method(method: str) -> str:
-    if method not in COMPARE_METHODS:
-        raise ValueError(f"method must be one of {COMPARE_METHODS}; got {method!r}")
-    return method
 
 
 def _frame_metrics() -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:

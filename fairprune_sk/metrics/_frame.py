@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
 
-from ._bootstrap import check_bootstrap_params
+from ._bootstrap import BOOTSTRAP_CONSTRAINTS, check_bootstrap_params
 from ._columns import (
     COLUMN_DESCRIPTIONS,
     FRAME_COLUMNS,
-    _check_method,
+    METHOD_CONSTRAINTS,
     _column_table,
     _SampleColumns,
     _frame_metrics,
@@ -111,6 +112,17 @@ class ExcessRiskFrame(FrameIntervalsMixin):
     True
     """
 
+    @validate_params(
+        {
+            "net": [HasMethods(["predict_proba"])],
+            "X": ["array-like", "sparse matrix"],
+            "y": ["array-like"],
+            "sensitive_features": ["array-like"],
+            "reference": [HasMethods(["predict_proba"]), None],
+            **BOOTSTRAP_CONSTRAINTS,
+        },
+        prefer_skip_nested_validation=False,  # the models validate their own parameters
+    )
     def __init__(
         self,
         net: Any,
@@ -123,7 +135,9 @@ class ExcessRiskFrame(FrameIntervalsMixin):
         ci_quantiles: Sequence[float] | None = None,
         random_state: Any = None,
     ) -> None:
-        check_bootstrap_params(n_boot, ci_quantiles)
+        n_boot, ci_quantiles = check_bootstrap_params(
+            n_boot, ci_quantiles, caller_name="ExcessRiskFrame.__init__"
+        )
         if reference is None:
             dense_reference = getattr(net, "dense_reference", None)
             if dense_reference is None:
@@ -151,6 +165,18 @@ class ExcessRiskFrame(FrameIntervalsMixin):
         )
 
     @classmethod
+    @validate_params(
+        {
+            "y": ["array-like"],
+            "proba_dense": ["array-like"],
+            "proba_pruned": ["array-like", None],
+            "sensitive_features": ["array-like"],
+            "classes": ["array-like", None],
+            "correct_pruned": ["array-like", None],
+            **BOOTSTRAP_CONSTRAINTS,
+        },
+        prefer_skip_nested_validation=True,
+    )
     def from_outputs(
         cls,
         y: Any,
@@ -229,7 +255,9 @@ class ExcessRiskFrame(FrameIntervalsMixin):
         0         1       0            1
         1         4       1            0
         """
-        check_bootstrap_params(n_boot, ci_quantiles)
+        n_boot, ci_quantiles = check_bootstrap_params(
+            n_boot, ci_quantiles, caller_name="ExcessRiskFrame.from_outputs"
+        )
         y_arr = np.asarray(y).ravel()
         n_samples = len(y_arr)
         if proba_pruned is None and correct_pruned is None:
@@ -273,10 +301,9 @@ class ExcessRiskFrame(FrameIntervalsMixin):
         sensitive_features: Any,
         classes: np.ndarray,
         n_boot: int | None,
-        ci_quantiles: Sequence[float] | None,
+        ci_quantiles: tuple[float, ...] | None,
         random_state: Any,
     ) -> None:
-        n_boot, ci_quantiles = check_bootstrap_params(n_boot, ci_quantiles)
         self._groups = group_codes(sensitive_features, len(y))
         self._sensitive = _as_frame(sensitive_features)
         self._per_sample = columns.values
@@ -337,13 +364,15 @@ class ExcessRiskFrame(FrameIntervalsMixin):
         """Largest value of each column across groups."""
         return self._reduced("max", "between_groups")
 
+    @validate_params(METHOD_CONSTRAINTS, prefer_skip_nested_validation=True)
     def difference(self, method: str = "between_groups") -> pd.Series:
         """Max − min across groups, or (``to_overall``) max |group − overall|."""
-        return self._reduced("difference", _check_method(method))
+        return self._reduced("difference", method)
 
+    @validate_params(METHOD_CONSTRAINTS, prefer_skip_nested_validation=True)
     def ratio(self, method: str = "between_groups") -> pd.Series:
         """Min / max across groups, or (``to_overall``) the smallest group/overall ratio."""
-        return self._reduced("ratio", _check_method(method))
+        return self._reduced("ratio", method)
 
     def _reduced(self, kind: str, method: str) -> pd.Series:
         values = _group_reduce(self._table, self._overall_row, kind, method)
@@ -427,6 +456,14 @@ class ExcessRiskFrame(FrameIntervalsMixin):
             )
         return self._metric_frame
 
+    @validate_params(
+        {
+            "column": [StrOptions(set(FRAME_COLUMNS[1:]))],
+            "ax": "no_validation",
+            "sort": ["boolean", StrOptions(set(FRAME_COLUMNS))],
+        },
+        prefer_skip_nested_validation=True,
+    )
     def plot(self, column: str = "excess_risk", *, ax: Any = None, sort: bool | str = True) -> Any:
         """Horizontal bars of ``column`` per group, with the bootstrap interval when there is one.
 
@@ -446,12 +483,6 @@ class ExcessRiskFrame(FrameIntervalsMixin):
         """
         from ._plot import plot_by_group
 
-        if column not in FRAME_COLUMNS or column == "count":
-            raise ValueError(
-                f"column must be one of {list(FRAME_COLUMNS[1:])}; got {column!r}"
-            )
-        if isinstance(sort, str) and sort not in FRAME_COLUMNS:
-            raise ValueError(f"sort must be a bool or one of {list(FRAME_COLUMNS)}; got {sort!r}")
         intervals = None
         if self._boot_table is not None:
             ci = self.by_group_ci

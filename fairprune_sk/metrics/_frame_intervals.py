@@ -13,9 +13,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.utils._param_validation import (
+    InvalidParameterError,
+    StrOptions,
+    validate_parameter_constraints,
+)
 
 from ._bootstrap import bootstrap_group_sums, quantiles
-from ._columns import FRAME_COLUMNS, _check_method, _column_table, _group_reduce
+from ._columns import FRAME_COLUMNS, METHOD_CONSTRAINTS, _column_table, _group_reduce
 
 NOT_BOOTSTRAPPED = (
     "{what} needs bootstrap intervals: build the frame with n_boot (e.g. n_boot=1000, "
@@ -41,7 +46,7 @@ class FrameIntervalsMixin:
                 f"group(s) {small} have a single row: their bootstrap interval is that row's "
                 "value (or NaN where a resample misses the row); collect more data for them",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=5,  # the caller of ExcessRiskFrame(...) or from_outputs
             )
         sums, counts = bootstrap_group_sums(
             self._per_sample, self._groups.codes, self._groups.n_groups, n_boot, random_state
@@ -60,7 +65,7 @@ class FrameIntervalsMixin:
                 f"group(s) {rarely} are missing from more than 5 % of the bootstrap resamples; "
                 "their intervals use the resamples that contain them",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=5,  # the caller of ExcessRiskFrame(...) or from_outputs
             )
 
     @property
@@ -72,6 +77,12 @@ class FrameIntervalsMixin:
     def ci_quantiles(self) -> tuple[float, ...] | None:
         """Quantiles of the intervals (None: no intervals)."""
         return self._ci_quantiles
+
+    def _validate(self, params: dict[str, Any], constraints: dict[str, Any], method: str) -> None:
+        """sklearn's check of a method's arguments, the message naming the frame's class."""
+        validate_parameter_constraints(
+            constraints, params, caller_name=f"{type(self).__name__}.{method}"
+        )
 
     def _check_bootstrapped(self, what: str) -> None:
         if self._boot_table is None:
@@ -110,11 +121,13 @@ class FrameIntervalsMixin:
 
     def difference_ci(self, method: str = "between_groups") -> list[pd.Series]:
         """Intervals of :meth:`difference`, one series per quantile (``excess_risk``: ξ's)."""
-        return self._reduced_ci("difference", _check_method(method))
+        self._validate({"method": method}, METHOD_CONSTRAINTS, "difference_ci")
+        return self._reduced_ci("difference", method)
 
     def ratio_ci(self, method: str = "between_groups") -> list[pd.Series]:
         """Intervals of :meth:`ratio`, one series per quantile."""
-        return self._reduced_ci("ratio", _check_method(method))
+        self._validate({"method": method}, METHOD_CONSTRAINTS, "ratio_ci")
+        return self._reduced_ci("ratio", method)
 
     def by_group_with_ci(self, columns: Sequence[str] = ("excess_risk", "excess_accuracy_gap",
                                                          "accuracy_drop")) -> pd.DataFrame:
@@ -123,12 +136,15 @@ class FrameIntervalsMixin:
         The bounds are the first and last of ``ci_quantiles``. Without ``n_boot`` this is
         ``by_group`` unchanged.
         """
+        self._validate({"columns": columns}, {"columns": ["array-like"]}, "by_group_with_ci")
+        if any(c not in FRAME_COLUMNS for c in columns):
+            raise InvalidParameterError(
+                f"The 'columns' parameter of {type(self).__name__}.by_group_with_ci must be a "
+                f"sequence of columns among {list(FRAME_COLUMNS)}. Got {columns!r} instead."
+            )
         table = self.by_group
         if self._boot_table is None:
             return table
-        unknown = [c for c in columns if c not in FRAME_COLUMNS]
-        if unknown:
-            raise ValueError(f"unknown column(s) {unknown}; the frame has {list(FRAME_COLUMNS)}")
         intervals = self.by_group_ci
         for column in columns:
             position = table.columns.get_loc(column) + 1
@@ -161,9 +177,12 @@ class FrameIntervalsMixin:
             Columns ``higher``, ``lower``, ``higher_low``, ``lower_high``, ``margin``; largest
             margin first; empty when every pair of intervals overlaps.
         """
+        self._validate(
+            {"column": column, "simultaneous": simultaneous},
+            {"column": [StrOptions(set(FRAME_COLUMNS))], "simultaneous": ["boolean"]},
+            "separated_pairs",
+        )
         self._check_bootstrapped("separated_pairs")
-        if column not in FRAME_COLUMNS:
-            raise ValueError(f"unknown column {column!r}; the frame has {list(FRAME_COLUMNS)}")
         if simultaneous:
             alpha = 1.0 - (self._ci_quantiles[-1] - self._ci_quantiles[0])
             tail = alpha / (2 * self._groups.n_groups)

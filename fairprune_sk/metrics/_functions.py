@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.utils._param_validation import validate_params
 
 from ._groups import group_codes, group_mean, per_sample_log_loss
 from ._proba import check_proba, encode_y, resolve_classes
@@ -37,6 +38,16 @@ def _group_accuracy(y_true: Any, y_pred: Any, sensitive_features: Any) -> np.nda
     return group_mean((y_true == y_pred).astype(np.float64), groups)
 
 
+@validate_params(
+    {
+        "y_true": ["array-like"],
+        "proba_pruned": ["array-like"],
+        "proba_dense": ["array-like"],
+        "sensitive_features": ["array-like"],
+        "labels": ["array-like", None],
+    },
+    prefer_skip_nested_validation=True,
+)
 def excess_risk(
     y_true: Any,
     proba_pruned: np.ndarray,
@@ -98,6 +109,16 @@ def excess_risk(
     return pd.Series(values, index=groups.index, name="excess_risk")
 
 
+@validate_params(
+    {
+        "y_true": ["array-like"],
+        "proba_pruned": ["array-like"],
+        "proba_dense": ["array-like"],
+        "sensitive_features": ["array-like"],
+        "labels": ["array-like", None],
+    },
+    prefer_skip_nested_validation=True,
+)
 def fairness_violation(
     y_true: Any,
     proba_pruned: np.ndarray,
@@ -126,6 +147,10 @@ def fairness_violation(
     return float(risk.max() - risk.min())
 
 
+@validate_params(
+    {"y_true": ["array-like"], "y_pred": ["array-like"], "sensitive_features": ["array-like"]},
+    prefer_skip_nested_validation=True,
+)
 def accuracy_gap(y_true: Any, y_pred: Any, *, sensitive_features: Any) -> float:
     """Accuracy-gap violation: max − min group accuracy, as reported in the paper's experiments.
 
@@ -139,6 +164,10 @@ def accuracy_gap(y_true: Any, y_pred: Any, *, sensitive_features: Any) -> float:
     return float(accuracy.max() - accuracy.min())
 
 
+@validate_params(
+    {"y_true": ["array-like"], "y_pred": ["array-like"], "sensitive_features": ["array-like"]},
+    prefer_skip_nested_validation=True,
+)
 def worst_group_accuracy(y_true: Any, y_pred: Any, *, sensitive_features: Any) -> float:
     """Accuracy of the group with the lowest accuracy.
 
@@ -151,6 +180,15 @@ def worst_group_accuracy(y_true: Any, y_pred: Any, *, sensitive_features: Any) -
     return float(_group_accuracy(y_true, y_pred, sensitive_features).min())
 
 
+@validate_params(
+    {
+        "y_true": ["array-like"],
+        "y_pred_pruned": ["array-like"],
+        "y_pred_dense": ["array-like"],
+        "sensitive_features": ["array-like"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def excess_accuracy_gap(
     y_true: Any, y_pred_pruned: Any, y_pred_dense: Any, *, sensitive_features: Any
 ) -> pd.Series:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from numbers import Real
 from typing import Any
 
 import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.metadata_routing import MetadataRequest
 
 from ._frame import ExcessRiskFrame
@@ -16,6 +18,12 @@ SCORER_METRICS = (
     "max_excess_accuracy_gap",
     "combined",
 )
+
+#: ``validate_params`` constraints of a scorer's arguments.
+SCORER_CONSTRAINTS = {
+    "metric": [StrOptions(set(SCORER_METRICS))],
+    "weight": [Interval(Real, 0, None, closed="left")],
+}
 
 MISSING_SCORER_FEATURES = (
     "the {metric!r} scorer needs sensitive_features: enable metadata routing with "
@@ -49,8 +57,14 @@ class PruningScorer:
         dense reference (0 for a net that was never pruned: it is its own reference);
         ``accuracy_gap`` −(max − min group accuracy); ``max_excess_accuracy_gap`` −max_g ψ_g;
         ``combined`` accuracy − weight·ξ.
-    weight : float, default=1.0
+    weight : float >= 0, default=1.0
         Weight of ξ in ``combined``.
+
+    Raises
+    ------
+    sklearn.utils._param_validation.InvalidParameterError
+        A ``ValueError`` naming the argument, what it must be and the value got, for an unknown
+        ``metric`` or a negative ``weight``.
 
     Examples
     --------
@@ -78,9 +92,8 @@ class PruningScorer:
      'test_neg_max_excess_accuracy_gap']
     """
 
+    @validate_params(SCORER_CONSTRAINTS, prefer_skip_nested_validation=True)
     def __init__(self, metric: str, *, weight: float = 1.0) -> None:
-        if metric not in SCORER_METRICS:
-            raise ValueError(f"metric must be one of {SCORER_METRICS}; got {metric!r}")
         self.metric = metric
         self.weight = weight
         self._sensitive_features_request: bool | str | None = True
@@ -124,6 +137,7 @@ class PruningScorer:
         return f"PruningScorer({self.metric!r}{weight})"
 
 
+@validate_params(SCORER_CONSTRAINTS, prefer_skip_nested_validation=True)
 def make_pruning_scorer(metric: str = "combined", *, weight: float = 1.0) -> PruningScorer:
     """A :class:`PruningScorer` (see there); ``combined`` is accuracy − weight · ξ.
 
@@ -136,6 +150,7 @@ def make_pruning_scorer(metric: str = "combined", *, weight: float = 1.0) -> Pru
     return PruningScorer(metric, weight=weight)
 
 
+@validate_params({"weight": SCORER_CONSTRAINTS["weight"]}, prefer_skip_nested_validation=True)
 def pruning_scorers(weight: float = 1.0) -> dict[str, PruningScorer]:
     """All five scorers, for multi-metric ``scoring=`` (``refit`` picks the one to select on).
 

@@ -198,12 +198,18 @@ def test_min_max_difference_ratio_ci_are_quantiles_of_the_reductions(outputs):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"n_boot": 0}, "n_boot must be an int >= 1"),
-        ({"n_boot": 2.5}, "n_boot must be an int >= 1"),
-        ({"n_boot": 10, "ci_quantiles": [0.0, 0.9]}, r"open interval \(0, 1\)"),
-        ({"n_boot": 10, "ci_quantiles": [0.9, 0.1]}, "strictly increasing"),
-        ({"n_boot": 10, "ci_quantiles": []}, "ci_quantiles is empty"),
-        ({"ci_quantiles": [0.1, 0.9]}, "needs n_boot"),
+        ({"n_boot": 0}, r"'n_boot' parameter of ExcessRiskFrame.from_outputs must be an int "
+                        r"in the range \[1, inf\) or None. Got 0 instead."),
+        ({"n_boot": 2.5}, r"'n_boot' parameter .* must be an int .* Got 2.5 instead"),
+        ({"n_boot": 10, "ci_quantiles": [0.0, 0.9]},
+         r"'ci_quantiles' parameter of ExcessRiskFrame.from_outputs must be quantiles in the "
+         r"open interval \(0, 1\). Got \[0.0, 0.9\] instead."),
+        ({"n_boot": 10, "ci_quantiles": [0.9, 0.1]},
+         r"'ci_quantiles' .* must be strictly increasing. Got \[0.9, 0.1\]"),
+        ({"n_boot": 10, "ci_quantiles": []}, r"'ci_quantiles' .* must be a non-empty sequence"),
+        ({"n_boot": 10, "ci_quantiles": 0.5}, r"'ci_quantiles' .* must be an array-like or None"),
+        ({"ci_quantiles": [0.1, 0.9]}, r"'ci_quantiles' .* needs n_boot"),
+        ({"n_boot": 10, "random_state": "seed"}, r"'random_state' parameter .* Got 'seed'"),
     ],
 )
 def test_bad_bootstrap_arguments_name_themselves(outputs, kwargs, message):
@@ -217,6 +223,17 @@ def test_ci_without_bootstrap_says_how_to_get_it(outputs):
         _ = frame.by_group_ci
     with pytest.raises(ValueError, match="n_boot"):
         frame.difference_ci()
+
+
+def test_bootstrap_warnings_point_at_the_callers_line():
+    rng = np.random.default_rng(2)
+    y = rng.choice(LABELS, 30)
+    groups = np.array(["big"] * 29 + ["lone"])
+    dense, pruned = _random_proba(rng, 30, 3), _random_proba(rng, 30, 3)
+    with pytest.warns(UserWarning, match="single row") as record:
+        ExcessRiskFrame.from_outputs(y, dense, pruned, sensitive_features=groups,
+                                     classes=LABELS, n_boot=20, random_state=0)
+    assert {w.filename for w in record} == {__file__}
 
 
 def test_one_row_group_gets_its_value_and_a_warning():
@@ -271,8 +288,11 @@ def test_plot_draws_one_bar_per_group_with_intervals(outputs):
     ax = frame.plot("excess_accuracy_gap")
     assert len(ax.patches) == 3
     assert any("n=" in t.get_text() for t in ax.get_yticklabels())
-    with pytest.raises(ValueError, match="column must be one of"):
+    with pytest.raises(ValueError, match="'column' parameter of ExcessRiskFrame.plot must be a "
+                                         "str among"):
         frame.plot("count")
+    with pytest.raises(ValueError, match="'sort' parameter of ExcessRiskFrame.plot must be"):
+        frame.plot("excess_risk", sort="nope")
     import matplotlib.pyplot as plt
 
     plt.close("all")
