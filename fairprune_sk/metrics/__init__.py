@@ -5,7 +5,7 @@ accuracy*, NeurIPS 2022 (arXiv 2205.13574); the excess accuracy gap ψ_g to Hash
 *Balancing Act*, ICLR 2024.
 """
 
-from ._columns import COLUMN_DESCRIPTIONS, FRAME_COLUMNS, PER_SAMPLE_COLUMNS
+from ._columns import COLUMN_DESCRIPTIONS, FRAME_COLUMNS, INTERVAL_COLUMNS, PER_SAMPLE_COLUMNS
 from ._frame import ExcessRiskFrame
 from ._functions import (
     accuracy_gap,
@@ -36,6 +36,7 @@ __all__ = [
     "PER_SAMPLE_COLUMNS",
     "ExcessRiskFrame",
     "GroupCodes",
+    "INTERVAL_COLUMNS",
     "MISSING_SCORER_FEATURES",
     "PruningScorer",
     "SCORER_METRICS",

@@ -35,6 +35,10 @@ FRAME_COLUMNS = (
     "flip_rate",
 )
 
+#: Columns of the bootstrap intervals (``by_group_ci``, ``difference_ci()``, ...): those of
+#: :data:`FRAME_COLUMNS` but ``count``, a group size that has no interval.
+INTERVAL_COLUMNS = FRAME_COLUMNS[1:]
+
 #: What each column means, for reports and plot labels.
 COLUMN_DESCRIPTIONS = {
     "count": "rows of the group",

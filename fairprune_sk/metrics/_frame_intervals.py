@@ -20,7 +20,7 @@ from sklearn.utils._param_validation import (
 )
 
 from ._bootstrap import bootstrap_group_sums, quantiles
-from ._columns import FRAME_COLUMNS, METHOD_CONSTRAINTS, _column_table, _group_reduce
+from ._columns import INTERVAL_COLUMNS, METHOD_CONSTRAINTS, _column_table, _group_reduce
 
 NOT_BOOTSTRAPPED = (
     "{what} needs bootstrap intervals: build the frame with n_boot (e.g. n_boot=1000, "
@@ -32,9 +32,9 @@ class FrameIntervalsMixin:
     """The bootstrap half of :class:`~fairprune_sk.ExcessRiskFrame`.
 
     It reads what the frame's construction sets (``_per_sample``, ``_groups``, ``_by_group``,
-    ``_as_frame``, ``_n_boot``, ``_ci_quantiles``) and keeps the resampled tables in
-    ``_boot_table`` (resamples x groups x columns) and ``_boot_overall`` (resamples x
-    columns), None without ``n_boot``.
+    ``_n_boot``, ``_ci_quantiles``) and keeps the resampled tables in ``_boot_table``
+    (resamples x groups x :data:`INTERVAL_COLUMNS`) and ``_boot_overall`` (resamples x
+    :data:`INTERVAL_COLUMNS`), None without ``n_boot``.
     """
 
     def _bootstrap(self, n_boot: int, random_state: Any) -> None:
@@ -54,10 +54,11 @@ class FrameIntervalsMixin:
         with np.errstate(invalid="ignore", divide="ignore"):
             means = sums / counts[..., None]  # NaN for a group absent from a resample
             overall_means = sums.sum(axis=1) / counts.sum(axis=1)[:, None]
-        self._boot_table = _column_table(counts, means, overall_means)
+        # the count column has no interval: it is a size, not an estimate
+        self._boot_table = _column_table(counts, means, overall_means)[..., 1:]
         self._boot_overall = _column_table(
             counts.sum(axis=1)[:, None], overall_means[:, None, :], overall_means
-        )[:, 0]
+        )[:, 0, 1:]
         absent = np.isnan(means[..., 2]).mean(axis=0)
         rarely = [g for g in self._by_group.index[absent > 0.05] if g not in small]
         if rarely:
@@ -90,16 +91,24 @@ class FrameIntervalsMixin:
 
     @property
     def by_group_ci(self) -> list[pd.DataFrame]:
-        """One frame per quantile in ``ci_quantiles``, aligned with ``by_group``."""
+        """One frame per quantile in ``ci_quantiles``, aligned with ``by_group``.
+
+        The columns are :data:`INTERVAL_COLUMNS`: those of ``by_group`` but ``count`` (a group
+        size has no interval).
+        """
         self._check_bootstrapped("by_group_ci")
-        return [self._as_frame(q) for q in quantiles(self._boot_table, self._ci_quantiles)]
+        return [
+            pd.DataFrame(q, index=self._groups.index, columns=list(INTERVAL_COLUMNS))
+            for q in quantiles(self._boot_table, self._ci_quantiles)
+        ]
 
     @property
     def overall_ci(self) -> list[pd.Series]:
-        """One series per quantile in ``ci_quantiles``, aligned with ``overall``."""
+        """One series per quantile in ``ci_quantiles``, indexed by :data:`INTERVAL_COLUMNS`
+        (those of ``overall`` but ``count``)."""
         self._check_bootstrapped("overall_ci")
         return [
-            pd.Series(q, index=list(FRAME_COLUMNS))
+            pd.Series(q, index=list(INTERVAL_COLUMNS))
             for q in quantiles(self._boot_overall, self._ci_quantiles)
         ]
 
@@ -107,25 +116,29 @@ class FrameIntervalsMixin:
         self._check_bootstrapped(f"{kind}_ci" if kind in ("difference", "ratio") else
                                  f"group_{kind}_ci")
         samples = _group_reduce(self._boot_table, self._boot_overall, kind, method)
-        return [pd.Series(q, index=list(FRAME_COLUMNS))
+        return [pd.Series(q, index=list(INTERVAL_COLUMNS))
                 for q in quantiles(samples, self._ci_quantiles)]
 
     def group_min_ci(self) -> list[pd.Series]:
-        """Intervals of :meth:`group_min`, one series per quantile."""
+        """Intervals of :meth:`group_min`, one series per quantile, indexed by
+        :data:`INTERVAL_COLUMNS` (no ``count``)."""
         return self._reduced_ci("min", "between_groups")
 
     def group_max_ci(self) -> list[pd.Series]:
-        """Intervals of :meth:`group_max`, one series per quantile (``excess_accuracy_gap``:
-        the interval of max ψ)."""
+        """Intervals of :meth:`group_max`, one series per quantile, indexed by
+        :data:`INTERVAL_COLUMNS` (no ``count``); ``excess_accuracy_gap`` is the interval of
+        max ψ."""
         return self._reduced_ci("max", "between_groups")
 
     def difference_ci(self, method: str = "between_groups") -> list[pd.Series]:
-        """Intervals of :meth:`difference`, one series per quantile (``excess_risk``: ξ's)."""
+        """Intervals of :meth:`difference`, one series per quantile, indexed by
+        :data:`INTERVAL_COLUMNS` (no ``count``); ``excess_risk`` is the interval of ξ."""
         self._validate({"method": method}, METHOD_CONSTRAINTS, "difference_ci")
         return self._reduced_ci("difference", method)
 
     def ratio_ci(self, method: str = "between_groups") -> list[pd.Series]:
-        """Intervals of :meth:`ratio`, one series per quantile."""
+        """Intervals of :meth:`ratio`, one series per quantile, indexed by
+        :data:`INTERVAL_COLUMNS` (no ``count``)."""
         self._validate({"method": method}, METHOD_CONSTRAINTS, "ratio_ci")
         return self._reduced_ci("ratio", method)
 
@@ -133,14 +146,14 @@ class FrameIntervalsMixin:
                                                          "accuracy_drop")) -> pd.DataFrame:
         """``by_group`` plus ``<column>_ci_low`` / ``<column>_ci_high`` for ``columns``.
 
-        The bounds are the first and last of ``ci_quantiles``. Without ``n_boot`` this is
-        ``by_group`` unchanged.
+        ``columns`` are among :data:`INTERVAL_COLUMNS`. The bounds are the first and last of
+        ``ci_quantiles``. Without ``n_boot`` this is ``by_group`` unchanged.
         """
         self._validate({"columns": columns}, {"columns": ["array-like"]}, "by_group_with_ci")
-        if any(c not in FRAME_COLUMNS for c in columns):
+        if any(c not in INTERVAL_COLUMNS for c in columns):
             raise InvalidParameterError(
                 f"The 'columns' parameter of {type(self).__name__}.by_group_with_ci must be a "
-                f"sequence of columns among {list(FRAME_COLUMNS)}. Got {columns!r} instead."
+                f"sequence of columns among {list(INTERVAL_COLUMNS)}. Got {columns!r} instead."
             )
         table = self.by_group
         if self._boot_table is None:
@@ -163,7 +176,7 @@ class FrameIntervalsMixin:
         Parameters
         ----------
         column : str, default="excess_risk"
-            A column of :data:`FRAME_COLUMNS`.
+            A column of :data:`INTERVAL_COLUMNS`.
         simultaneous : bool, default=False
             False: the intervals of ``ci_quantiles`` (first and last). True: Bonferroni-adjusted
             intervals that hold for all ``G`` groups at once — quantiles ``α / (2G)`` and
@@ -179,14 +192,14 @@ class FrameIntervalsMixin:
         """
         self._validate(
             {"column": column, "simultaneous": simultaneous},
-            {"column": [StrOptions(set(FRAME_COLUMNS))], "simultaneous": ["boolean"]},
+            {"column": [StrOptions(set(INTERVAL_COLUMNS))], "simultaneous": ["boolean"]},
             "separated_pairs",
         )
         self._check_bootstrapped("separated_pairs")
         if simultaneous:
             alpha = 1.0 - (self._ci_quantiles[-1] - self._ci_quantiles[0])
             tail = alpha / (2 * self._groups.n_groups)
-            samples = self._boot_table[..., FRAME_COLUMNS.index(column)]
+            samples = self._boot_table[..., INTERVAL_COLUMNS.index(column)]
             low, high = quantiles(samples, (tail, 1.0 - tail))
         else:
             intervals = self.by_group_ci

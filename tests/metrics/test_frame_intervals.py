@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from fairprune_sk import ExcessRiskFrame
-from fairprune_sk.metrics import FRAME_COLUMNS, excess_accuracy_gap
+from fairprune_sk.metrics import FRAME_COLUMNS, INTERVAL_COLUMNS, excess_accuracy_gap
 from fairprune_sk.metrics._bootstrap import bootstrap_group_sums
 
 matplotlib.use("Agg")
@@ -158,6 +158,24 @@ def test_intervals_agree_with_an_independent_pandas_bootstrap(outputs):
     assert frame.overall_ci[0]["accuracy_pruned"] <= frame.overall["accuracy_pruned"]
 
 
+def test_intervals_have_every_column_but_count(outputs):
+    frame = _frame(outputs, n_boot=50, random_state=0)
+    assert list(INTERVAL_COLUMNS) == [c for c in FRAME_COLUMNS if c != "count"]
+    for table in frame.by_group_ci:
+        assert list(table.columns) == list(INTERVAL_COLUMNS)
+        assert table.index.equals(frame.by_group.index)
+    series = [*frame.overall_ci, *frame.group_min_ci(), *frame.group_max_ci(),
+              *frame.difference_ci(), *frame.difference_ci("to_overall"), *frame.ratio_ci()]
+    for values in series:
+        assert list(values.index) == list(INTERVAL_COLUMNS)
+    low, high = frame.difference_ci()
+    assert low["excess_risk"] <= frame.fairness_violation <= high["excess_risk"]
+    with pytest.raises(ValueError, match="'columns' parameter"):
+        frame.by_group_with_ci(["count"])
+    with pytest.raises(ValueError, match="'column' parameter"):
+        frame.separated_pairs("count")
+
+
 def test_intervals_are_deterministic_under_random_state(outputs):
     a = _frame(outputs, n_boot=200, random_state=5)
     b = _frame(outputs, n_boot=200, random_state=5)
@@ -188,7 +206,7 @@ def test_min_max_difference_ratio_ci_are_quantiles_of_the_reductions(outputs):
     strict = frame.separated_pairs("excess_risk", simultaneous=True)
     as_set = lambda t: set(zip(t["higher"], t["lower"], strict=True))  # noqa: E731
     assert as_set(strict) <= as_set(pairs)
-    samples = frame._boot_table[..., FRAME_COLUMNS.index("excess_risk")]
+    samples = frame._boot_table[..., INTERVAL_COLUMNS.index("excess_risk")]
     tail = 0.05 / (2 * 3)
     for _, pair in strict.iterrows():
         g = list(frame.by_group.index).index(pair["higher"])
