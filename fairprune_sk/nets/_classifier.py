@@ -9,41 +9,60 @@ search over ``pruning_rate``. ``prune`` prunes a fitted net in place and keeps t
 
 from __future__ import annotations
 
+import copy
 import inspect
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from numbers import Integral, Real
 from typing import Any, Self
 
 import numpy as np
+import torch
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, validate_data
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochScoring
+from skorch.dataset import Dataset
+from skorch.utils import to_tensor
 from torch import nn
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    SequentialSampler,
+)
 
 from .. import pruning
 from .._validation import check_int, check_params, torch_seed
+from ..metrics import encode_labels
 from ._callbacks import PruningLog, TerminalPrintLog, index_accuracy
-from ._data import INPUT_KEY, SAMPLE_WEIGHT_KEY, InMemoryBatches, NetDataMixin
-from ._loop import LoopHooksMixin
-from ._persistence import PersistenceMixin
-from ._state import NetStateMixin
+from ._data import INPUT_KEY, SAMPLE_WEIGHT_KEY
+from ._persistence import match_pruning
+from ._state import clone_state, copy_callbacks, copy_history
 
-__all__ = [
-    "INPUT_KEY",
-    "PRUNING_SCHEDULES",
-    "SAMPLE_WEIGHT_KEY",
-    "InMemoryBatches",
-    "PruningLog",
-    "PrunableNetClassifier",
-    "TerminalPrintLog",
-]
+__all__ = ["PRUNING_SCHEDULES", "PrunableNetClassifier"]
 
 PRUNING_SCHEDULES = ("one_shot", "iterative")
 
 
+class _BatchIndexedDataset(Dataset):
+    """skorch's ``Dataset`` of in-memory arrays, indexed by a whole batch of positions at once.
 
-class PrunableNetClassifier(
-    LoopHooksMixin, NetDataMixin, NetStateMixin, PersistenceMixin, NeuralNetClassifier
-):
+    skorch indexes a batch of positions through sklearn's ``_safe_indexing``, which checks the
+    positions one by one; here one numpy gather per array (X, each per-sample array of a dict
+    X, and y) makes the batch.
+    """
+
+    def __getitem__(self, i: Any) -> tuple[Any, Any]:
+        index = np.asarray(i)
+        X = self.X
+        X = {key: value[index] for key, value in X.items()} if isinstance(X, Mapping) else X[index]
+        return self.transform(X, None if self.y is None else self.y[index])
+
+
+class PrunableNetClassifier(NeuralNetClassifier):
     """A skorch classifier that can be pruned, audited and fine-tuned with its masks held.
 
     Parameters
@@ -207,6 +226,263 @@ class PrunableNetClassifier(
         return inferred
 
     # ------------------------------------------------------------------------------------------
+    # skorch hooks: criterion, loss, batches
+    # ------------------------------------------------------------------------------------------
+    def initialize_criterion(self) -> Self:
+        """Build ``criterion_`` with ``reduction="none"``: one loss per sample, always.
+
+        :meth:`get_loss` takes their (sample-weighted) mean, and the constrained net reuses the
+        same per-sample losses for its group terms, so the criterion runs once per batch (as
+        skorch's FAQ does for sample weights). A criterion instance whose reduction is not
+        ``"none"`` is copied with ``reduction="none"``; the user's object is left as it is.
+
+        Raises
+        ------
+        ValueError
+            If ``criterion__reduction`` is set to anything but ``"none"``.
+        """
+        kwargs = self.get_params_for("criterion")
+        reduction = kwargs.pop("reduction", "none")
+        if reduction != "none":
+            raise ValueError(
+                f"criterion__reduction must be 'none' (got {reduction!r}): the criterion gives "
+                "one loss per sample and get_loss takes their (sample-weighted) mean"
+            )
+        if isinstance(self.criterion, nn.Module) and not kwargs:
+            criterion = self.criterion
+            if getattr(criterion, "reduction", "none") != "none":
+                criterion = copy.deepcopy(criterion)
+                criterion.reduction = "none"
+        else:
+            criterion = self.initialized_instance(self.criterion, {**kwargs, "reduction": "none"})
+        self.criterion_ = criterion
+        return self
+
+    def per_sample_loss(self, y_pred: torch.Tensor, y_true: Any) -> torch.Tensor:
+        """The criterion on the batch: one loss per sample (``reduction="none"``)."""
+        return super().get_loss(y_pred, y_true)
+
+    def get_loss(
+        self, y_pred: torch.Tensor, y_true: Any, X: Any = None, training: bool = False
+    ) -> torch.Tensor:
+        """Mean loss, weighted by the batch's ``sample_weight`` when the data carry one."""
+        return self._mean_loss(self.per_sample_loss(y_pred, y_true), y_true, X)
+
+    def _mean_loss(self, losses: torch.Tensor, y_true: Any, X: Any) -> torch.Tensor:
+        """The batch loss from the per-sample ``losses``: their mean, weighted by the batch's
+        ``sample_weight``; without one, what the criterion's ``reduction="mean"`` gives (for
+        torch's cross-entropy / NLL with class ``weight``: divided by the batch's total class
+        weight)."""
+        weight = X.get(SAMPLE_WEIGHT_KEY) if isinstance(X, Mapping) else None
+        if weight is not None:
+            return (losses * to_tensor(weight, device=losses.device)).mean()
+        criterion = self.criterion_
+        class_weight = getattr(criterion, "weight", None)
+        if class_weight is None or not isinstance(criterion, nn.CrossEntropyLoss | nn.NLLLoss):
+            return losses.mean()
+        y = to_tensor(y_true, device=class_weight.device)
+        if y.is_floating_point():  # class probabilities: torch's mean is over the batch
+            return losses.mean()
+        y = y[y != criterion.ignore_index]
+        return losses.sum() / class_weight[y].sum().to(losses.device)
+
+    def get_dataset(self, X: Any, y: Any = None) -> Any:
+        """skorch's ``Dataset`` of validated in-memory arrays, indexed a batch at a time
+        (:class:`_BatchIndexedDataset`); a user's ``Dataset`` or dataset class is used as is."""
+        arrays = X.values() if isinstance(X, Mapping) else [X]
+        if self.dataset is not Dataset or not all(isinstance(a, np.ndarray) for a in arrays):
+            return super().get_dataset(X, y)
+        return _BatchIndexedDataset(X, y, **self.get_params_for("dataset"))
+
+    def get_iterator(self, dataset: Any, training: bool = False) -> Any:
+        """skorch's ``DataLoader``, fed whole batches of indices instead of one index at a time.
+
+        A :class:`_BatchIndexedDataset` then gathers each batch in one numpy call per array;
+        sample by sample, skorch's loader makes an epoch of Adult's MLP (64, 64) about 4x a
+        bare torch loop at batch 256 (``benchmarks/bench_speed.py`` prints the ratio). The
+        batches, and the draws from torch's RNG, are those of ``DataLoader(dataset,
+        batch_size, shuffle, drop_last)``. Any other iterator, sampler or collate function
+        takes skorch's path unchanged.
+        """
+        iterator = self.iterator_train if training else self.iterator_valid
+        kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
+        if iterator is not DataLoader or {"sampler", "batch_sampler", "collate_fn"} & set(kwargs):
+            return super().get_iterator(dataset, training=training)
+        batch_size = kwargs.pop("batch_size", self.batch_size)
+        batch_size = len(dataset) if batch_size == -1 else batch_size
+        order = RandomSampler(dataset) if kwargs.pop("shuffle", False) else SequentialSampler(
+            dataset
+        )
+        batches = BatchSampler(order, batch_size, drop_last=kwargs.pop("drop_last", False))
+        return DataLoader(dataset, batch_size=None, sampler=batches, **kwargs)
+
+    def check_data(self, X: Any, y: Any) -> None:
+        """Data are validated by ``fit`` / ``partial_fit`` before they reach skorch."""
+
+    def infer(self, x: Any, **fit_params: Any) -> torch.Tensor:
+        """Forward a batch; per-sample metadata riding along in a dict batch is left out."""
+        if isinstance(x, Mapping) and INPUT_KEY in x:
+            x = x[INPUT_KEY]
+        return super().infer(x, **fit_params)
+
+    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
+        return validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=True)
+
+    def _validate_training_data(
+        self, X: Any, y: Any, *, reset: bool, classes: Any = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Validate X and y; return float32 X, encoded y and the classes (nothing is stored).
+
+        ``classes`` is ``partial_fit``'s argument: read before any check on y, so a first batch
+        holding one class only trains when ``classes`` names them all.
+        """
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
+        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, allow_nd=True)
+        check_classification_targets(y)
+        classes = self._training_classes(y, reset=reset, given=classes)
+        return X, encode_labels(y, classes), classes
+
+    def _training_classes(self, y: np.ndarray, *, reset: bool, given: Any) -> np.ndarray:
+        """The classes to encode y with: ``classes_`` once fitted, else the ``classes``
+        parameter (in its own order, sorted or not), else ``partial_fit``'s ``classes``
+        (sorted, as sklearn's ``partial_fit``), else the labels of y."""
+        if given is not None:
+            given = np.unique(np.asarray(given))
+        if not reset:
+            classes = np.asarray(self.classes_)
+        elif self.classes is not None:
+            classes = np.asarray(self.classes)
+            if len(np.unique(classes)) != len(classes):
+                raise ValueError(f"classes has duplicate labels: {classes.tolist()}")
+        elif given is not None:
+            classes = given
+        else:
+            classes = np.unique(y)
+        if given is not None and not np.array_equal(np.unique(classes), given):
+            raise ValueError(
+                f"classes={given.tolist()} differs from the classes of this net "
+                f"{classes.tolist()}; pass the same classes (or none)"
+            )
+        if len(classes) < 2:
+            raise ValueError(
+                "Classifier can't train when only one class is present; "
+                f"y has the single class {classes.tolist()}"
+            )
+        return classes
+
+    def _check_sample_weight(self, sample_weight: Any, X: np.ndarray) -> np.ndarray | None:
+        """Normalise weights to mean 1 so the loss scale (and lr) does not depend on them."""
+        if sample_weight is None:
+            return None
+        weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        total = weight.sum()
+        if total <= 0:
+            raise ValueError(
+                "sample_weight sums to zero; at least one sample needs a positive weight"
+            )
+        if np.all(weight == weight[0]):
+            return None  # uniform weights: exactly the unweighted loss
+        return (weight * (len(weight) / total)).astype(np.float32)
+
+    def _training_input(self, X: np.ndarray, **per_sample: np.ndarray | None) -> Any:
+        """X as skorch will batch it: a dict when per-sample metadata must travel with it."""
+        extras = {key: value for key, value in per_sample.items() if value is not None}
+        if not extras:
+            return X
+        return {INPUT_KEY: X, **extras}
+
+    # ------------------------------------------------------------------------------------------
+    # seeding, transactions, copies
+    # ------------------------------------------------------------------------------------------
+    @contextmanager
+    def _seeded(self, offset: int = 0) -> Iterator[None]:
+        """Seed torch from ``random_state`` and restore the caller's RNG state afterwards."""
+        seed = torch_seed(self.random_state, offset)
+        if seed is None:
+            yield
+            return
+        devices = [] if str(self.device).startswith("cpu") else None
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+
+    def _trains_in_place(self) -> bool:
+        """Whether ``fit`` will train existing torch objects (warm start, a module instance)."""
+        return bool(self.warm_start) or isinstance(self.module, nn.Module)
+
+    def _torch_state_objects(self) -> list[Any]:
+        """The modules, criteria and optimizers that training changes in place (no duplicates)."""
+        names = [f"{name}_" for name in (*self._modules, *self._criteria, *self._optimizers)]
+        objects = [getattr(self, name, None) for name in names]
+        if isinstance(self.module, nn.Module):
+            objects.append(self.module)  # trained in place when it is module_ itself
+        unique = {id(obj): obj for obj in objects if hasattr(obj, "state_dict")}
+        return list(unique.values())
+
+    @contextmanager
+    def _transaction(self, *, in_place: bool) -> Iterator[None]:
+        """Restore the estimator's state if the block raises (a failed fit changes nothing).
+
+        The attributes are restored from a shallow copy of ``__dict__`` (new objects built in
+        the block are dropped; the user's callback objects are the same objects). What the
+        block may change *in place* is snapshotted on its own, and only with ``in_place``
+        (warm starts, ``partial_fit``, a module instance): the state dicts of the modules,
+        criteria and optimizers (cloned tensors) and the length of the history. Nothing else
+        is copied, so callbacks holding locks or writers (loggers) are never copied.
+        """
+        saved = dict(self.__dict__)
+        states = []
+        if in_place:
+            for obj in self._torch_state_objects():
+                state = obj.state_dict()
+                if isinstance(obj, torch.optim.Optimizer):
+                    state = clone_state(state)
+                else:
+                    state = {key: value.detach().clone() for key, value in state.items()}
+                states.append((obj, state))
+        history = saved.get("history_")
+        n_rows = len(history) if history is not None else 0
+        try:
+            yield
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            for obj, state in states:
+                obj.load_state_dict(state)
+            if history is not None:
+                del history[n_rows:]
+            if hasattr(self, "module_"):
+                pruning.detach_pruned_weights(self.module_)
+            raise
+
+    def _sibling(self, module: nn.Module) -> Self:
+        """A fitted estimator like this one, with its own ``module``, and no mutable state shared.
+
+        Parameters and fitted attributes are carried over; the history rows, the callbacks
+        (:func:`~fairprune_sk.nets._state.copy_callbacks`) and every fitted attribute a training
+        run changes in place (:meth:`_copied_fitted_state`) are copies, and the optimizer is
+        new, so training the sibling never changes this net.
+        """
+        sibling = object.__new__(type(self))
+        sibling.__dict__.update(self.__dict__)
+        for registry in ("_modules", "_criteria", "_optimizers"):
+            if registry in self.__dict__:
+                setattr(sibling, registry, list(self.__dict__[registry]))
+        sibling.__dict__.update(self._copied_fitted_state())
+        sibling.module_ = module
+        sibling.criterion_ = copy.deepcopy(self.criterion_)
+        sibling.callbacks_ = copy_callbacks(self.callbacks_)
+        sibling.history_ = copy_history(self.history_)
+        sibling.initialize_optimizer()
+        return sibling
+
+    def _copied_fitted_state(self) -> dict[str, Any]:
+        """Copies of the fitted attributes that training changes in place (none here)."""
+        return {}
+
     # ------------------------------------------------------------------------------------------
     # fit / partial_fit
     # ------------------------------------------------------------------------------------------
@@ -412,8 +688,9 @@ class PrunableNetClassifier(
     ) -> Self:
         """A pruned (and optionally fine-tuned) copy of this fitted net; this net is untouched.
 
-        Only the module is copied: parameters, fitted attributes and callback objects are
-        shared, the history rows copied (see :meth:`prune` and :meth:`fine_tune`).
+        The copy shares no mutable state with this net: its module, optimizer, history,
+        callbacks and dual state (for :class:`~fairprune_sk.FairConstrainedNet`) are its own,
+        so fine-tuning it leaves this net as it was (see :meth:`prune` and :meth:`fine_tune`).
 
         Parameters
         ----------
@@ -458,8 +735,8 @@ class PrunableNetClassifier(
     def dense_reference(self) -> PrunableNetClassifier:
         """A fitted net with the dense weights θ* and no masks (for the audit).
 
-        Only a plain module holding θ* is built; parameters, fitted attributes and callback
-        objects are shared with this net (nothing is deep-copied).
+        A plain module holding θ* is built; like :meth:`pruned_copy`, the reference shares no
+        mutable state with this net.
 
         Raises
         ------
@@ -483,8 +760,8 @@ class PrunableNetClassifier(
 
         Units / filters removed by ``structured_l1`` / ``structured_l2`` are cut out of the layers
         (:func:`fairprune_sk.pruning.compact`), so inference is faster; predictions are the same.
-        The copy keeps no dense reference (its shapes differ from θ*'s). Only the module is
-        rebuilt; parameters and callback objects are shared with this net.
+        The copy keeps no dense reference (its shapes differ from θ*'s), reports the
+        sparsity of its compacted module, and shares no mutable state with this net.
 
         Raises
         ------
@@ -495,6 +772,7 @@ class PrunableNetClassifier(
         pruning.detach_pruned_weights(self.module_)
         compacted = self._sibling(pruning.compact(self.module_))
         compacted.dense_state_dict_ = None
+        compacted.sparsity_ = float(pruning.sparsity(compacted.module_))
         return compacted
 
     # ------------------------------------------------------------------------------------------
@@ -514,3 +792,139 @@ class PrunableNetClassifier(
         """Predicted class labels (of the same type as the ``y`` seen in fit)."""
         proba = self.predict_proba(X)
         return np.asarray(self.classes_)[proba.argmax(axis=1)]
+
+    # ------------------------------------------------------------------------------------------
+    # persistence
+    # ------------------------------------------------------------------------------------------
+    def save_params(
+        self,
+        f_params: Any = None,
+        f_optimizer: Any = None,
+        f_criterion: Any = None,
+        f_history: Any = None,
+        use_safetensors: bool = False,
+        *,
+        f_dense_state_dict: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """skorch's ``save_params``, plus θ*; a pruned module is saved with its masks.
+
+        ``f_params`` holds the module's ``state_dict`` as it is: a pruned tensor is saved as
+        ``<name>_orig`` and ``<name>_mask`` (torch's reparametrisation), so the masks travel
+        with the weights. ``f_dense_state_dict`` saves the dense weights θ*
+        (``dense_state_dict_``), which the audit (:meth:`dense_reference`) needs. Fitted
+        attributes (``classes_``, ``n_features_in_``, ...) are not saved: load into a net
+        built with the same ``module__*`` parameters (``n_features``, ``n_classes``) and
+        ``classes``, or pickle the whole net.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> from sklearn.datasets import make_classification
+        >>> from fairprune_sk import PrunableNetClassifier
+        >>> from fairprune_sk.models import MLP
+        >>> X, y = make_classification(n_samples=200, n_features=8, random_state=0)
+        >>> net = PrunableNetClassifier(MLP, max_epochs=2, random_state=0).fit(X, y).prune(0.7)
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> files = dict(f_params=folder / "w.pt", f_optimizer=folder / "opt.pt",
+        ...              f_history=folder / "h.json", f_dense_state_dict=folder / "dense.pt")
+        >>> net.save_params(**files)
+        >>> new = PrunableNetClassifier(MLP, module__n_features=8, module__n_classes=2,
+        ...                             classes=[0, 1]).initialize()
+        >>> new.load_params(**files)
+        >>> round(new.sparsity_, 2), bool(np.allclose(new.predict_proba(X), net.predict_proba(X)))
+        (0.7, True)
+        >>> import shutil; shutil.rmtree(folder)
+        """
+        super().save_params(
+            f_params=f_params,
+            f_optimizer=f_optimizer,
+            f_criterion=f_criterion,
+            f_history=f_history,
+            use_safetensors=use_safetensors,
+            **kwargs,
+        )
+        if f_dense_state_dict is None:
+            return
+        state = getattr(self, "dense_state_dict_", None)
+        if state is None:
+            raise ValueError(
+                f"this {type(self).__name__} was never pruned: it has no dense_state_dict_ "
+                "to save (leave f_dense_state_dict out)"
+            )
+        if use_safetensors:
+            from safetensors.torch import save, save_file
+
+            if isinstance(f_dense_state_dict, str | os.PathLike):
+                save_file(dict(state), f_dense_state_dict)
+            else:
+                f_dense_state_dict.write(save(dict(state)))
+        else:
+            torch.save(dict(state), f_dense_state_dict)
+
+    def load_params(
+        self,
+        f_params: Any = None,
+        f_optimizer: Any = None,
+        f_criterion: Any = None,
+        f_history: Any = None,
+        checkpoint: Any = None,
+        use_safetensors: bool = False,
+        *,
+        f_dense_state_dict: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """skorch's ``load_params``; the module takes the pruning of the state it loads.
+
+        A state saved from a pruned net (``<name>_orig`` / ``<name>_mask``) installs the same
+        masks on an unpruned module before loading (and a dense state removes them), then
+        re-initialises the optimizer so that a saved optimizer state (``f_optimizer``) matches
+        the parameters; ``sparsity_`` is recomputed. ``f_dense_state_dict`` loads θ*
+        (see :meth:`save_params`).
+        """
+        handles = [
+            module.register_load_state_dict_pre_hook(self._match_pruning_hook)
+            for module in self._torch_state_objects()
+            if isinstance(module, nn.Module)
+        ]
+        try:
+            super().load_params(
+                f_params=f_params,
+                f_optimizer=f_optimizer,
+                f_criterion=f_criterion,
+                f_history=f_history,
+                checkpoint=checkpoint,
+                use_safetensors=use_safetensors,
+                **kwargs,
+            )
+        finally:
+            for handle in handles:
+                handle.remove()
+        if f_dense_state_dict is not None:
+            if use_safetensors:
+                from safetensors.torch import load, load_file
+
+                if isinstance(f_dense_state_dict, str | os.PathLike):
+                    state = load_file(f_dense_state_dict)
+                else:
+                    state = load(f_dense_state_dict.read())
+            else:
+                state = torch.load(f_dense_state_dict, map_location="cpu", weights_only=True)
+            self.dense_state_dict_ = {key: value.cpu() for key, value in state.items()}
+        if self.initialized_ and hasattr(self, "module_"):
+            pruning.detach_pruned_weights(self.module_)
+            self.sparsity_ = float(pruning.sparsity(self.module_))
+
+    def _match_pruning_hook(self, module: nn.Module, state_dict: Mapping, prefix: str,
+                            *args: Any) -> None:
+        """Before a module loads ``state_dict``: give it the pruning reparametrisation the state
+        has (masks on, or off), and rebuild the optimizer if that changed the parameters."""
+        if match_pruning(module, state_dict, prefix) and module is getattr(self, "module_", None):
+            self.initialize_optimizer()
+
+    def __getstate__(self) -> dict:
+        if getattr(self, "initialized_", False) and hasattr(self, "module_"):
+            pruning.detach_pruned_weights(self.module_)
+        return super().__getstate__()

@@ -347,43 +347,7 @@ def test_batch_slicing_iterator_trains_exactly_like_skorchs_per_sample_loader(ta
     np.testing.assert_allclose(fast.predict_proba(X), slow.predict_proba(X), rtol=1e-5)
 
 
-@pytest.mark.parametrize("shuffle, drop_last, subset", [
-    (True, False, False), (False, False, False), (True, True, True), (False, True, True)])
-def test_in_memory_batches_are_the_dataloaders_batches(shuffle, drop_last, subset):
-    from skorch.dataset import Dataset
-    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset
-
-    from fairprune_sk.nets._data import InMemoryBatches
-
-    rng = np.random.default_rng(0)
-    X = {"X": rng.normal(size=(50, 3)).astype(np.float32), "group": rng.integers(0, 3, 50)}
-    dataset = Dataset(X, rng.integers(0, 2, 50))
-    if subset:
-        dataset = Subset(dataset, rng.permutation(50)[:37].tolist())
-    order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-    loader = DataLoader(dataset, batch_size=None,
-                        sampler=BatchSampler(order, 8, drop_last=drop_last))
-    batches = InMemoryBatches.from_dataset(dataset, batch_size=8, shuffle=shuffle,
-                                           drop_last=drop_last)
-    runs = []
-    for iterable in (loader, batches):
-        torch.manual_seed(3)
-        epochs = [list(iterable) for _ in range(2)]  # a new order every epoch
-        runs.append((epochs, torch.rand(1)))  # and the same draws from torch's RNG
-    (expected, expected_next), (got, got_next) = runs
-    assert len(got[0]) == len(batches) == len(loader)
-    for expected_epoch, got_epoch in zip(expected, got, strict=True):
-        for (Xe, ye), (Xg, yg) in zip(expected_epoch, got_epoch, strict=True):
-            assert list(Xe) == list(Xg)
-            torch.testing.assert_close(Xg["X"], Xe["X"], rtol=0, atol=0)
-            assert isinstance(Xg["group"], np.ndarray)  # metadata: ndarrays, the same values
-            np.testing.assert_array_equal(Xg["group"], Xe["group"].numpy(), strict=True)
-            torch.testing.assert_close(yg, ye, rtol=0, atol=0)
-    assert torch.equal(got_next, expected_next)
-
-
 def test_history_batch_sizes_are_skorchs(tabular):
-    # the loop reads the batch size off the input; skorch's get_len walks the whole batch
     X, y, _ = tabular
     weight = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
     for fit_params in ({}, {"sample_weight": weight}):  # X alone, and a dict with metadata
