@@ -29,42 +29,36 @@ flags, leave no ``.grad`` on the module's parameters and never change its parame
 carrying ``torch.nn.utils.prune`` masks is evaluated at its effective (masked) weights, through a
 plain copy without the pruning hooks; parameters are then named without the ``_orig`` suffix.
 
-Modules (one concept each; import from ``fairprune_sk.diagnostics``):
+Modules (one concept each; the public names are imported from ``fairprune_sk.diagnostics``):
 
 - ``_checks``: coercion of ``X``, ``y`` and group codes (plain arguments are checked by
-  ``fairprune_sk._validation``);
+  sklearn's ``validate_params``, through ``fairprune_sk._validation``);
 - ``_functional``: logits of any module output, the caller's kept train/eval flags and
   ``.grad``, minibatches, folding a ``params=`` state_dict;
-- ``_evaluator``: :class:`_Evaluator`, a module evaluated at chosen parameters
-  (``torch.func.functional_call``): losses, gradients, per-sample output gradients;
-- ``_hessian``: :class:`_HessianOperator`, ``v ↦ H v`` keeping the first-order graph;
+- ``_evaluator``: a module evaluated at chosen parameters (``torch.func.functional_call``):
+  losses, gradients, per-sample output gradients;
+- ``_hessian``: the Hessian-vector product ``v ↦ H v``, keeping the first-order graph;
 - ``_eigen``: Lanczos and power iteration on a symmetric operator;
 - ``_factors``: the public measuring functions above;
 - ``_group``: :class:`GroupDiagnostics`;
 - ``_plot``: its figure.
 """
 
-# EIGEN_METHODS, OUTPUTS and CORRELATION_FACTORS are documented constants; the private names
-# (``as`` re-exports) are imported from here by tests/test_diagnostics.py and
-# benchmarks/bench_hessian.py, which test and time the internals; not public API.
-from ._eigen import EIGEN_METHODS as EIGEN_METHODS
-from ._eigen import _lanczos as _lanczos
-from ._eigen import _power_iteration as _power_iteration
-from ._evaluator import _Evaluator as _Evaluator
-from ._factors import OUTPUTS as OUTPUTS
+from ._eigen import EIGEN_METHODS
 from ._factors import (
+    OUTPUTS,
     boundary_closeness,
     group_gradient_norms,
     hessian_vector_product,
     output_gradient_norms,
     top_hessian_eigenvalue,
 )
-from ._functional import _batches as _batches
-from ._group import CORRELATION_FACTORS as CORRELATION_FACTORS
-from ._group import GroupDiagnostics
-from ._hessian import _HessianOperator as _HessianOperator
+from ._group import CORRELATION_FACTORS, GroupDiagnostics
 
 __all__ = [
+    "CORRELATION_FACTORS",
+    "EIGEN_METHODS",
+    "OUTPUTS",
     "GroupDiagnostics",
     "boundary_closeness",
     "group_gradient_norms",

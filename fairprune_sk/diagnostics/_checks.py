@@ -62,6 +62,14 @@ def _as_class_indices(y: Any, n_samples: int) -> np.ndarray:
     return y
 
 
+def _check_class_range(top: int, n_outputs: int) -> None:
+    """The largest class index of ``y`` must be a column of the module's logits."""
+    if top >= n_outputs:
+        raise ValueError(
+            f"y holds class index {top} but the module outputs {n_outputs} classes"
+        )
+
+
 def _as_group_codes(groups: Any, n_samples: int) -> tuple[np.ndarray, int]:
     codes = np.asarray(groups)
     if codes.ndim != 1 or len(codes) != n_samples:

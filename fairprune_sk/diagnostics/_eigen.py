@@ -1,7 +1,13 @@
 """Eigenvalue solvers on a symmetric operator ``v ↦ H v``: Lanczos and power iteration.
 
-The operator is any callable on flat vectors (a :class:`_HessianOperator`, or ``A @ v`` in the
-tests); the Hessian is never formed.
+The operator is any callable on flat vectors (a :class:`_HessianOperator`); the Hessian is
+never formed. Each iteration is one Hessian-vector product.
+
+Lanczos is written here rather than taken from scipy's ``eigsh``: ARPACK spends at least
+``ncv`` products (20 by default) whatever ``tol``, more than this recurrence needs to the same
+accuracy on a trained net (``benchmarks/bench_hessian.py`` prints both side by side), and it
+can neither stop after ``max_iter`` products nor return an estimate when it did not converge.
+The tests use ``eigsh`` as the oracle.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from torch.func import functional_call, grad, vmap
 
 from .. import pruning
 from .._validation import torch_generator
+from ._checks import _check_class_range
 from ._eigen import _EigenResult, _lanczos, _power_iteration
 from ._functional import _as_logits, _batches, _fold_pruning_state, _KeptState
 from ._hessian import _HessianOperator
@@ -36,12 +37,11 @@ class _Evaluator:
     every submodule's own train/eval flag and every parameter's ``.grad``, on the caller's
     module and on the plain copy of a pruned one (:class:`_KeptState`). Parameters are passed
     to ``functional_call`` as separate leaf tensors, so the module's own parameters never
-    receive gradients.
+    receive gradients. ``module`` is an ``nn.Module`` and ``params`` None or a mapping (the
+    public functions check both); the names and shapes in ``params`` are checked here.
     """
 
     def __init__(self, module: nn.Module, params: Mapping[str, Any] | None = None) -> None:
-        if not isinstance(module, nn.Module):
-            raise TypeError(f"module must be a torch.nn.Module; got {type(module).__name__}")
         self.caller = module
         self.module = pruning.unpruned_copy(module) if pruning.is_pruned(module) else module
         own = dict(self.module.named_parameters())
@@ -70,11 +70,6 @@ class _Evaluator:
     def _resolve(
         self, params: Mapping[str, Any], own: dict[str, torch.Tensor]
     ) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]:
-        if not isinstance(params, Mapping):
-            raise TypeError(
-                "params must be a mapping of parameter names to tensors (a state_dict); "
-                f"got {type(params).__name__}"
-            )
         state = _fold_pruning_state(params)
         buffers = dict(self.module.named_buffers())
         known = set(own) | set(buffers)
@@ -159,11 +154,7 @@ class _Evaluator:
 
     def loss_sum(self, params: tuple[torch.Tensor, ...], x: torch.Tensor, t: torch.Tensor):
         logits = self.logits(params, x)
-        if int(t.max()) >= logits.shape[1]:
-            raise ValueError(
-                f"y holds class index {int(t.max())} but the module outputs "
-                f"{logits.shape[1]} classes"
-            )
+        _check_class_range(int(t.max()), logits.shape[1])
         return F.cross_entropy(logits, t, reduction="sum")
 
     def predict_logits(self, X: np.ndarray, batch_size: int) -> torch.Tensor:

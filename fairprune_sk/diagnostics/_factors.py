@@ -3,19 +3,21 @@
 :func:`group_gradient_norms` ``‖g_a‖``, :func:`hessian_vector_product` ``H v``,
 :func:`top_hessian_eigenvalue` ``λ(H_a)``, :func:`boundary_closeness` ``f(1 − f)`` and
 :func:`output_gradient_norms` ``‖∇_θ f(x)‖``: each checks its arguments, then measures through
-one :class:`_Evaluator`.
+one :class:`_Evaluator`. Arguments are checked by sklearn's ``validate_params`` against the
+constraints below (:data:`SOLVER_CONSTRAINTS` also serve :class:`GroupDiagnostics`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_choice, check_int, check_real
+from .._validation import RANDOM_STATE, Interval, StrOptions, validate_params
 from ._checks import _as_class_indices, _as_group_codes, _as_input_array
 from ._eigen import EIGEN_METHODS, _warn_if_not_converged
 from ._evaluator import _Evaluator
@@ -23,7 +25,24 @@ from ._evaluator import _Evaluator
 #: Outputs ``f`` accepted by :func:`output_gradient_norms`.
 OUTPUTS = ("proba", "margin")
 
+#: Constraints of the arguments every measuring function takes.
+_COMMON_CONSTRAINTS: dict[str, list[Any]] = {
+    "module": [nn.Module],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "params": [Mapping, None],
+}
 
+#: Constraints of the eigen-solver's arguments (``method`` is ``eig_method`` in
+#: :class:`GroupDiagnostics`).
+SOLVER_CONSTRAINTS: dict[str, list[Any]] = {
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="left")],
+    "random_state": RANDOM_STATE,
+    "method": [StrOptions(set(EIGEN_METHODS))],
+}
+
+
+@validate_params(_COMMON_CONSTRAINTS, prefer_skip_nested_validation=True)
 def group_gradient_norms(
     module: nn.Module,
     X: Any,
@@ -71,7 +90,6 @@ def group_gradient_norms(
     >>> group_gradient_norms(module, X, y, [0] * 6 + [1] * 4).shape
     (2,)
     """
-    batch_size = check_int(batch_size, "batch_size", 1)
     X = _as_input_array(X)
     y = _as_class_indices(y, len(X))
     codes, n_groups = _as_group_codes(groups, len(X))
@@ -84,6 +102,9 @@ def group_gradient_norms(
     return norms
 
 
+@validate_params(
+    {**_COMMON_CONSTRAINTS, "vector": ["array-like"]}, prefer_skip_nested_validation=True
+)
 def hessian_vector_product(
     module: nn.Module,
     X: Any,
@@ -97,9 +118,9 @@ def hessian_vector_product(
 
     Double backward per minibatch: ``H v = ∇_θ (∇_θ J · v)``, summed over batches and divided
     by the number of samples, so the result does not depend on ``batch_size`` (up to rounding).
-    One product costs about three gradient passes over ``X``; repeated products on the same
-    data (an eigen-solver) are cheaper through :func:`top_hessian_eigenvalue`, which keeps the
-    first-order graph between them.
+    Each product is a forward pass and two backward passes per batch; repeated products on the
+    same data (an eigen-solver) are cheaper through :func:`top_hessian_eigenvalue`, which keeps
+    the first-order graph between them and so needs one backward pass per product.
 
     Parameters
     ----------
@@ -132,7 +153,6 @@ def hessian_vector_product(
     >>> hessian_vector_product(module, X, y, torch.ones(8)).shape
     torch.Size([8])
     """
-    batch_size = check_int(batch_size, "batch_size", 1)
     X = _as_input_array(X)
     y = _as_class_indices(y, len(X))
     with _Evaluator(module, params) as ev:
@@ -147,6 +167,9 @@ def hessian_vector_product(
         return ev.hvp(X, y, np.arange(len(X)), vector, batch_size)
 
 
+@validate_params(
+    {**_COMMON_CONSTRAINTS, **SOLVER_CONSTRAINTS}, prefer_skip_nested_validation=True
+)
 def top_hessian_eigenvalue(
     module: nn.Module,
     X: Any,
@@ -161,14 +184,12 @@ def top_hessian_eigenvalue(
 ) -> float:
     """Top eigenvalue ``λ(H)`` of the loss Hessian on ``(X, y)`` (``λ(H_a)`` of Theorem 1).
 
-    Iterates on Hessian-vector products (:func:`hessian_vector_product`); the Hessian is never
+    Iterates on Hessian-vector products ``H v = ∇_θ (∇_θ J · v)``; the Hessian is never
     formed. The first product builds the gradient's autograd graph (a forward pass and a
     backward pass with ``create_graph``) and keeps it for the later ones, up to 256 MiB of saved
-    activations; batches beyond that are recomputed at every product. Measured cost
-    (``benchmarks/bench_hessian.py``, Adult 32,561 × 105, ``MLP(64, 64)``, one torch thread,
-    process CPU time): **1.7 full gradient passes per iteration** with the graph kept, against
-    3.3 for double backward recomputed at every product (the cost before); memory: the kept
-    graph plus a few parameter vectors.
+    activations; batches beyond that are recomputed at every product. Every later product is
+    then one backward pass through the kept graph (``benchmarks/bench_hessian.py`` prints its
+    cost in gradient passes). Memory: the kept graph plus a few parameter vectors.
 
     Parameters
     ----------
@@ -229,10 +250,6 @@ def top_hessian_eigenvalue(
     >>> bool(abs(lam - torch.linalg.eigvalsh(H).max()) < 1e-3 * lam)
     True
     """
-    max_iter = check_int(max_iter, "max_iter", 1)
-    tol = check_real(tol, "tol", 0.0)
-    batch_size = check_int(batch_size, "batch_size", 1)
-    method = check_choice(method, "method", EIGEN_METHODS)
     X = _as_input_array(X)
     y = _as_class_indices(y, len(X))
     if len(X) == 0:
@@ -243,10 +260,12 @@ def top_hessian_eigenvalue(
             seed=random_state,
             batch_size=batch_size,
         )
-    _warn_if_not_converged(result, max_iter, tol, "")
+    # stacklevel 4: the warning helper, this function, validate_params' wrapper, the caller
+    _warn_if_not_converged(result, max_iter, tol, "", 4)
     return result.value
 
 
+@validate_params({"proba": ["array-like"]}, prefer_skip_nested_validation=True)
 def boundary_closeness(proba: Any) -> np.ndarray:
     """Closeness of each sample to the decision boundary (Theorem 2).
 
@@ -286,6 +305,10 @@ def boundary_closeness(proba: Any) -> np.ndarray:
     return top * (1.0 - top)
 
 
+@validate_params(
+    {**_COMMON_CONSTRAINTS, "output": [StrOptions(set(OUTPUTS))]},
+    prefer_skip_nested_validation=True,
+)
 def output_gradient_norms(
     module: nn.Module,
     X: Any,
@@ -336,8 +359,6 @@ def output_gradient_norms(
     >>> norms.shape, bool((norms >= 0).all())
     ((10,), True)
     """
-    batch_size = check_int(batch_size, "batch_size", 1)
-    output = check_choice(output, "output", OUTPUTS)
     X = _as_input_array(X)
     with _Evaluator(module, params) as ev:
         return ev.output_grad_norms(X, batch_size, output)

@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -15,13 +16,13 @@ from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from .. import pruning
-from .._validation import check_choice, check_int, check_real, torch_seed
+from .._validation import Interval, StrOptions, check_args, torch_seed, validate_params
 from ..metrics import ExcessRiskFrame, GroupCodes, encode_labels, group_codes, group_mean
 from ..metrics._bootstrap import check_bootstrap_params
 from ._checks import _as_class_indices, _as_input_array
-from ._eigen import EIGEN_METHODS, _dot, _warn_if_not_converged
+from ._eigen import _dot, _warn_if_not_converged
 from ._evaluator import _Evaluator
-from ._factors import boundary_closeness
+from ._factors import SOLVER_CONSTRAINTS, boundary_closeness
 from ._functional import _KeptState
 from ._hessian import _HessianOperator
 from ._plot import _label, plot_group_factors
@@ -37,6 +38,15 @@ CORRELATION_FACTORS = (
     "taylor_estimate",
     "count",
 )
+
+#: Constraints of the constructor's plain arguments (n_boot and ci_quantiles are the frame's).
+_CONSTRAINTS: dict[str, list[Any]] = {
+    "max_iter": SOLVER_CONSTRAINTS["max_iter"],
+    "tol": SOLVER_CONSTRAINTS["tol"],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "random_state": SOLVER_CONSTRAINTS["random_state"],
+    "eig_method": SOLVER_CONSTRAINTS["method"],
+}
 
 #: Audit columns of ``GroupDiagnostics.by_group`` without a dense reference (the net is its
 #: own θ*, so nothing is pruned and no excess risk exists).
@@ -219,11 +229,13 @@ class GroupDiagnostics:
         n_boot: int | None = None,
         ci_quantiles: Any = None,
     ) -> None:
-        max_iter = check_int(max_iter, "max_iter", 1)
-        tol = check_real(tol, "tol", 0.0)
-        batch_size = check_int(batch_size, "batch_size", 1)
-        eig_method = check_choice(eig_method, "eig_method", EIGEN_METHODS)
-        check_bootstrap_params(n_boot, ci_quantiles)
+        check_args(
+            _CONSTRAINTS,
+            {"max_iter": max_iter, "tol": tol, "batch_size": batch_size,
+             "random_state": random_state, "eig_method": eig_method},
+            type(self).__name__,
+        )
+        check_bootstrap_params(n_boot, ci_quantiles, caller_name=type(self).__name__)
         module = _module_of(net, "net")
         kept = _KeptState(module)  # net.predict_proba (skorch) leaves the module in eval mode
         try:
@@ -430,6 +442,10 @@ class GroupDiagnostics:
         """Hessian-vector products used and convergence flag of ``λ(H_a)``, per group."""
         return self._convergence.copy()
 
+    @validate_params(
+        {"method": [StrOptions({"spearman", "kendall", "pearson"})]},
+        prefer_skip_nested_validation=True,
+    )
     def correlations(self, method: str = "spearman") -> pd.Series:
         """Correlation across groups of the measured excess risk ``R(a)`` with each factor.
 
@@ -453,7 +469,6 @@ class GroupDiagnostics:
         ValueError
             Without a dense reference (no excess risk), or for an unknown ``method``.
         """
-        method = check_choice(method, "method", ("spearman", "kendall", "pearson"))
         if not self.has_reference:
             raise ValueError(
                 "no excess risk to correlate: the net was not pruned and no reference= "
@@ -470,6 +485,7 @@ class GroupDiagnostics:
                 values[factor] = float(pair.corr(method=method).iloc[0, 1])
         return pd.Series(values, name=f"{method} correlation with excess_risk", dtype=np.float64)
 
+    @validate_params({"figsize": [tuple, None]}, prefer_skip_nested_validation=True)
     def plot(self, *, figsize: tuple[float, float] | None = None):
         """Bars per group of the factors, as in the paper's Figures 2 and 3.
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._checks import _check_class_range
 from ._functional import _batches
 
 if TYPE_CHECKING:
@@ -27,9 +28,8 @@ class _HessianOperator:
     gradient ``Σ_b ∇_θ J_b`` over as many batches as fit in ``cache_bytes`` and keeps it, so
     every later product of an eigen-solver is one backward call through the kept graph
     (``autograd.grad(g, θ, grad_outputs=v)``; ``H`` is symmetric). Batches past the budget are
-    recomputed by double backward at each product. Measured (``benchmarks/bench_hessian.py``,
-    Adult, ``MLP(64, 64)``, one thread): 1.7 gradient passes per product with the graph kept,
-    2.9 recomputed.
+    recomputed by double backward at each product (a forward and two backward passes each);
+    ``benchmarks/bench_hessian.py`` prints both costs in gradient passes.
 
     The kept graph holds the saved activations of the cached samples and a few
     parameter-sized tensors; its size is measured on the first batch (saved-tensor hooks)
@@ -56,12 +56,7 @@ class _HessianOperator:
         x, t = self.ev.batch(self.X, self.y, b)
         logits = self.ev.logits(leaves, x)
         if not self._checked:  # once, on the host: no batch waits on a device-to-host copy
-            top = int(self.y[self.idx].max())
-            if top >= logits.shape[1]:
-                raise ValueError(
-                    f"y holds class index {top} but the module outputs {logits.shape[1]} "
-                    "classes"
-                )
+            _check_class_range(int(self.y[self.idx].max()), logits.shape[1])
             self._checked = True
         return F.cross_entropy(logits, t, reduction="sum")
 
