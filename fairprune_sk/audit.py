@@ -1,6 +1,8 @@
-"""Audit: train one dense net, prune copies of it at several rates, and tabulate R(a), ξ and ψ.
+"""The audit as a library call: prune copies of a fitted dense net at several rates, build one
+:class:`~fairprune_sk.ExcessRiskFrame` per rate, say in plain words who paid, and draw it.
 
-The ``fairprune audit`` subcommand lives in :mod:`fairprune_sk.cli.audit`.
+``fairprune audit`` (:mod:`fairprune_sk.cli.audit`) loads the data, trains the net, calls
+:func:`audit_pruning` and prints the result.
 """
 
 from __future__ import annotations
@@ -8,58 +10,306 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.utils._param_validation import Interval, validate_params
 
 from .metrics import ExcessRiskFrame
 from .nets import PrunableNetClassifier
 
+__all__ = ["CI_COLUMNS", "MEANINGS", "PruningAudit", "audit_pruning"]
+
 #: Columns of the audit table that get ``_ci_low`` / ``_ci_high`` bootstrap bounds.
 CI_COLUMNS = ("excess_risk", "excess_accuracy_gap", "accuracy_drop")
 
-
-@dataclass
-class AdultSplit:
-    """Preprocessed Adult arrays and their sensitive columns."""
-
-    X_train: np.ndarray
-    X_test: np.ndarray
-    y_train: np.ndarray
-    y_test: np.ndarray
-    A_train: pd.DataFrame
-    A_test: pd.DataFrame
+#: What the audit's numbers mean, one line each.
+MEANINGS = (
+    "R(a), excess_risk: the group's cross-entropy after pruning minus before (eq. 2); > 0 means "
+    "pruning cost the group.",
+    "xi, fairness_violation: the largest gap between two groups' R(a) (eq. 3); 0 means every "
+    "group paid the same.",
+    "psi, excess_accuracy_gap: the group's accuracy drop minus the overall drop (Balancing Act, "
+    "ICLR 2024); > 0 means the group lost more accuracy than the average.",
+)
 
 
-def load_adult_split(
-    sensitive: Sequence[str], n_train: int | None = None, random_state: int = 0
-) -> AdultSplit:
-    """Bundled Adult, preprocessed with its ``ColumnTransformer`` fitted on the training part."""
-    from .datasets import load_adult
-
-    data = load_adult()
-    X_train, y_train, A_train = data.X_train, data.y_train, data.A_train
-    if n_train is not None and n_train < len(X_train):
-        rows = np.random.default_rng(random_state).choice(len(X_train), n_train, replace=False)
-        X_train, y_train, A_train = X_train.iloc[rows], y_train.iloc[rows], A_train.iloc[rows]
-    missing = [name for name in sensitive if name not in data.A_test.columns]
-    if missing:
-        raise ValueError(
-            f"unknown sensitive column(s) {missing}; Adult offers {list(data.A_test.columns)}"
-        )
-    preprocessor = data.preprocessor.fit(X_train)
-    return AdultSplit(
-        X_train=np.asarray(preprocessor.transform(X_train), dtype=np.float32),
-        X_test=np.asarray(preprocessor.transform(data.X_test), dtype=np.float32),
-        y_train=np.asarray(y_train),
-        y_test=np.asarray(data.y_test),
-        A_train=A_train[list(sensitive)].reset_index(drop=True),
-        A_test=data.A_test[list(sensitive)].reset_index(drop=True),
-    )
+def _group_name(label: Any) -> str:
+    """A group label as text: ``"Black & Female"`` for an intersectional group."""
+    return " & ".join(map(str, label)) if isinstance(label, tuple) else str(label)
 
 
-def audit_rates(
+def _with_interval(value: float, low: float, high: float, digits: int = 3,
+                  sign: str = "+") -> str:
+    """``"+0.123 [+0.050, +0.200]"``, or the value alone when the bounds are NaN."""
+    if np.isnan(low):
+        return f"{value:{sign}.{digits}f}"
+    return f"{value:{sign}.{digits}f} [{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"
+
+
+def _xi_text(frame: ExcessRiskFrame) -> str:
+    """ξ of a frame with its interval when it has one."""
+    if frame.n_boot is None:
+        return f"{frame.fairness_violation:.3f}"
+    low, high = frame.difference_ci()[0]["excess_risk"], frame.difference_ci()[-1]["excess_risk"]
+    return _with_interval(frame.fairness_violation, low, high, sign="")
+
+
+def _max_psi_text(frame: ExcessRiskFrame) -> str:
+    """max ψ_g of a frame with its interval when it has one."""
+    psi = frame.max_excess_accuracy_gap
+    if frame.n_boot is None:
+        return f"{psi:+.3f}"
+    bounds = frame.group_max_ci()
+    return _with_interval(psi, bounds[0]["excess_accuracy_gap"], bounds[-1]["excess_accuracy_gap"])
+
+
+@dataclass(frozen=True, eq=False)
+class PruningAudit:
+    """What :func:`audit_pruning` measured.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per (rate, group): ``rate``, ``sparsity``, the group column(s), the
+        :class:`~fairprune_sk.ExcessRiskFrame` columns, ``<column>_ci_low`` /
+        ``<column>_ci_high`` for :data:`CI_COLUMNS` (with ``n_boot``), and per rate
+        ``fairness_violation`` (ξ, eq. 3), ``max_excess_accuracy_gap`` (both with intervals
+        when bootstrapped), ``accuracy_gap`` and ``seconds``.
+    frames : dict of float to ExcessRiskFrame
+        The frame of each rate, in the order audited.
+    dense_accuracy : float
+        The dense net's accuracy on the evaluation rows.
+    n_rows : int
+        Evaluation rows.
+    control : ExcessRiskFrame or None
+        The dense net fine-tuned like the pruned ones but not pruned, against the dense net:
+        the part of R(a) that the extra training alone makes (None without fine-tuning).
+    """
+
+    table: pd.DataFrame
+    frames: dict[float, ExcessRiskFrame]
+    dense_accuracy: float
+    n_rows: int
+    control: ExcessRiskFrame | None = None
+
+    def rate_table(self, rate: float) -> pd.DataFrame:
+        """The printed per-group table of one rate, the group that lost most first: counts,
+        accuracies, R(a) and ψ with their intervals, flip rates."""
+        frame = self.frames[rate]
+        ci = frame.by_group_ci if frame.n_boot is not None else None
+        rows = []
+        for group, row in frame.by_group.sort_values("excess_risk", ascending=False).iterrows():
+            bounds = {
+                column: (ci[0].loc[group, column], ci[-1].loc[group, column]) if ci is not None
+                else (np.nan, np.nan)
+                for column in ("excess_risk", "excess_accuracy_gap")
+            }
+            rows.append({
+                "group": _group_name(group),
+                "n": int(row["count"]),
+                "acc dense": f"{row['accuracy_dense']:.3f}",
+                "acc pruned": f"{row['accuracy_pruned']:.3f}",
+                "R(a) [95% CI]": _with_interval(row["excess_risk"], *bounds["excess_risk"]),
+                "psi [95% CI]": _with_interval(row["excess_accuracy_gap"],
+                                              *bounds["excess_accuracy_gap"]),
+                "flip rate": f"{row['flip_rate']:.3f}",
+            })
+        return pd.DataFrame(rows)
+
+    def report(self) -> str:
+        """The audit in words: one table per rate, the :meth:`verdict` at the highest rate, and
+        what the numbers mean (:data:`MEANINGS`)."""
+        lines = []
+        with pd.option_context("display.width", 250, "display.max_columns", None,
+                               "display.max_colwidth", 60):
+            for rate, frame in self.frames.items():
+                sparsity = self.table.loc[self.table["rate"] == rate, "sparsity"].iloc[0]
+                lines += ["", f"pruning rate {rate:g} (sparsity {sparsity:.3f}): accuracy "
+                              f"{frame.overall['accuracy_pruned']:.4f} (dense "
+                              f"{self.dense_accuracy:.4f}); xi = {_xi_text(frame)}; max psi = "
+                              f"{_max_psi_text(frame)}",
+                          self.rate_table(rate).to_string(index=False)]
+        lines += ["", *self.verdict(), "", "What the numbers mean:"]
+        lines += [f"  {line}" for line in MEANINGS]
+        return "\n".join(lines)
+
+    @property
+    def highest_rate(self) -> float:
+        """The highest rate audited."""
+        return max(self.frames)
+
+    def verdict(self) -> list[str]:
+        """Plain-words lines about the highest rate: who lost most, and whether the disparity
+        is beyond the bootstrap noise (a pair of groups whose R(a) intervals do not overlap,
+        also after a Bonferroni adjustment for comparing every group at once)."""
+        rate = self.highest_rate
+        frame = self.frames[rate]
+        by_group = frame.by_group
+        worst = by_group["excess_risk"].idxmax()
+        lines = [f"At pruning rate {rate:g} (the highest audited):"]
+        if frame.n_boot is None:
+            lines.append(f"  Lost most: {_group_name(worst)}, R(a) = "
+                         f"{by_group.loc[worst, 'excess_risk']:.3f} (no intervals: no "
+                         "bootstrap resamples were asked for)")
+        else:
+            lines += self._significance(frame, worst)
+        if self.control is not None:
+            lines.append(
+                f"  Control: the dense net fine-tuned the same epochs WITHOUT pruning has xi = "
+                f"{_xi_text(self.control)} (pruned at {rate:g}: {_xi_text(frame)}). The part of "
+                "the disparity the control shows comes from the extra training, not from "
+                "pruning.")
+        return lines
+
+    def _significance(self, frame: ExcessRiskFrame, worst: Any) -> list[str]:
+        by_group = frame.by_group
+        low, high = frame.by_group_ci[0], frame.by_group_ci[-1]
+
+        def bounded(column: str) -> str:
+            return _with_interval(by_group.loc[worst, column], low.loc[worst, column],
+                                 high.loc[worst, column])
+
+        lines = [
+            f"  Lost most: {_group_name(worst)} (n={by_group.loc[worst, 'count']}), R(a) = "
+            f"{bounded('excess_risk')}; accuracy {by_group.loc[worst, 'accuracy_dense']:.3f} -> "
+            f"{by_group.loc[worst, 'accuracy_pruned']:.3f}, psi = "
+            f"{bounded('excess_accuracy_gap')}."
+        ]
+        pairs = frame.separated_pairs("excess_risk")
+        strict = frame.separated_pairs("excess_risk", simultaneous=True)
+        n_groups, n_pairs = len(by_group), len(by_group) * (len(by_group) - 1) // 2
+        xi = f"xi = {_xi_text(frame)}"
+        if len(strict):
+            top = strict.iloc[0]
+            lines.append(
+                f"  Significant: YES. {len(strict)} of {n_pairs} pairs of groups are separated "
+                f"even by intervals adjusted for comparing {n_groups} groups at once "
+                f"(Bonferroni); e.g. {_group_name(top['higher'])} [from {top['higher_low']:+.3f}] "
+                f"lies entirely above {_group_name(top['lower'])} [up to "
+                f"{top['lower_high']:+.3f}]. {xi}.")
+        elif len(pairs):
+            top = pairs.iloc[0]
+            lines.append(
+                f"  Significant: WEAK. {len(pairs)} of {n_pairs} pairs have non-overlapping 95 % "
+                f"intervals (e.g. {_group_name(top['higher'])} [from {top['higher_low']:+.3f}] "
+                f"above {_group_name(top['lower'])} [up to {top['lower_high']:+.3f}]), but none "
+                f"once the intervals are adjusted for comparing {n_groups} groups at once: with "
+                f"that many pairs, a separation this small can be chance. {xi}.")
+        else:
+            lines.append(
+                f"  Significant: NO. Every pair of groups' 95 % intervals of R(a) overlaps, so "
+                f"the disparity ({xi}) is within the noise of the {self.n_rows} evaluation rows.")
+        lines.append(
+            f"  Intervals: {frame.n_boot} bootstrap resamples of the {self.n_rows} evaluation "
+            "rows, for this one trained net; training-seed noise is not included (fairprune "
+            "benchmark --seeds 5 measures it).")
+        return lines
+
+    def plot(self, prefix: str | Path) -> list[Path]:
+        """Draw and write the audit's two figures beside ``prefix``.
+
+        ``<stem>_groups.png``: R(a) and ψ per group at the highest rate, with intervals.
+        ``<stem>_accuracy_change.png``: each group's accuracy change from the dense net against
+        the pruning rate, with interval bands (the paper's Fig. 1).
+
+        Parameters
+        ----------
+        prefix : str or Path
+            A file path whose folder and stem name the figures (``out/audit.csv`` gives
+            ``out/audit_groups.png`` and ``out/audit_accuracy_change.png``).
+
+        Returns
+        -------
+        list of Path
+        """
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        prefix = Path(prefix)
+        highest = self.highest_rate
+        frame = self.frames[highest]
+        n_groups = len(frame.by_group)
+        figure, axes = plt.subplots(1, 2, figsize=(12, 0.42 * n_groups + 2.0),
+                                    layout="constrained")
+        frame.plot("excess_risk", ax=axes[0])
+        frame.plot("excess_accuracy_gap", ax=axes[1], sort="excess_risk")  # same order
+        figure.suptitle(f"Who paid for pruning at rate {highest:g}")
+        paths = [prefix.with_name(f"{prefix.stem}_groups.png")]
+        figure.savefig(paths[0], dpi=120)
+        plt.close(figure)
+
+        rates = sorted(self.frames)
+        figure, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+        colors = plt.get_cmap("tab10" if n_groups <= 10 else "tab20")(np.arange(n_groups) % 20)
+        # the dense net itself (rate 0, no fine-tuning) changes nothing: every line starts at 0
+        anchor = [] if 0.0 in self.frames else [0.0]
+        xs = anchor + rates
+        zeros = [0.0] * len(anchor)
+        for color, group in zip(colors, frame.by_group.index, strict=True):
+            change = zeros + [-self.frames[r].by_group.loc[group, "accuracy_drop"] for r in rates]
+            label = f"{_group_name(group)} (n={frame.by_group.loc[group, 'count']})"
+            ax.plot(xs, change, marker="o", color=color, label=label)
+            if frame.n_boot is not None:
+                low = zeros + [-self.frames[r].by_group_ci[-1].loc[group, "accuracy_drop"]
+                               for r in rates]
+                high = zeros + [-self.frames[r].by_group_ci[0].loc[group, "accuracy_drop"]
+                                for r in rates]
+                ax.fill_between(xs, low, high, color=color, alpha=0.08)
+        overall = zeros + [-self.frames[r].overall["accuracy_drop"] for r in rates]
+        ax.plot(xs, overall, color="black", linestyle="--", linewidth=2, label="overall")
+        ax.axhline(0.0, color="gray", linewidth=0.8)
+        ax.set_xlabel("pruning rate")
+        ax.set_ylabel("accuracy change from the dense net")
+        band = " (bands: 95 % bootstrap intervals)" if frame.n_boot is not None else ""
+        ax.set_title(f"Per-group accuracy change with pruning{band}", fontsize=10)
+        ax.legend(fontsize=7, loc="lower left", ncol=2 if n_groups > 6 else 1)
+        paths.append(prefix.with_name(f"{prefix.stem}_accuracy_change.png"))
+        figure.savefig(paths[1], dpi=120)
+        plt.close(figure)
+        return paths
+
+
+def _rate_table(frame: ExcessRiskFrame, rate: float, sparsity: float) -> pd.DataFrame:
+    table = frame.by_group_with_ci(CI_COLUMNS)
+    table.insert(0, "sparsity", sparsity)
+    table.insert(0, "rate", rate)
+    table["fairness_violation"] = frame.fairness_violation
+    table["max_excess_accuracy_gap"] = frame.max_excess_accuracy_gap
+    if frame.n_boot is not None:
+        xi_low, xi_high = frame.difference_ci()[0], frame.difference_ci()[-1]
+        psi_low, psi_high = frame.group_max_ci()[0], frame.group_max_ci()[-1]
+        table["fairness_violation_ci_low"] = xi_low["excess_risk"]
+        table["fairness_violation_ci_high"] = xi_high["excess_risk"]
+        table["max_excess_accuracy_gap_ci_low"] = psi_low["excess_accuracy_gap"]
+        table["max_excess_accuracy_gap_ci_high"] = psi_high["excess_accuracy_gap"]
+    table["accuracy_gap"] = frame.accuracy_gap
+    return table
+
+
+@validate_params(
+    {
+        "net": [PrunableNetClassifier],
+        "X_train": ["array-like"],
+        "y_train": ["array-like"],
+        "X_test": ["array-like"],
+        "y_test": ["array-like"],
+        "sensitive_test": ["array-like"],
+        "rates": ["array-like"],
+        "method": [str, None],
+        "fine_tune_epochs": [Interval(Integral, 0, None, closed="left")],
+        "n_boot": [Interval(Integral, 1, None, closed="left"), None],
+        "control": ["boolean", None],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def audit_pruning(
     net: PrunableNetClassifier,
     X_train: Any,
     y_train: Any,
@@ -71,39 +321,74 @@ def audit_rates(
     method: str | None = None,
     fine_tune_epochs: int = 0,
     n_boot: int | None = None,
+    control: bool | None = None,
     random_state: Any = None,
-) -> tuple[pd.DataFrame, dict[float, ExcessRiskFrame]]:
-    """Per-group audit table for each pruning rate of a fitted dense net.
+) -> PruningAudit:
+    """Audit a fitted dense net pruned at each rate: per-group R(a), ξ and ψ, with intervals.
 
     Parameters
     ----------
     net : PrunableNetClassifier
         Fitted dense net θ*; it is not modified (each rate prunes a copy).
     X_train, y_train : array-like
-        Fine-tuning data.
-    X_test, y_test, sensitive_test : array-like
-        Evaluation data and its groups.
+        Fine-tuning data (used when ``fine_tune_epochs > 0`` or by data-driven methods).
+    X_test, y_test : array-like
+        Evaluation rows.
+    sensitive_test : array-like, Series or DataFrame
+        Their groups (several columns: intersectional groups).
     rates : sequence of float
-        Pruning rates.
+        Distinct pruning rates in [0, 1).
     method : str, optional
         Pruning method (default: the net's ``pruning_method``).
-    fine_tune_epochs : int, default=0
+    fine_tune_epochs : int >= 0, default=0
         Epochs of fine-tuning after pruning, masks held.
-    n_boot : int, optional
+    n_boot : int >= 1, optional
         Bootstrap resamples of the evaluation rows for 95 % intervals (None: no intervals).
-    random_state : None or int
+    control : bool, optional
+        Also audit the dense net fine-tuned ``fine_tune_epochs`` without pruning (the part of
+        R(a) the extra training alone makes). None: when ``fine_tune_epochs > 0``.
+    random_state : None, int or RandomState
         Seed of the resamples.
 
     Returns
     -------
-    table : pandas.DataFrame
-        One row per (rate, group): ``rate``, ``sparsity``, the group column(s), the
-        :class:`ExcessRiskFrame` columns, ``<column>_ci_low`` / ``<column>_ci_high`` for
-        :data:`CI_COLUMNS` (with ``n_boot``), and per rate ``fairness_violation`` (ξ, eq. 3),
-        ``max_excess_accuracy_gap`` (both with intervals), ``accuracy_gap`` and ``seconds``.
-    frames : dict
-        The :class:`ExcessRiskFrame` of each rate.
+    PruningAudit
+
+    Raises
+    ------
+    ValueError
+        No rate, a rate outside [0, 1), or a rate given twice.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import make_classification
+    >>> from fairprune_sk import PrunableNetClassifier
+    >>> from fairprune_sk.audit import audit_pruning
+    >>> from fairprune_sk.models import MLP
+    >>> X, y = make_classification(n_samples=400, n_features=8, random_state=0)
+    >>> X = X.astype(np.float32)
+    >>> group = np.where(X[:, 0] > 0, "a", "b")
+    >>> net = PrunableNetClassifier(MLP, max_epochs=5, lr=0.1, random_state=0).fit(X, y)
+    >>> audit = audit_pruning(net, X, y, X, y, group, [0.5, 0.9], n_boot=50, random_state=0)
+    >>> audit.table[["rate", "sensitive_feature_0", "count"]]
+       rate sensitive_feature_0  count
+    0   0.5                   a    ...
+    1   0.5                   b    ...
+    2   0.9                   a    ...
+    3   0.9                   b    ...
+    >>> audit.verdict()[0]
+    'At pruning rate 0.9 (the highest audited):'
     """
+    from .pruning import validate_rate
+
+    rates = [validate_rate(rate, "rates") for rate in rates]
+    if not rates:
+        raise ValueError("rates must hold at least one pruning rate")
+    repeated = sorted({rate for rate in rates if rates.count(rate) > 1})
+    if repeated:
+        raise ValueError(f"rates must be distinct; got {', '.join(f'{r:g}' for r in repeated)} "
+                         "more than once")
     tables, frames = [], {}
     for rate in rates:
         start = time.perf_counter()
@@ -112,19 +397,16 @@ def audit_rates(
         frame = ExcessRiskFrame(pruned, X_test, y_test, sensitive_features=sensitive_test,
                                 n_boot=n_boot, random_state=random_state)
         frames[rate] = frame
-        table = frame.by_group_with_ci(CI_COLUMNS)
-        table.insert(0, "sparsity", pruned.sparsity_)
-        table.insert(0, "rate", rate)
-        table["fairness_violation"] = frame.fairness_violation
-        table["max_excess_accuracy_gap"] = frame.max_excess_accuracy_gap
-        if n_boot is not None:
-            xi_low, xi_high = frame.difference_ci()[0], frame.difference_ci()[-1]
-            psi_low, psi_high = frame.group_max_ci()[0], frame.group_max_ci()[-1]
-            table["fairness_violation_ci_low"] = xi_low["excess_risk"]
-            table["fairness_violation_ci_high"] = xi_high["excess_risk"]
-            table["max_excess_accuracy_gap_ci_low"] = psi_low["excess_accuracy_gap"]
-            table["max_excess_accuracy_gap_ci_high"] = psi_high["excess_accuracy_gap"]
-        table["accuracy_gap"] = frame.accuracy_gap
+        table = _rate_table(frame, rate, pruned.sparsity_)
         table["seconds"] = time.perf_counter() - start
         tables.append(table)
-    return pd.concat(tables).reset_index(), frames
+    reference = None
+    if control or (control is None and fine_tune_epochs > 0):
+        tuned = net.pruned_copy(0.0, X=X_train, y=y_train, fine_tune_epochs=fine_tune_epochs)
+        reference = ExcessRiskFrame(tuned, X_test, y_test, sensitive_features=sensitive_test,
+                                    reference=net, n_boot=n_boot, random_state=random_state)
+    first = frames[rates[0]]
+    return PruningAudit(
+        table=pd.concat(tables).reset_index(), frames=frames,
+        dense_accuracy=float(first.overall["accuracy_dense"]), n_rows=len(np.asarray(y_test)),
+        control=reference)

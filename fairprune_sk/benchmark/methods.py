@@ -44,7 +44,7 @@ seeds are in :mod:`~fairprune_sk.benchmark.summary`.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +70,7 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "GROUP_COLUMNS",
     "MethodResult",
+    "check_methods",
     "fit_dense_reference",
     "run_method",
 ]
@@ -168,6 +169,39 @@ NON_BINARY_LABELS = (
     "classes; y_train has {n_classes}: {classes}. Use none / fair_* / ceag / ceag_heldout "
     "for multi-class data"
 )
+
+
+def check_methods(methods: Sequence[str], y_train: Any) -> list[str]:
+    """The methods, checked to be known and to run on labels like ``y_train``.
+
+    Parameters
+    ----------
+    methods : sequence of str
+        Among :data:`METHODS`.
+    y_train : array-like of shape (n_samples,)
+        Training labels (``eg``, ``gridsearch`` and ``threshold`` need two classes).
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    ValueError
+        An unknown method, or one that cannot run on these labels (the message names it).
+
+    Examples
+    --------
+    >>> check_methods(["none", "threshold"], [0, 1, 1])
+    ['none', 'threshold']
+    """
+    methods = [check_choice(m, "methods", METHODS) for m in methods]
+    classes = np.unique(np.asarray(y_train).ravel())
+    for method in methods:
+        if method in BINARY_ONLY and len(classes) != 2:
+            raise ValueError(NON_BINARY_LABELS.format(method=method, n_classes=len(classes),
+                                                      classes=classes.tolist()[:10]))
+    return methods
 
 
 def default_net_params() -> dict[str, Any]:
@@ -407,10 +441,7 @@ def run_method(
     y_train = np.asarray(y_train).ravel()
     y_test = np.asarray(y_test).ravel()
     classes = np.unique(y_train)
-    if method in BINARY_ONLY and len(classes) != 2:
-        shown = classes.tolist()[:10]
-        raise ValueError(NON_BINARY_LABELS.format(method=method, n_classes=len(classes),
-                                                  classes=shown))
+    check_methods([method], y_train)
     if dense is None:
         dense = fit_dense_reference(X_train, y_train, seed=seed, net_params=params)
     elif not np.array_equal(np.asarray(dense.classes_), classes):

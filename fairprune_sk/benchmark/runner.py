@@ -17,22 +17,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from .._validation import check_choice
 from ..nets import PrunableNetClassifier
 from .methods import (
-    BINARY_ONLY,
     DEFAULT_METHODS,
     EG_CONSTRAINTS,
     EG_PROBA,
     METHODS,
-    NON_BINARY_LABELS,
     SUMMARY_COLUMNS,
     THRESHOLD_CONSTRAINTS,
     MethodResult,
     _resolve_net_params,
+    check_methods,
     fit_dense_reference,
     run_method,
 )
@@ -269,11 +267,7 @@ def run_methods(
         raise ValueError(f"n_jobs must be a non-zero int (-1: all cores) or None; got {n_jobs!r}")
     if threads is None and n_jobs != 1:
         threads = 1
-    classes = np.unique(np.asarray(y_train).ravel())
-    for method in methods:
-        if method in BINARY_ONLY and len(classes) != 2:
-            raise ValueError(NON_BINARY_LABELS.format(method=method, n_classes=len(classes),
-                                                      classes=classes.tolist()[:10]))
+    check_methods(methods, y_train)
 
     from joblib import delayed
 

@@ -1,13 +1,7 @@
-"""The benchmark sweep: datasets × models × pruning rates × methods × seeds.
+"""The benchmark sweep: one dataset and model × pruning rates × methods × seeds.
 
-The pieces live in their own modules and are re-exported here (``from
-fairprune_sk.benchmark.sweep import X`` keeps working for every name): the data in
-:mod:`~fairprune_sk.benchmark.data`, the nets in :mod:`~fairprune_sk.benchmark.configs`, the
-results table in :mod:`~fairprune_sk.benchmark.results`, the printing in
-:mod:`~fairprune_sk.benchmark.report`.
-
-:func:`load_benchmark_data` gives a train/test split with sensitive groups, :func:`net_params_for`
-the net of a model name, and :func:`run_sweep` runs every method × rate × seed through
+:func:`run_sweep` runs every method × rate × seed on a
+:class:`~fairprune_sk.datasets.DatasetSplit` through
 :func:`fairprune_sk.benchmark.runner.run_methods` (one dense reference per seed, independent
 runs in ``joblib.Parallel``), then writes
 
@@ -18,7 +12,7 @@ runs in ``joblib.Parallel``), then writes
   net θ*, "pruned" the method's final model), ``accuracy_own_dense`` (the dense net the method
   itself pruned), then the run-level ``fairness_violation`` ξ, ``max_excess_accuracy_gap``, gaps,
   worst-group accuracy, overall accuracies and flip rate, the same on the training data
-  (``train_*``), sparsity and wall time (:data:`RESULT_COLUMNS`);
+  (``train_*``), sparsity and wall time (:data:`~fairprune_sk.benchmark.results.RESULT_COLUMNS`);
 - ``summary.csv``: per method × rate, the mean over seeds with a 95 % Student-t interval
   (``<metric>_mean``, ``<metric>_std``, ``<metric>_ci_low``, ``<metric>_ci_high``, ``n_seeds``);
 - ``group_accuracy.png`` (the paper's Fig. 1) and ``methods.png`` (its Fig. 5);
@@ -40,34 +34,60 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from .configs import MODELS, net_params_for
-from .data import (
-    DATASETS,
-    BenchmarkData,
-    load_benchmark_data,
-    load_utkface_split,
-)
+from ..datasets import DatasetSplit
 from .methods import SUMMARY_COLUMNS, MethodResult
-from .report import _Progress, print_summary
-from .results import RESULT_COLUMNS, RUN_COLUMNS, results_table
+from .report import _Progress
+from .results import results_table
 from .runner import RunFailure, RunsFailed, run_methods
 from .summary import flat_summary, summarize
 
-__all__ = [
-    "DATASETS",
-    "MODELS",
-    "RESULT_COLUMNS",
-    "RUN_COLUMNS",
-    "BenchmarkData",
-    "SweepResult",
-    "load_benchmark_data",
-    "load_utkface_split",
-    "net_params_for",
-    "results_table",
-    "run_sweep",
-    "print_summary",
-]
+__all__ = ["SWEEP_NET_DEFAULTS", "SweepResult", "run_sweep", "sweep_net_params"]
 
+#: The sweep's training settings where they differ from the dataset's audit defaults: SGD with
+#: momentum, two fine-tuning epochs after pruning, an MLP (64, 64).
+SWEEP_NET_DEFAULTS: dict[str, Any] = {"momentum": 0.9, "fine_tune_epochs": 2,
+                                      "hidden_units": (64, 64)}
+
+
+def sweep_net_params(
+    data: DatasetSplit,
+    model: str | None = None,
+    *,
+    dual_lr: float | str = "auto",
+    dual_update: str | int = "auto",
+    constraint_target: str = "group_loss",
+    tolerance: float | str = "auto",
+    **net_options: Any,
+) -> dict[str, Any]:
+    """``net_params`` of :func:`run_sweep`: the dataset's net with :data:`SWEEP_NET_DEFAULTS`,
+    plus the parameters of the :class:`~fairprune_sk.constrained.FairConstrainedNet` methods.
+
+    Parameters
+    ----------
+    data : DatasetSplit
+        Its :attr:`~fairprune_sk.datasets.DatasetSplit.defaults` fill what is not given.
+    model : {"mlp", "cnn", "resnet18"}, optional
+        None: the dataset's default model.
+    dual_lr, dual_update, tolerance : float, int or "auto"
+        Of every FairConstrainedNet method (``fair_*``, ``ceag``, ``ceag_heldout``); "auto"
+        resolves per constraint target (see docs/mitigation.md).
+    constraint_target : str, default="group_loss"
+        What the ``fair_*`` methods constrain: ``group_loss`` (the paper's equal group losses),
+        ``excess_risk`` or ``accuracy_gap``. ``ceag`` always constrains ``accuracy_gap``.
+    **net_options
+        Of :meth:`~fairprune_sk.datasets.DatasetDefaults.net_params` (``max_epochs``, ``lr``,
+        ``momentum``, ``hidden_units``, ``pruning_method``, ``device``, ...); None values
+        take the defaults.
+
+    Returns
+    -------
+    dict
+    """
+    given = {key: value for key, value in net_options.items() if value is not None}
+    params = data.defaults.net_params(model, **{**SWEEP_NET_DEFAULTS, **given})
+    params.update(dual_lr=dual_lr, dual_update=dual_update,
+                  constraint_target=constraint_target, tolerance=tolerance)
+    return params
 
 
 @dataclass
@@ -97,7 +117,7 @@ class SweepResult:
 
 
 def run_sweep(
-    data: BenchmarkData,
+    data: DatasetSplit,
     *,
     model: str = "mlp",
     methods: Sequence[str] = ("none", "ceag"),
@@ -117,11 +137,11 @@ def run_sweep(
 
     Parameters
     ----------
-    data : BenchmarkData
-        From :func:`load_benchmark_data`.
+    data : DatasetSplit
+        From :func:`~fairprune_sk.datasets.load_dataset`.
     model : str, default="mlp"
         Name recorded in the table; the net itself is ``net_params``
-        (:func:`net_params_for` ``(model, dataset=data.name)`` if None).
+        (:func:`sweep_net_params` ``(data, model)`` if None).
     methods, rates, seeds : sequences
         As for :func:`~fairprune_sk.benchmark.runner.run_methods`.
     net_params : dict, optional
@@ -160,12 +180,13 @@ def run_sweep(
     """
     stream = sys.stdout if stream is None else stream
     start = time.perf_counter()
-    params = net_params_for(model, dataset=data.name) if net_params is None else dict(net_params)
+    params = sweep_net_params(data, model) if net_params is None else dict(net_params)
     printer = _Progress(stream) if progress is True else (progress or None)
     failed: RunsFailed | None = None
     try:
         results = run_methods(
-            data.X_train, data.y_train, data.A_train, data.X_test, data.y_test, data.A_test,
+            data.X_train, data.y_train, data.groups_train, data.X_test, data.y_test,
+            data.groups_test,
             methods=methods, rates=rates, seeds=seeds, net_params=params, n_jobs=n_jobs,
             threads=threads, progress=printer, **options,
         )
@@ -173,7 +194,7 @@ def run_sweep(
         if not error.results:
             raise
         failed, results = error, error.results
-    table = results_table(results, dataset=data.name, model=model, sensitive=data.sensitive)
+    table = results_table(results, dataset=data.name, model=model, sensitive=data.grouping)
     runs = pd.DataFrame([r.summary for r in results], columns=list(SUMMARY_COLUMNS))
     summary = summarize(runs)
     seconds = time.perf_counter() - start
@@ -185,17 +206,17 @@ def run_sweep(
         flat_summary(summary).to_csv(out / "summary.csv", index=False)
         files += [out / "results.csv", out / "summary.csv"]
         if figures and failed is None:
-            title = f"{data.name}, {model}, groups by {data.sensitive}"
+            title = f"{data.name}, {model}, groups by {data.grouping}"
             from .figures import plot_sweep
 
             files += plot_sweep(table, out, title=title)
         seconds = time.perf_counter() - start
         meta = {
-            "dataset": data.name, "model": model, "sensitive": data.sensitive,
+            "dataset": data.name, "model": model, "sensitive": data.grouping,
             "methods": list(methods), "rates": [float(r) for r in rates],
             "seeds": [int(s) for s in seeds], "n_jobs": n_jobs, "threads": threads,
             "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
-            "notes": data.notes, "seconds": seconds,
+            "notes": list(data.notes), "seconds": seconds,
             "net_params": {k: _jsonable(v) for k, v in params.items()},
             **{k: _jsonable(v) for k, v in options.items()},
             **{k: _jsonable(v) for k, v in (config or {}).items()},

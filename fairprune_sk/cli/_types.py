@@ -1,20 +1,39 @@
-"""argparse types shared by the ``fairprune`` subcommands: every value is checked at parse time.
+"""argparse types and actions shared by the ``fairprune`` subcommands.
 
-A bad value makes argparse print one line naming the flag and exit with status 2, before any data
-is loaded or any net is trained.
+Every value is checked once, at parse time, by the type of its flag: a bad value is one line on
+stderr naming the flag (:class:`OneLineParser`) and exit status 2, before any data is loaded or
+any net is trained.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
-if TYPE_CHECKING:
-    from ..benchmark.data import BenchmarkData
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line on stderr, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class Distinct(argparse.Action):
+    """A ``nargs="+"`` action that rejects a value given twice (``--rates 0.5 0.5``)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        values = list(values)
+        repeated = [value for k, value in enumerate(values) if value in values[:k]]
+        if repeated:
+            raise argparse.ArgumentError(
+                self, f"{', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in repeated)}"
+                      " given twice; give each value once")
+        setattr(namespace, self.dest, values)
 
 
 def _parse(kind: Callable[[str], Any], value: str, expected: str) -> Any:
@@ -54,9 +73,37 @@ def pruning_rate(value: str) -> float:
     return rate
 
 
+def _prove_writable(path: Path, value: str) -> None:
+    """Create ``path`` (and the folders it needs) and remove them again; ``ArgumentTypeError``
+    naming ``value`` if that fails. An existing file is opened for appending, not truncated."""
+    made: list[Path] = []
+    folder = path.parent
+    while not folder.exists():
+        made.append(folder)
+        folder = folder.parent
+    try:
+        for new in reversed(made):
+            new.mkdir()
+        if path.exists():
+            with open(path, "a"):
+                pass
+        else:
+            path.touch()
+            path.unlink()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(
+            f"cannot write {value!r}: {exc.strerror or exc}") from None
+    finally:
+        for new in made:
+            try:
+                new.rmdir()
+            except OSError:
+                pass
+
+
 def output_file(extensions: Sequence[str]) -> Callable[[str], Path]:
-    """A file path with one of ``extensions`` whose folder exists (or can be made) and is
-    writable."""
+    """A file path with one of ``extensions`` that can be written: the file (and any missing
+    folder) is created and removed at parse time, before any data loads."""
 
     def parse(value: str) -> Path:
         path = Path(value)
@@ -64,18 +111,15 @@ def output_file(extensions: Sequence[str]) -> Callable[[str], Path]:
             raise argparse.ArgumentTypeError(
                 f"must end in {' or '.join(extensions)}; got {value!r}"
             )
-        folder = path.parent.resolve()
-        existing = folder
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{value!r} is a folder; give a file name")
+        existing = path.parent
         while not existing.exists():
             existing = existing.parent
         if not existing.is_dir():
             raise argparse.ArgumentTypeError(
-                f"cannot create the folder of {value!r}: {existing} is a file"
-            )
-        if not os.access(existing, os.W_OK):
-            raise argparse.ArgumentTypeError(f"the folder {existing} is not writable")
-        if path.is_dir():
-            raise argparse.ArgumentTypeError(f"{value!r} is a folder; give a file name")
+                f"cannot create the folder of {value!r}: {existing} is a file")
+        _prove_writable(path, value)
         return path
 
     parse.__name__ = "output file"
@@ -118,19 +162,18 @@ def n_jobs(value: str) -> int:
 
 
 def output_folder(value: str) -> Path:
-    """A folder that exists and is writable, or that can be made (its nearest existing parent is
-    a writable folder)."""
+    """A folder that can be written: a probe file (and any missing folder) is created and
+    removed at parse time, before any data loads."""
     path = Path(value)
-    existing = path.resolve()
-    if existing.exists() and not existing.is_dir():
+    if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{value!r} is a file; give a folder")
+    existing = path
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
         raise argparse.ArgumentTypeError(
             f"cannot create the folder {value!r}: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"the folder {existing} is not writable")
+    _prove_writable(path / ".fairprune-write-probe", value)
     return path
 
 
@@ -155,10 +198,9 @@ def torch_device(value: str) -> str:
 
 
 #: The torch-threads policy of every ``fairprune`` subcommand: one thread unless ``--threads``
-#: says otherwise. Measured on a 2-core machine that other processes were using, one
-#: FairConstrainedNet fit took 0.06 s with one thread and 3.5 s with two (audit: 1.6x faster with
-#: one thread); and with one thread a run's numbers do not depend on the machine's core count
-#: or on the benchmark's ``--n-jobs``.
+#: says otherwise. Small nets on a busy machine train fastest with one thread (docs/benchmark.md
+#: measures it), and with one thread a run's numbers depend neither on the machine's core count
+#: nor on the benchmark's ``--n-jobs``.
 DEFAULT_THREADS = 1
 
 
@@ -176,12 +218,15 @@ def command_error(command: str, message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def load_data_or_exit(command: str, dataset: str, **kwargs: Any) -> BenchmarkData:
-    """:func:`~fairprune_sk.benchmark.data.load_benchmark_data`; a problem with the user's data
-    (missing folder, unreadable files, bad combination) is one line and exit status 2."""
-    from ..benchmark.data import load_benchmark_data
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run with ``threads`` torch CPU threads, restored afterwards (for a caller that runs
+    :func:`~fairprune_sk.cli.main` in-process)."""
+    import torch
 
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        return load_benchmark_data(dataset, **kwargs)
-    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:  # the user's data
-        command_error(command, str(exc))
+        yield
+    finally:
+        torch.set_num_threads(before)

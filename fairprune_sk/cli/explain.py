@@ -1,19 +1,21 @@
-"""``fairprune explain``: the paper's per-group factors for a pruned MLP on bundled Adult data."""
+"""``fairprune explain``: the paper's per-group factors (Theorem 1) for a pruned net."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from typing import Any
 
 import pandas as pd
 
+from ._data_options import add_data_options, add_net_options, describe_net, load_data, net_params
 from ._types import (
     add_threads_argument,
     float_in,
     int_at_least,
     output_file,
-    positive_float,
+    torch_threads,
 )
 
 #: Columns printed (the CSV gets all of ``GroupDiagnostics.by_group``): the audit table's
@@ -26,31 +28,30 @@ EXPLAIN_COLUMNS = [
 
 
 def run_explain(args: argparse.Namespace) -> pd.DataFrame:
-    """Train an MLP on Adult, prune a copy at ``--rate``, print ``GroupDiagnostics.by_group``."""
-    import torch
-
-    from ..audit import load_adult_split
+    """Train a net, prune a copy at ``--rate``, print ``GroupDiagnostics.by_group``."""
     from ..diagnostics import GroupDiagnostics
-    from ..models import MLP
     from ..nets import PrunableNetClassifier
 
-    torch.set_num_threads(args.threads)  # the policy of every subcommand: _types.py
     start = time.perf_counter()
-    data = load_adult_split(args.sensitive, n_train=args.n_train, random_state=args.seed)
-    net = PrunableNetClassifier(
-        MLP, module__hidden_units=tuple(args.hidden), max_epochs=args.epochs, lr=args.lr,
-        batch_size=args.batch_size, random_state=args.seed, verbose=0 if args.quiet else 1,
-    )
-    print(f"training the dense MLP {tuple(args.hidden)} on {len(data.y_train)} Adult rows ...")
-    net.fit(data.X_train, data.y_train)
-    pruned = net.pruned_copy(args.rate, args.method, X=data.X_train, y=data.y_train,
-                             fine_tune_epochs=args.fine_tune_epochs)
-    X, y, groups = ((data.X_train, data.y_train, data.A_train) if args.data == "train"
-                    else (data.X_test, data.y_test, data.A_test))
-    print(f"diagnostics at pruning rate {args.rate:g} ({args.method}, "
-          f"{args.fine_tune_epochs} fine-tuning epochs) on the {args.data} data ...")
-    diagnostics = GroupDiagnostics(pruned, X, y, sensitive_features=groups,
-                                   max_iter=args.max_iter, random_state=args.seed)
+    with torch_threads(args.threads):
+        data = load_data("explain", args, data_seed=args.seed if args.data_seed is None
+                         else args.data_seed)
+        print(data.describe())
+        for note in data.notes:
+            print(note)
+        params = net_params(args, data, verbose=0 if args.quiet else 1)
+        net = PrunableNetClassifier(**params, random_state=args.seed)
+        print(f"training the dense {describe_net(params)} on {len(data.y_train)} {data.name} "
+              "rows ...")
+        net.fit(data.X_train, data.y_train)
+        pruned = net.pruned_copy(args.rate, args.pruning_method, X=data.X_train, y=data.y_train,
+                                 fine_tune_epochs=args.fine_tune_epochs)
+        X, y, groups = ((data.X_train, data.y_train, data.groups_train) if args.data == "train"
+                        else (data.X_test, data.y_test, data.groups_test))
+        print(f"diagnostics at pruning rate {args.rate:g} ({args.pruning_method}, "
+              f"{args.fine_tune_epochs} fine-tuning epochs) on the {args.data} data ...")
+        diagnostics = GroupDiagnostics(pruned, X, y, sensitive_features=groups,
+                                       max_iter=args.max_iter, random_state=args.seed)
     table = diagnostics.by_group
     shown = [c for c in EXPLAIN_COLUMNS if c in table.columns]
     # every row and column, whatever the terminal's width: pandas never elides a column here
@@ -82,35 +83,34 @@ def run_explain(args: argparse.Namespace) -> pd.DataFrame:
     return table
 
 
-def add_explain_parser(commands: argparse._SubParsersAction) -> None:
-    """Register the ``explain`` subcommand."""
-    from ..pruning import PRUNING_METHODS
-
+def add_explain_parser(commands: Any) -> argparse.ArgumentParser:
+    """The ``explain`` sub-parser; every value is checked at parse time."""
     explain = commands.add_parser(
         "explain",
         help="per-group gradient norms, Hessian eigenvalues, boundary closeness and the "
-        "Theorem 1 bound next to the measured R(a), on the bundled Adult data",
+             "Theorem 1 bound next to the measured R(a)",
+        description="Train a dense net, prune a copy at --rate, and measure per group the "
+                    "factors of Theorem 1 (gradient norm, top Hessian eigenvalue, closeness to "
+                    "the decision boundary) next to the measured excess risk R(a).",
     )
-    explain.add_argument("--rate", type=float_in(0.0, 1.0, name="a pruning rate"),
+    add_data_options(explain)
+    add_net_options(
+        explain, fine_tune_epochs=0,
+        fine_tune_help="fine-tuning after pruning (default 0: Theorem 1 compares the pruned "
+                       "weights with the dense ones directly)")
+    factors = explain.add_argument_group("explain")
+    factors.add_argument("--rate", type=float_in(0.0, 1.0, name="a pruning rate"),
                          default=0.8, help="pruning rate in (0, 1) (default 0.8)")
-    explain.add_argument("--sensitive", nargs="+", default=["race"], choices=["race", "sex"])
-    explain.add_argument("--method", default="global_magnitude", choices=PRUNING_METHODS)
-    explain.add_argument("--fine-tune-epochs", type=int_at_least(0), default=0,
-                         help="fine-tuning after pruning (default 0: Theorem 1 compares the "
-                         "pruned weights with the dense ones directly)")
-    explain.add_argument("--data", choices=["train", "test"], default="train",
+    factors.add_argument("--data", choices=["train", "test"], default="train",
                          help="data the factors are measured on (default train)")
-    explain.add_argument("--epochs", type=int_at_least(1), default=10)
-    explain.add_argument("--hidden", nargs="+", type=int_at_least(1), default=[64, 64])
-    explain.add_argument("--lr", type=positive_float, default=0.05)
-    explain.add_argument("--batch-size", type=int_at_least(1), default=256)
-    explain.add_argument("--max-iter", type=int_at_least(1), default=100,
-                         help="Lanczos iterations for the Hessian eigenvalues")
-    explain.add_argument("--n-train", type=int_at_least(2), default=None,
-                         help="subsample the training set to this many rows")
-    explain.add_argument("--seed", type=int_at_least(0), default=0)
-    add_threads_argument(explain)
-    explain.add_argument("--out", type=output_file((".csv",)), default=None,
-                         help="write the table (.csv) and the figure (same name, .png)")
-    explain.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    factors.add_argument("--max-iter", type=int_at_least(1), default=100,
+                         help="Lanczos iterations for the Hessian eigenvalues (default 100)")
+    factors.add_argument("--seed", type=int_at_least(0), default=0,
+                         help="seed of the net and of the eigen-solver (default 0)")
+    add_threads_argument(factors)
+    factors.add_argument("--out", type=output_file((".csv",)), default=None,
+                         help="write the table (.csv) and the figure (same name, .png); "
+                              "checked writable before anything runs")
+    factors.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     explain.set_defaults(handler=run_explain)
+    return explain

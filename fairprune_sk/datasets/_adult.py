@@ -14,6 +14,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils import Bunch
 
+from ._split import DatasetDefaults, DatasetSplit
+
 __all__ = ["load_adult", "make_adult_preprocessor"]
 
 _DATA_PACKAGE = "fairprune_sk.datasets.data"
@@ -248,4 +250,29 @@ def load_adult(
         target_names=list(_TARGET_NAMES),
         preprocessor=preprocessor,
         DESCR=descr,
+    )
+
+
+def _adult_split(*, sensitive: Sequence[str], n_train: int | None, random_state: int,
+                 defaults: DatasetDefaults) -> DatasetSplit:
+    """Bundled Adult as a :class:`DatasetSplit`: the original train/test split, preprocessed
+    by :func:`make_adult_preprocessor` fitted on the (subsampled) training rows."""
+    data = load_adult(sensitive=list(sensitive))
+    X_train, y_train, A_train = data.X_train, data.y_train, data.A_train
+    notes = []
+    if n_train is not None and n_train < len(X_train):
+        rows = np.random.default_rng(random_state).choice(len(X_train), n_train, replace=False)
+        X_train, y_train, A_train = X_train.iloc[rows], y_train.iloc[rows], A_train.iloc[rows]
+        notes.append(f"subsampled the Adult training set to {n_train} random rows "
+                     f"(seed {random_state})")
+    preprocessor = data.preprocessor.fit(X_train)
+    return DatasetSplit(
+        "adult",
+        X_train=np.asarray(preprocessor.transform(X_train), dtype=np.float32),
+        y_train=np.asarray(y_train),
+        groups_train=A_train.reset_index(drop=True),
+        X_test=np.asarray(preprocessor.transform(data.X_test), dtype=np.float32),
+        y_test=np.asarray(data.y_test),
+        groups_test=data.A_test.reset_index(drop=True),
+        defaults=defaults, preprocessor=preprocessor, notes=tuple(notes),
     )

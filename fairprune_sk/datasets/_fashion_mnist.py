@@ -10,7 +10,10 @@ from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sklearn.utils import Bunch, check_random_state
+
+from ._split import DataOptionError, DatasetDefaults, DatasetSplit
 
 __all__ = [
     "load_fashion_mnist",
@@ -322,4 +325,48 @@ def load_fashion_mnist(
         groups_test=splits["test"][2],
         target_names=list(FASHION_MNIST_CLASSES),
         DESCR=_DESCR,
+    )
+
+
+#: The note of every dataset whose groups are its classes.
+CLASS_GROUPS_NOTE = (
+    "note: the groups of {name} are its CLASSES (one group per class label), not demographic "
+    "groups; they show how pruning treats (rare) classes, not people"
+)
+
+
+def _fashion_mnist_split(*, images: bool, n_train: int | None, random_state: int,
+                         data_path: str | os.PathLike | None,
+                         minority_classes: Sequence[int | str] | None,
+                         minority_fraction: float | None,
+                         defaults: DatasetDefaults) -> DatasetSplit:
+    """Fashion-MNIST as a :class:`DatasetSplit`, groups by class; flat unless ``images``."""
+    try:
+        data = load_fashion_mnist(data_path, minority_classes=minority_classes,
+                                  minority_fraction=minority_fraction, n_train=n_train,
+                                  random_state=random_state)
+    except FileNotFoundError:
+        folder = Path(DEFAULT_FASHION_MNIST_PATH if data_path is None else data_path)
+        found = "does not exist" if not folder.is_dir() else "lacks some of them"
+        raise DataOptionError(
+            "data_path",
+            f"must be a folder holding the four Fashion-MNIST IDX files "
+            f"({', '.join(stem + '.gz' for stem in _FILES.values())}); {str(folder)!r} {found}. "
+            f"The default folder is the Debian package's: apt-get install -y "
+            f"dataset-fashion-mnist puts them in {DEFAULT_FASHION_MNIST_PATH}") from None
+    notes = [CLASS_GROUPS_NOTE.format(name="Fashion-MNIST")]
+    if minority_classes is not None:
+        notes.append(f"minority classes {list(minority_classes)} keep {minority_fraction:g} of "
+                     "their training images")
+    if n_train is not None and len(data.y_train) == n_train:
+        notes.append(f"subsampled the Fashion-MNIST training set to {n_train} images "
+                     f"(stratified by class, seed {random_state}); the test set is "
+                     f"the full {len(data.y_test)} images")
+    X_train, X_test = data.X_train, data.X_test
+    if not images:
+        X_train, X_test = X_train.reshape(len(X_train), -1), X_test.reshape(len(X_test), -1)
+    return DatasetSplit(
+        "fashion_mnist", X_train, data.y_train, pd.DataFrame({"class": data.groups_train}),
+        X_test, data.y_test, pd.DataFrame({"class": data.groups_test}), defaults=defaults,
+        notes=tuple(notes),
     )

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch, check_random_state
 
+from ._split import DataOptionError, DatasetDefaults, DatasetSplit
+
 __all__ = ["load_utkface", "UTKFACE_GENDERS", "UTKFACE_RACES", "UTKFACE_AGE_BINS"]
 
 UTKFACE_GENDERS = ["Male", "Female"]
@@ -219,4 +221,80 @@ def load_utkface(
         target_names=list(target_names),
         attributes=attributes,
         DESCR=_DESCR,
+    )
+
+
+#: UTKFace attributes usable as the label (``target``) and as groups (``sensitive``).
+UTKFACE_ATTRIBUTES = ("race", "gender", "age_bin")
+#: What ``data_path`` must be, for a missing, empty or unreadable UTKFace folder.
+UTKFACE_FOLDER_HELP = (
+    "must be a folder holding UTKFace face images (searched recursively) named "
+    "[age]_[gender]_[race]_[date&time].jpg, e.g. 25_1_2_20170116174525125.jpg (gender 0/1, "
+    "race 0-4; the aligned-and-cropped *.jpg.chip.jpg names work too); {problem}"
+)
+
+
+def _utkface_split(*, data_path: str | os.PathLike | None, target: str,
+                   sensitive: Sequence[str], images: bool, image_size: int,
+                   n_train: int | None, random_state: int, defaults: DatasetDefaults,
+                   test_size: float = 0.25) -> DatasetSplit:
+    """A train/test split of the user's UTKFace images, groups by UTKFace attributes.
+
+    The images are read with :func:`load_utkface` (RGB, resized to ``image_size``), then split
+    at random (``test_size``), stratified by label × group where every combination has at
+    least two images, else by label, else not at all. ``y`` holds int labels (``race``: 0
+    White, 1 Black, 2 Asian, 3 Indian, 4 Others; ``gender``: 0 Male, 1 Female; ``age_bin``:
+    0-19, 20-39, 40-59, 60+), the groups the readable labels; ``X`` is flat unless ``images``.
+    """
+    from sklearn.model_selection import train_test_split
+
+    def folder_error(problem: str) -> DataOptionError:
+        return DataOptionError("data_path", UTKFACE_FOLDER_HELP.format(problem=problem))
+
+    if data_path is None:
+        raise folder_error("none was given")
+    root = Path(data_path)
+    if not root.is_dir():
+        raise folder_error(f"{str(root)!r}: "
+                           f"{'it does not exist' if not root.exists() else 'it is not a folder'}")
+    try:
+        data = load_utkface(root, size=image_size, target=target)
+    except ValueError as exc:  # the arguments are checked: no (readable) image
+        raise folder_error(f"{str(root)!r} holds none that can be read ({exc})") from None
+    y = np.asarray(data.y)
+    groups = data.attributes[list(sensitive)].astype(str).reset_index(drop=True)
+    if len(y) < 4:
+        raise folder_error(f"{str(root)!r} holds {len(y)} image(s); a train/test split needs "
+                           "at least 4")
+    indices = np.arange(len(y))
+    strata = pd.Series(y.astype(str)).str.cat(groups.agg("|".join, axis=1), sep="|")
+    n_test = max(1, int(round(test_size * len(y))))
+    for labels, stratified in ((strata, "label × group"), (pd.Series(y), "label"),  # noqa: B007
+                               (None, "none")):
+        counts = None if labels is None else labels.value_counts()
+        if labels is None or (counts.min() >= 2 and n_test >= len(counts)
+                              and len(y) - n_test >= len(counts)):
+            break  # the finest stratification every stratum can take
+    train, test = train_test_split(indices, test_size=n_test, random_state=random_state,
+                                   stratify=labels)
+    notes = [f"UTKFace: {len(y)} images from {root}, resized to {image_size}x{image_size}; "
+             f"label {target}, groups by {' & '.join(sensitive)}; random "
+             f"{1 - test_size:.0%}/{test_size:.0%} train/test split (stratified by "
+             f"{stratified}, seed {random_state})"]
+    if target in sensitive:
+        notes.append(f"the label {target} is also the group (as in the paper's Fig. 1 and 5): "
+                     "a group's accuracy is that class's recall")
+    if n_train is not None and n_train < len(train):
+        labels = y[train]
+        _, counts = np.unique(labels, return_counts=True)
+        stratify = labels if counts.min() >= 2 and n_train >= len(counts) else None
+        train, _ = train_test_split(train, train_size=n_train, random_state=random_state,
+                                    stratify=stratify)
+        notes.append(f"subsampled the UTKFace training set to {n_train} images "
+                     f"(seed {random_state})")
+    X = data.X if images else data.X.reshape(len(data.X), -1)
+    return DatasetSplit(
+        "utkface", X[train], y[train], groups.iloc[train].reset_index(drop=True),
+        X[test], y[test], groups.iloc[test].reset_index(drop=True), defaults=defaults,
+        notes=tuple(notes),
     )

@@ -10,7 +10,6 @@ from fairlearn.reductions import ExponentiatedGradient, GridSearch
 from scipy import stats
 
 from fairprune_sk import ExcessRiskFrame, PrunableNetClassifier
-from fairprune_sk.audit import load_adult_split
 from fairprune_sk.benchmark import methods, outputs
 from fairprune_sk.benchmark.methods import (
     GROUP_COLUMNS,
@@ -26,6 +25,7 @@ from fairprune_sk.benchmark.summary import (
     summarize,
 )
 from fairprune_sk.constrained import FairConstrainedNet
+from fairprune_sk.datasets import load_dataset
 from fairprune_sk.metrics import FRAME_COLUMNS
 from fairprune_sk.models import MLP
 
@@ -39,11 +39,11 @@ NET = dict(module=MLP, module__hidden_units=(8,), max_epochs=2, lr=0.1, batch_si
 @pytest.fixture(scope="module")
 def adult():
     """400 Adult training rows, 400 test rows, groups by sex."""
-    split = load_adult_split(["sex"], n_train=400)
+    split = load_dataset("adult", sensitive=["sex"], n_train=400)
     n_test = 400
-    return dict(X_train=split.X_train, y_train=split.y_train, A_train=split.A_train,
+    return dict(X_train=split.X_train, y_train=split.y_train, A_train=split.groups_train,
                 X_test=split.X_test[:n_test], y_test=split.y_test[:n_test],
-                A_test=split.A_test.iloc[:n_test].reset_index(drop=True))
+                A_test=split.groups_test.iloc[:n_test].reset_index(drop=True))
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,10 @@ import pytest
 
 from fairprune_sk.benchmark.figures import plot_group_accuracy, plot_sweep
 from fairprune_sk.benchmark.methods import SUMMARY_COLUMNS
-from fairprune_sk.benchmark.sweep import (
-    RESULT_COLUMNS,
-    load_benchmark_data,
-    net_params_for,
-    run_sweep,
-)
+from fairprune_sk.benchmark.results import RESULT_COLUMNS
+from fairprune_sk.benchmark.sweep import SWEEP_NET_DEFAULTS, run_sweep, sweep_net_params
 from fairprune_sk.cli import main
+from fairprune_sk.datasets import load_dataset
 from fairprune_sk.metrics import FRAME_COLUMNS
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -27,13 +24,12 @@ METHODS = ("none", "fair_after")
 
 @pytest.fixture(scope="module")
 def digits():
-    return load_benchmark_data("digits", n_train=300)
+    return load_dataset("digits", n_train=300)
 
 
 @pytest.fixture(scope="module")
-def params():
-    return net_params_for("mlp", dataset="digits", max_epochs=2, fine_tune_epochs=1,
-                          hidden_units=(16,))
+def params(digits):
+    return sweep_net_params(digits, "mlp", max_epochs=2, fine_tune_epochs=1, hidden_units=(16,))
 
 
 def _sweep(digits, params, out, **kwargs):
@@ -224,14 +220,14 @@ def test_a_failed_dense_reference_fails_only_its_seed(digits, params, monkeypatc
     seen = []
     with pytest.raises(runner.RunsFailed, match=r"^2 of 4 runs failed: none rate=0\.5 seed=1 "
                        r"\(dense reference: MemoryError\); none rate=0\.9 seed=1"):
-        runner.run_methods(digits.X_train, digits.y_train, digits.A_train, digits.X_test,
-                           digits.y_test, digits.A_test, methods=("none",), rates=(0.5, 0.9),
+        runner.run_methods(digits.X_train, digits.y_train, digits.groups_train, digits.X_test,
+                           digits.y_test, digits.groups_test, methods=("none",), rates=(0.5, 0.9),
                            seeds=(0, 1), net_params=params,
                            progress=lambda result, done, total: seen.append((done, total)))
     assert [total for _, total in seen] == [4, 4] and seen[-1][0] == 4  # failures counted
-    # nothing fails: a plain list, as before
-    assert len(runner.run_methods(digits.X_train, digits.y_train, digits.A_train,
-                                  digits.X_test, digits.y_test, digits.A_test,
+    # nothing fails: a plain list
+    assert len(runner.run_methods(digits.X_train, digits.y_train, digits.groups_train,
+                                  digits.X_test, digits.y_test, digits.groups_test,
                                   methods=("none",), rates=(0.5,), seeds=(0,),
                                   net_params=params)) == 1
 
@@ -275,21 +271,15 @@ def test_cli_benchmark(tmp_path, capsys):
     assert not (out / "methods.png").exists()
 
 
-def test_clear_errors():
-    with pytest.raises(ValueError, match="dataset must be one of"):
-        load_benchmark_data("mnist")
-    with pytest.raises(ValueError, match="adult is tabular"):
-        load_benchmark_data("adult", model="cnn")
-    with pytest.raises(ValueError, match="fashion_mnist only"):
-        load_benchmark_data("digits", minority_classes=[1], minority_fraction=0.1)
-
-
-def test_image_models_on_digits():
-    data = load_benchmark_data("digits", model="cnn", n_train=100)
-    assert data.X_train.shape[1:] == (1, 8, 8)
-    params = net_params_for("cnn", dataset="digits", channels=(4,))
+def test_sweep_net_params_take_the_dataset_defaults_and_the_sweep_settings(digits):
+    params = sweep_net_params(digits, "cnn", channels=(4,), lr=None, dual_lr=0.5)
     assert params["module"].__name__ == "SmallCNN" and params["module__channels"] == (4,)
-    assert net_params_for("resnet18", width=4)["module__width"] == 4
+    assert params["max_epochs"] == digits.defaults.max_epochs == 20  # the dataset's
+    assert params["lr"] == digits.defaults.lr  # None: the default
+    assert params["optimizer__momentum"] == SWEEP_NET_DEFAULTS["momentum"] == 0.9  # the sweep's
+    assert params["fine_tune_epochs"] == 2 and params["dual_lr"] == 0.5
+    assert sweep_net_params(digits, "resnet18", width=4)["module__width"] == 4
+    assert sweep_net_params(digits)["module__hidden_units"] == (64, 64)
 
 
 def test_dask_backend(digits, params, tmp_path):
@@ -315,14 +305,10 @@ def test_cli_benchmark_utkface(tmp_path, capsys, utkface_folder):
     assert code == 0
     text = capsys.readouterr().out
     assert "utkface: 36 training and 12 test samples, input shape (3, 8, 8), 3 classes" in text
-    assert "also the group" in text and "(resnet18," in text
+    assert "also the group" in text and "(ResNet18 (width 4)," in text
     table = pd.read_csv(out / "results.csv")
     assert set(table["group"]) == {"White", "Black", "Asian"}
     assert list(table.columns) == list(RESULT_COLUMNS)
-    data = load_benchmark_data("utkface", data_path=folder, target="gender",
-                               sensitive=["race", "gender"], model="mlp", image_size=8)
-    assert data.X_train.shape[1:] == (3 * 8 * 8,) and set(np.unique(data.y_train)) == {0, 1}
-    assert data.sensitive == "race & gender" and len(data.A_test.drop_duplicates()) == 6
 
 
 @pytest.mark.parametrize("make", ["missing", "empty"])
@@ -337,17 +323,6 @@ def test_cli_benchmark_utkface_bad_folder(tmp_path, capsys, make):
     assert len(err.splitlines()) == 1
     assert err.startswith("fairprune benchmark: error: --data-path must be a folder")
     assert "[age]_[gender]_[race]_[date&time].jpg" in err
-
-
-def test_utkface_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="none was given"):
-        load_benchmark_data("utkface")
-    with pytest.raises(ValueError, match="sensitive must be among"):
-        load_benchmark_data("utkface", data_path=tmp_path, sensitive=["sex"])
-    with pytest.raises(ValueError, match="target must be one of"):
-        load_benchmark_data("utkface", data_path=tmp_path, target="age")
-    with pytest.raises(ValueError, match="target applies to utkface only"):
-        load_benchmark_data("digits", target="race")
 
 
 def test_ray_backend(digits, params):

@@ -1,8 +1,10 @@
-"""The ``fairprune`` console script: audit and explain on a small slice of bundled Adult."""
+"""The ``fairprune`` console script: audit, explain and benchmark on small data, and the CLI edge
+(every user error is one line on stderr and exit status 2, before any training)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -76,39 +78,84 @@ def test_explain_prints_factors_and_correlations(tmp_path, capsys):
     assert out.with_suffix(".png").stat().st_size > 0
 
 
+def _one_line_error(capsys, argv, exit_code=2):
+    """Run ``main(argv)``; the stderr line of its user error (exactly one line, exit 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == exit_code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    [line] = err.splitlines()
+    return line
+
+
 def test_bad_arguments_are_rejected(capsys):
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["audit", "--rates", "1.5"])
-    assert "pruning rate must be in [0, 1)" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["audit", "--sensitive", "age"])
+    line = _one_line_error(capsys, ["audit", "--rates", "1.5"])
+    assert line == ("fairprune audit: error: argument --rates: a pruning rate must be in [0, 1); "
+                    "got 1.5")
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["audit", "--n-train", "-5"], "--n-train: must be an integer >= 1; got -5"),
+        (["audit", "--n-train", "-5"], "--n-train: must be an integer >= 2; got -5"),
         (["audit", "--threads", "0"], "--threads: must be an integer >= 1; got 0"),
         (["audit", "--n-boot", "0"], "--n-boot: must be an integer >= 1; got 0"),
         (["audit", "--out", "x.txt"], "--out: must end in .csv or .json"),
         (["audit", "--lr", "-1"], "--lr: must be a finite number > 0"),
+        (["audit", "--lr", "inf"], "--lr: must be a finite number > 0; got inf"),
+        (["audit", "--momentum", "-1"], "--momentum: a momentum must be in [0, 1); got -1"),
+        (["audit", "--momentum", "nan"], "--momentum: a momentum must be in [0, 1); got nan"),
+        (["audit", "--momentum", "1"], "--momentum: a momentum must be in [0, 1); got 1"),
+        (["audit", "--width", "0"], "--width: must be an integer >= 1; got 0"),
+        (["audit", "--channels", "8", "0"], "--channels: must be an integer >= 1; got 0"),
+        (["audit", "--image-size", "4"], "--image-size: must be an integer >= 8; got 4"),
+        (["audit", "--seed", "-1"], "--seed: must be an integer >= 0; got -1"),
+        (["audit", "--data-seed", "-1"], "--data-seed: must be an integer >= 0; got -1"),
+        (["audit", "--epochs", "0"], "--epochs: must be an integer >= 1; got 0"),
+        (["audit", "--fine-tune-epochs", "-1"], "--fine-tune-epochs: must be an integer >= 0"),
+        (["audit", "--batch-size", "0"], "--batch-size: must be an integer >= 1; got 0"),
+        (["audit", "--rates", "0.5", "0.9", "0.5"], "--rates: 0.5 given twice"),
+        (["audit", "--rates", "0.5", "0.50"], "--rates: 0.5 given twice"),
+        (["audit", "--sensitive", "race", "race"], "--sensitive: race given twice"),
+        (["audit", "--minority-fraction", "0"], "--minority-fraction: a fraction must be in"),
+        (["audit", "--dataset", "mnist"], "--dataset: invalid choice: 'mnist'"),
     ],
 )
 def test_audit_user_errors_are_one_line_at_parse_time(argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    line = _one_line_error(capsys, argv)
+    assert line.startswith("fairprune audit: error: argument ") and message in line
 
 
 def test_audit_out_under_a_regular_file_fails_before_training(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args(["audit", "--out", str(blocker / "audit.csv")])
-    assert exit_info.value.code == 2
-    assert "is a file" in capsys.readouterr().err
+    line = _one_line_error(capsys, ["audit", "--out", str(blocker / "audit.csv")])
+    assert line.startswith("fairprune audit: error: argument --out: cannot create the folder")
+    assert "is a file" in line
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("command, out", [("audit", "/proc/audit.csv"),
+                                          ("explain", "/proc/explain.csv"),
+                                          ("benchmark", "/proc/results")])
+def test_out_that_cannot_be_created_fails_at_parse_time(command, out, capsys):
+    # /proc is a folder that os.access calls writable for root, yet no file can be made there
+    line = _one_line_error(capsys, [command, "--out", out])
+    assert line.startswith(f"fairprune {command}: error: argument --out: cannot write '{out}'")
+
+
+def test_out_is_proven_writable_and_left_as_it_was(tmp_path):
+    new = tmp_path / "new" / "deeper" / "audit.csv"
+    assert build_parser().parse_args(["audit", "--out", str(new)]).out == new
+    assert not (tmp_path / "new").exists()  # the probe's file and folders are removed
+    existing = tmp_path / "kept.csv"
+    existing.write_text("old results")
+    build_parser().parse_args(["audit", "--out", str(existing)])
+    assert existing.read_text() == "old results"  # proven writable without truncating it
+    folder = tmp_path / "bench"
+    assert build_parser().parse_args(["benchmark", "--out", str(folder)]).out == folder
+    assert not folder.exists()
 
 
 def test_audit_utkface_the_papers_setting(tmp_path, capsys, utkface_folder):
@@ -118,7 +165,7 @@ def test_audit_utkface_the_papers_setting(tmp_path, capsys, utkface_folder):
           "--width", "4", "--epochs", "1", "--batch-size", "16", "--rates", "0.5",
           "--n-boot", "20", "--quiet", "--out", str(out)])
     printed = capsys.readouterr().out
-    assert "input shape (3, 8, 8)" in printed and "training the dense resnet18" in printed
+    assert "input shape (3, 8, 8)" in printed and "training the dense ResNet18" in printed
     assert "Lost most: " in printed
     table = pd.read_csv(out)
     assert set(table["race"]) == {"White", "Black", "Asian"}
@@ -137,7 +184,7 @@ def test_audit_utkface_bad_folder_is_one_line(tmp_path, capsys, make):
     assert err.startswith("fairprune audit: error: --data-path must be a folder")
 
 
-# --- explain and benchmark: every argument checked at parse time (issue 8) -----------------
+# --- explain and benchmark: every argument checked at parse time ---------------------------
 
 
 @pytest.mark.parametrize(
@@ -162,14 +209,21 @@ def test_audit_utkface_bad_folder_is_one_line(tmp_path, capsys, make):
         (["benchmark", "--image-size", "4"], "--image-size: must be an integer >= 8; got 4"),
         (["benchmark", "--threads", "0"], "--threads: must be an integer >= 1; got 0"),
         (["benchmark", "--device", "nonsense"], "--device: not a torch device"),
+        (["benchmark", "--rates", "0", "0.5", "0"], "--rates: 0 given twice"),
+        (["benchmark", "--methods", "none", "ceag", "none"], "--methods: none given twice"),
+        (["benchmark", "--methods", "magic"], "--methods: invalid choice: 'magic'"),
+        (["benchmark", "--tolerance", "nan"], "--tolerance: must be a finite number >= 0"),
+        (["benchmark", "--dual-update", "0"], "--dual-update must be 'auto', 'epoch' or an int"),
+        (["benchmark", "--eg-max-iter", "0"], "--eg-max-iter: must be an integer >= 1; got 0"),
+        (["benchmark", "--grid-size", "0"], "--grid-size: must be an integer >= 1; got 0"),
+        (["benchmark", "--seed-start", "-1"], "--seed-start: must be an integer >= 0; got -1"),
+        (["explain", "--momentum", "-0.5"], "--momentum: a momentum must be in [0, 1)"),
+        (["explain", "--image-size", "2"], "--image-size: must be an integer >= 8; got 2"),
     ],
 )
 def test_explain_and_benchmark_user_errors_at_parse_time(argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    line = _one_line_error(capsys, argv)
+    assert line.startswith(f"fairprune {argv[0]}: error: argument ") and message in line
 
 
 def test_benchmark_out_must_be_a_writable_folder(tmp_path, capsys):
@@ -177,38 +231,91 @@ def test_benchmark_out_must_be_a_writable_folder(tmp_path, capsys):
     blocker.write_text("x")
     for out, message in ((blocker, "is a file; give a folder"),
                          (blocker / "results", "is a file")):
-        with pytest.raises(SystemExit) as exit_info:
-            build_parser().parse_args(["benchmark", "--out", str(out)])
-        assert exit_info.value.code == 2
-        assert message in capsys.readouterr().err
+        line = _one_line_error(capsys, ["benchmark", "--out", str(out)])
+        assert line.startswith("fairprune benchmark: error: argument --out: ")
+        assert message in line
     missing = tmp_path / "new" / "results"  # made later, when the results are written
     assert build_parser().parse_args(["benchmark", "--out", str(missing)]).out == missing
 
 
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["--model", "cnn"], "--dataset adult is tabular: use --model mlp"),
-        (["--dataset", "utkface"], "--dataset utkface needs --data-path"),
-        (["--target", "gender"], "--target applies to --dataset utkface only"),
-        (["--minority-fraction", "0.1"], "apply to --dataset fashion_mnist only"),
-        (["--sensitive", "gender"], "--sensitive for --dataset adult must be among race sex"),
-    ],
-)
-def test_benchmark_flag_combinations_fail_in_one_line_before_loading(argv, message, capsys,
-                                                                     monkeypatch):
-    from fairprune_sk.benchmark import data
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Every reader of a dataset's files fails the test: the options must fail first."""
+    from fairprune_sk.datasets import _adult, _fashion_mnist, _utkface
 
     def no_load(*args, **kwargs):
         raise AssertionError("data were loaded")
 
-    monkeypatch.setattr(data, "load_benchmark_data", no_load)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["benchmark", *argv])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err
-    assert err.startswith("fairprune benchmark: error: ")
+    for module, name in ((_adult, "load_adult"), (_fashion_mnist, "load_fashion_mnist"),
+                         (_utkface, "load_utkface")):
+        monkeypatch.setattr(module, name, no_load)
+    monkeypatch.setattr("sklearn.datasets.load_digits", no_load)
+
+
+@pytest.mark.parametrize("command", ["audit", "explain", "benchmark"])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model", "cnn"], "--model must be mlp for the adult dataset"),
+        (["--dataset", "utkface"], "--data-path must be a folder holding UTKFace face images"),
+        (["--target", "gender"], "--target applies to the utkface dataset only"),
+        (["--minority-fraction", "0.1"], "--minority-fraction applies to the fashion_mnist "
+                                         "dataset only"),
+        (["--dataset", "fashion_mnist", "--minority-classes", "Shirt"],
+         "--minority-fraction must be given with --minority-classes"),
+        (["--dataset", "digits", "--image-size", "16"], "--image-size applies to the utkface "
+                                                        "dataset only"),
+        (["--sensitive", "gender"], "--sensitive must be among race, sex for the adult "
+                                    "dataset; got gender"),
+        (["--dataset", "digits", "--sensitive", "race"], "--sensitive must be among class for "
+                                                         "the digits dataset"),
+        (["--dataset", "utkface", "--data-path", "x", "--target", "age"],
+         "--target must be among race, gender, age_bin"),
+    ],
+)
+def test_data_options_fail_in_one_line_before_loading(command, argv, message, capsys,
+                                                      no_loading):
+    line = _one_line_error(capsys, [command, *argv])
+    assert line.startswith(f"fairprune {command}: error: {message}")
+
+
+def test_every_subcommand_takes_the_same_data_options():
+    from fairprune_sk.datasets import DATASETS
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    options = {}
+    for name, sub in commands.items():
+        [group] = [g for g in sub._action_groups if g.title == "data"]
+        options[name] = {(a.dest, tuple(a.choices or ())) for a in group._group_actions}
+    assert options["audit"] == options["explain"] == options["benchmark"]
+    assert ("dataset", tuple(sorted(DATASETS))) in options["explain"]
+    for name in ("audit", "explain", "benchmark"):
+        assert "pruning_method" in {a.dest for a in commands[name]._actions}
+
+
+def test_explain_takes_the_other_datasets(capsys):
+    main(["explain", "--dataset", "digits", "--n-train", "200", "--epochs", "1", "--max-iter",
+          "3", "--rate", "0.5", "--quiet"])
+    printed = capsys.readouterr().out
+    assert printed.startswith("digits: 200 training and 540 test samples")
+    assert "rank correlation" in printed and "on 200 digits rows" in printed
+
+
+@pytest.mark.parametrize("method", ["threshold", "eg", "gridsearch"])
+def test_benchmark_method_that_cannot_run_on_the_data_fails_before_training(
+        method, capsys, tmp_path, monkeypatch):
+    from fairprune_sk.nets import PrunableNetClassifier
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a net was trained")
+
+    monkeypatch.setattr(PrunableNetClassifier, "fit", no_fit)
+    line = _one_line_error(capsys, ["benchmark", "--dataset", "digits", "--methods", "none",
+                                    method, "--out", str(tmp_path / "bench")])
+    assert line.startswith(f"fairprune benchmark: error: --methods: method {method!r} wraps a "
+                           "fairlearn binary-classification mitigator and needs exactly two "
+                           "classes; y_train has 10")
 
 
 def test_one_threads_policy_for_every_subcommand():
