@@ -8,8 +8,9 @@ masks permanent, and physically compacting a structurally pruned network.
 
 Modules (one concept each; import from ``fairprune_sk.pruning``):
 
-- ``_select``: which tensors are prunable (:func:`prunable_tensors`) and the argument checks
-  (:func:`validate_rate`, :func:`validate_method`);
+- ``_select``: which tensors are prunable (:func:`prunable_tensors`) and the sklearn
+  constraints of the arguments, which every public function checks with ``validate_params``
+  (:func:`validate_rate` and :func:`validate_method` check one value for other callers);
 - ``_masks``: reading, copying and removing torch's pruning masks (:func:`sparsity`,
   :func:`copy_module`, :func:`effective_state_dict`, :func:`make_permanent`, ...);
 - ``_methods``: :func:`prune_module` and the :data:`PRUNING_METHODS`;

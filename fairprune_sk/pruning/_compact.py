@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .._validation import validate_params
 from ._graph import OPTYPE, build_graph, example_batch
 from ._masks import unpruned_copy
-from ._select import PRUNABLE_TYPES, check_module
+from ._select import MODULE, PRUNABLE_TYPES
 
 __all__ = ["compact"]
 
@@ -33,6 +34,10 @@ _HELP = (
 )
 
 
+@validate_params(
+    {"module": MODULE, "example_inputs": [torch.Tensor, None]},
+    prefer_skip_nested_validation=True,
+)
 def compact(module: nn.Module, example_inputs: torch.Tensor | None = None) -> nn.Module:
     """Physically remove the dead output channels of a structurally pruned network.
 
@@ -65,7 +70,10 @@ def compact(module: nn.Module, example_inputs: torch.Tensor | None = None) -> nn
     Returns
     -------
     torch.nn.Module
-        The smaller, plain module (in the training mode of ``module``).
+        The smaller, plain module (in the training mode of ``module``). Its
+        :func:`~fairprune_sk.pruning.sparsity` counts the zeros left in its own, smaller
+        layers: 0.0 when every pruned unit was removed (the masked ``module`` reports the
+        zeros of the pruned units instead).
 
     Raises
     ------
@@ -85,7 +93,6 @@ def compact(module: nn.Module, example_inputs: torch.Tensor | None = None) -> nn
     >>> small[0].out_features, small[2].in_features
     (8, 8)
     """
-    check_module(module)
     small = unpruned_copy(module)
     if not any(isinstance(sub, PRUNABLE_TYPES) for sub in small.modules()):
         return small

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from ._select import check_module, prunable_tensors
+from .._validation import validate_params
+from ._select import MODULE, prunable_tensors
 
 __all__ = [
     "copy_module",
@@ -56,6 +57,7 @@ def mask_of(sub: nn.Module, name: str) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- inspection
+@validate_params({"module": MODULE}, prefer_skip_nested_validation=True)
 def sparsity(module: nn.Module) -> float:
     """Fraction of zero entries over all prunable weights.
 
@@ -88,6 +90,7 @@ def sparsity(module: nn.Module) -> float:
     return zeros / total if total else 0.0
 
 
+@validate_params({"module": MODULE}, prefer_skip_nested_validation=True)
 def layer_sparsity(module: nn.Module) -> dict[str, float]:
     """Fraction of zero entries of each prunable layer's effective weight.
 
@@ -116,6 +119,7 @@ def layer_sparsity(module: nn.Module) -> dict[str, float]:
     return out
 
 
+@validate_params({"module": MODULE}, prefer_skip_nested_validation=True)
 def is_pruned(module: nn.Module) -> bool:
     """Whether any submodule carries a torch pruning reparametrisation (``*_orig``/``*_mask``).
 
@@ -127,11 +131,11 @@ def is_pruned(module: nn.Module) -> bool:
     >>> is_pruned(net), is_pruned(prune_module(net, 0.5))
     (False, True)
     """
-    check_module(module)
     return prune.is_pruned(module)
 
 
 # ----------------------------------------------------------------------------- copies
+@validate_params({"module": MODULE}, prefer_skip_nested_validation=True)
 def make_permanent(module: nn.Module) -> nn.Module:
     """Remove every pruning reparametrisation, keeping the masked values, in place.
 
@@ -155,12 +159,12 @@ def make_permanent(module: nn.Module) -> nn.Module:
     >>> is_pruned(make_permanent(net)), round(sparsity(net), 2)
     (False, 0.5)
     """
-    check_module(module)
     for _, sub, name, _ in list(pruning_hooks(module)):
         prune.remove(sub, name)
     return module
 
 
+@validate_params({"module": MODULE}, prefer_skip_nested_validation=True)
 def detach_pruned_weights(module: nn.Module) -> nn.Module:
     """Replace each pruned tensor attribute by a detached ``orig * mask``, in place.
 
@@ -187,13 +191,13 @@ def detach_pruned_weights(module: nn.Module) -> nn.Module:
     >>> net = prune_module(nn.Sequential(nn.Linear(4, 2)), 0.5)
     >>> _ = copy.deepcopy(detach_pruned_weights(net))
     """
-    check_module(module)
     with torch.no_grad():
         for _, sub, name, _ in pruning_hooks(module):
             setattr(sub, name, effective(sub, name))
     return module
 
 
+@validate_params({"module": MODULE}, prefer_skip_nested_validation=True)
 def copy_module(module: nn.Module) -> nn.Module:
     """Deep copy that also works on pruned modules, keeping their masks.
 
@@ -217,7 +221,6 @@ def copy_module(module: nn.Module) -> nn.Module:
     >>> is_pruned(copy_module(net))
     True
     """
-    check_module(module)
     memo: dict[int, object] = {}
     with torch.no_grad():
         for _, sub, name, _ in pruning_hooks(module):
@@ -227,6 +230,7 @@ def copy_module(module: nn.Module) -> nn.Module:
     return copy.deepcopy(module, memo)
 
 
+@validate_params({"module": MODULE}, prefer_skip_nested_validation=True)
 def effective_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     """State dict with plain names and the effective (masked) values.
 
@@ -251,7 +255,6 @@ def effective_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     ['0.bias', '0.weight']
     >>> _ = nn.Sequential(nn.Linear(4, 2)).load_state_dict(effective_state_dict(net))
     """
-    check_module(module)
     renamed: dict[str, tuple[str, nn.Module, str]] = {}
     dropped: set[str] = set()
     for qualname, sub, name, _ in pruning_hooks(module):
@@ -270,6 +273,9 @@ def effective_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+@validate_params(
+    {"module": MODULE, "state_dict": [Mapping, None]}, prefer_skip_nested_validation=True
+)
 def unpruned_copy(
     module: nn.Module, state_dict: Mapping[str, torch.Tensor] | None = None
 ) -> nn.Module:

@@ -27,22 +27,28 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from .._validation import torch_generator
+from .._validation import RANDOM_STATE, torch_generator, validate_params
 from ._graph import example_batch, norms_after
 from ._masks import effective, mask_of
-from ._select import (
-    check_module,
-    prunable_tensors,
-    validate_density,
-    validate_method,
-    validate_rate,
-)
+from ._select import DENSITY, KEEP_DENSE, METHOD, MODULE, RATE, prunable_tensors
 
 __all__ = ["prune_module"]
 
 _STRUCTURED_NORM: dict[str, int] = {"structured_l1": 1, "structured_l2": 2}
 
 
+@validate_params(
+    {
+        "module": MODULE,
+        "rate": RATE,
+        "method": METHOD,
+        "keep_dense": KEEP_DENSE,
+        "min_layer_density": DENSITY,
+        "random_state": RANDOM_STATE,
+        "example_inputs": [torch.Tensor, None],
+    },
+    prefer_skip_nested_validation=True,
+)
 def prune_module(
     module: nn.Module,
     rate: float,
@@ -144,10 +150,7 @@ def prune_module(
     >>> round(sparsity(prune_module(net, 0.8)), 3)
     0.8
     """
-    check_module(module)
-    rate = validate_rate(rate)
-    method = validate_method(method)
-    min_layer_density = validate_density(min_layer_density)
+    rate, min_layer_density = float(rate), float(min_layer_density)
     structured = method in _STRUCTURED_NORM
     targets = prunable_tensors(module, keep_dense=keep_dense, structured=structured)
     if not targets:
@@ -182,7 +185,7 @@ def prune_module(
             f"keep_dense={emptied!r}, or set min_layer_density > 0 (e.g. 0.01) so that every "
             "layer keeps some weights.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,  # this function, validate_params' wrapper, the caller
         )
     return module
 

@@ -1,16 +1,27 @@
-"""Which tensors pruning acts on, and the checks of its arguments.
+"""Which tensors pruning acts on, and the constraints of its arguments.
 
 Pruning acts on the ``weight`` of every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` submodule; this
-module lists them (honouring ``keep_dense``) and validates ``rate``, ``method`` and
-``min_layer_density`` (each checked once, at the public entry point that receives it).
+module lists them (honouring ``keep_dense``) and holds the sklearn constraints of ``rate``,
+``method``, ``min_layer_density`` and ``module`` that the public functions check with
+``validate_params`` (:func:`validate_rate` and :func:`validate_method` check one value for
+callers outside this package).
 """
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Iterable
+from numbers import Real
+from typing import Any
 
 from torch import nn
+
+from .._validation import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+    check_args,
+    validate_params,
+)
 
 __all__ = ["PRUNING_METHODS", "prunable_tensors", "validate_method", "validate_rate"]
 
@@ -25,17 +36,26 @@ PRUNING_METHODS: tuple[str, ...] = (
 PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _KEEP_DENSE_ALIASES = ("first", "last")
 
+#: sklearn constraints of the pruning arguments (``validate_params`` vocabulary).
+RATE: list[Any] = [Interval(Real, 0.0, 1.0, closed="left")]
+METHOD: list[Any] = [StrOptions(set(PRUNING_METHODS))]
+DENSITY: list[Any] = [Interval(Real, 0.0, 1.0, closed="both")]
+KEEP_DENSE: list[Any] = [str, "array-like"]
+MODULE: list[Any] = [nn.Module]
+
 
 # ----------------------------------------------------------------------------- validation
-def validate_rate(rate, name: str = "rate") -> float:
+def validate_rate(rate: Any, name: str = "rate", caller_name: str | None = None) -> float:
     """Check a pruning rate and return it as a float.
 
     Parameters
     ----------
     rate : float
-        Fraction of weights to prune, in ``[0, 1)``. Booleans are rejected.
+        Fraction of weights to prune, in ``[0, 1)``.
     name : str, default="rate"
         Name of the argument, used in the error message.
+    caller_name : str, optional
+        The function or method the argument belongs to, named in the error message.
 
     Returns
     -------
@@ -43,31 +63,33 @@ def validate_rate(rate, name: str = "rate") -> float:
 
     Raises
     ------
-    ValueError
-        If ``rate`` is not a real number in ``[0, 1)``.
+    sklearn.utils._param_validation.InvalidParameterError
+        A ``ValueError``: ``rate`` is not a real number in ``[0, 1)``.
 
     Examples
     --------
     >>> from fairprune_sk.pruning import validate_rate
     >>> validate_rate(0.5)
     0.5
+    >>> validate_rate(1.0, caller_name="prune")
+    Traceback (most recent call last):
+    ...
+    sklearn.utils._param_validation.InvalidParameterError: The 'rate' parameter of prune must \
+be a float in the range [0.0, 1.0). Got 1.0 instead.
     """
-    if (
-        isinstance(rate, bool)
-        or not isinstance(rate, numbers.Real)
-        or not 0.0 <= float(rate) < 1.0  # also rejects NaN
-    ):
-        raise ValueError(f"{name} must be a float in [0, 1); got {rate!r}")
+    check_args({name: RATE}, {name: rate}, caller_name)
     return float(rate)
 
 
-def validate_method(method) -> str:
+def validate_method(method: Any, caller_name: str | None = None) -> str:
     """Check a pruning method name and return it.
 
     Parameters
     ----------
     method : str
         One of :data:`PRUNING_METHODS`.
+    caller_name : str, optional
+        The function or method the argument belongs to, named in the error message.
 
     Returns
     -------
@@ -75,8 +97,8 @@ def validate_method(method) -> str:
 
     Raises
     ------
-    ValueError
-        If ``method`` is not one of :data:`PRUNING_METHODS`.
+    sklearn.utils._param_validation.InvalidParameterError
+        A ``ValueError``: ``method`` is not one of :data:`PRUNING_METHODS`.
 
     Examples
     --------
@@ -84,27 +106,15 @@ def validate_method(method) -> str:
     >>> validate_method("random")
     'random'
     """
-    if not isinstance(method, str) or method not in PRUNING_METHODS:
-        raise ValueError(f"method must be one of {PRUNING_METHODS}; got {method!r}")
+    check_args({"method": METHOD}, {"method": method}, caller_name)
     return method
 
 
-def validate_density(value) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not 0.0 <= float(value) <= 1.0
-    ):
-        raise ValueError(f"min_layer_density must be a float in [0, 1]; got {value!r}")
-    return float(value)
-
-
-def check_module(module) -> None:
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"module must be a torch.nn.Module; got {type(module).__name__}")
-
-
 # ----------------------------------------------------------------------------- selection
+@validate_params(
+    {"module": MODULE, "keep_dense": KEEP_DENSE, "structured": ["boolean"]},
+    prefer_skip_nested_validation=True,
+)
 def prunable_tensors(
     module: nn.Module, *, keep_dense: Iterable[str] | str = (), structured: bool = False
 ) -> list[tuple[str, nn.Module, str]]:
@@ -145,7 +155,6 @@ def prunable_tensors(
     >>> [name for name, _, _ in prunable_tensors(net, keep_dense=["first"])]
     ['2']
     """
-    check_module(module)
     layers = [
         (name, sub) for name, sub in module.named_modules() if isinstance(sub, PRUNABLE_TYPES)
     ]
@@ -157,14 +166,7 @@ def prunable_tensors(
 
 
 def _resolve_keep_dense(keep_dense, names: list[str]) -> set[str]:
-    if isinstance(keep_dense, str):
-        keep_dense = (keep_dense,)
-    try:
-        requested = list(keep_dense)
-    except TypeError:
-        raise ValueError(
-            f"keep_dense must be an iterable of layer names; got {keep_dense!r}"
-        ) from None
+    requested = [keep_dense] if isinstance(keep_dense, str) else list(keep_dense)
     resolved: set[str] = set()
     unknown = []
     for item in requested:
@@ -177,8 +179,9 @@ def _resolve_keep_dense(keep_dense, names: list[str]) -> set[str]:
         elif item not in _KEEP_DENSE_ALIASES:
             unknown.append(item)
     if unknown:
-        raise ValueError(
-            f"keep_dense contains unknown layer name(s) {unknown!r}; valid names are "
-            f"{list(_KEEP_DENSE_ALIASES) + names!r}"
+        # validate_params' wrapper puts the public function the user called in the message
+        raise InvalidParameterError(
+            "The 'keep_dense' parameter of prunable_tensors must be names of prunable layers among "
+            f"{list(_KEEP_DENSE_ALIASES) + names!r}. Got unknown name(s) {unknown!r} instead."
         )
     return resolved

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -119,13 +120,19 @@ def n_weights(net: nn.Module) -> int:
 
 
 # ----------------------------------------------------------------------------- validation
+RATE_MESSAGE = r"parameter{} must be a float in the range \[0.0, 1.0\). Got {} instead."
+
+
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, "a", True, float("nan"), None])
 def test_validate_rate_rejects(bad):
-    with pytest.raises(ValueError, match=r"rate must be a float in \[0, 1\); got"):
+    got = re.escape(repr(bad))
+    with pytest.raises(ValueError, match="The 'rate' " + RATE_MESSAGE.format("", got)):
         validate_rate(bad)
-    with pytest.raises(ValueError, match=r"pruning_rate must be a float in \[0, 1\)"):
-        validate_rate(bad, "pruning_rate")
-    with pytest.raises(ValueError, match=r"rate must be a float in \[0, 1\); got"):
+    with pytest.raises(ValueError, match=(
+            "The 'pruning_rate' " + RATE_MESSAGE.format(" of PrunableNetClassifier.prune", got))):
+        validate_rate(bad, "pruning_rate", "PrunableNetClassifier.prune")
+    with pytest.raises(ValueError, match="The 'rate' " + RATE_MESSAGE.format(
+            " of prune_module", got)):
         prune_module(mlp(), bad)
 
 
@@ -137,19 +144,31 @@ def test_validate_rate_and_method_accept():
 
 @pytest.mark.parametrize("bad", ["magnitude", None, 3])
 def test_validate_method_rejects(bad):
-    with pytest.raises(ValueError, match="method must be one of .*global_magnitude"):
+    expected = r"The 'method' parameter{} must be a str among \{{.*'global_magnitude'.*\}}"
+    with pytest.raises(ValueError, match=expected.format("")):
         validate_method(bad)
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match=expected.format(" of prune_module")):
         prune_module(mlp(), 0.5, bad)
 
 
 def test_other_bad_arguments():
-    with pytest.raises(ValueError, match=r"min_layer_density must be a float in \[0, 1\]"):
+    with pytest.raises(ValueError, match=(
+            r"The 'min_layer_density' parameter of prune_module must be a float in the range "
+            r"\[0.0, 1.0\]. Got 1.5 instead.")):
         prune_module(mlp(), 0.5, min_layer_density=1.5)
-    with pytest.raises(ValueError, match="random_state must be None, an int"):
+    with pytest.raises(ValueError, match="The 'random_state' parameter of prune_module must be"):
         prune_module(mlp(), 0.5, "random", random_state="seed")
+    with pytest.raises(ValueError, match="The 'keep_dense' parameter of prune_module must be"):
+        prune_module(mlp(), 0.5, keep_dense=3)
+    with pytest.raises(ValueError, match="The 'example_inputs' parameter of compact must be"):
+        compact(mlp(), example_inputs=[[0.0] * 20])
     with pytest.raises(ValueError, match="no prunable layer left"):
         prune_module(mlp((4, 2)), 0.5, keep_dense="first")
+    for function in (sparsity, compact, copy_module, is_pruned, prunable_tensors):
+        with pytest.raises(TypeError, match=(
+                f"The 'module' parameter of {function.__name__} must be an instance of "
+                "'torch.nn.modules.module.Module'. Got 'net' instead.")):
+            function("net")
 
 
 # ----------------------------------------------------------------------------- selection
@@ -184,10 +203,14 @@ def test_keep_dense_first_last_and_by_name():
 
 
 def test_keep_dense_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError, match=r"unknown layer name\(s\) \['fc9'\].*'first', 'last'"):
+    with pytest.raises(ValueError, match=(
+            r"The 'keep_dense' parameter of prunable_tensors must be names of prunable layers "
+            r"among \['first', 'last', '0', '2', '4'\]. Got unknown name\(s\) \['fc9'\] instead.")):
         prunable_tensors(mlp(), keep_dense=["fc9"])
-    with pytest.raises(ValueError, match="unknown layer name"):
-        prune_module(mlp(), 0.5, keep_dense=["1"])  # "1" is the ReLU, not prunable
+    with pytest.raises(ValueError, match=(  # "1" is the ReLU, not prunable
+            r"The 'keep_dense' parameter of prune_module must be names of prunable layers .* "
+            r"Got unknown name\(s\) \['1'\] instead.")):
+        prune_module(mlp(), 0.5, keep_dense=["1"])
 
 
 # ----------------------------------------------------------------------------- magnitude
@@ -369,8 +392,9 @@ def test_global_pruning_warns_when_a_layer_is_emptied():
     net = shrunk_mlp()
     with pytest.warns(
         UserWarning, match=r"emptied layer\(s\) \['2'.*keep_dense=.*min_layer_density"
-    ):
+    ) as record:
         prune_module(net, 0.9)
+    assert record[0].filename == __file__  # the warning points at the caller's line
     assert layer_sparsity(net)["2"] == 1.0
 
 
@@ -767,6 +791,41 @@ def test_compact_keeps_constant_channels_before_zero_padded_conv():
     # conv 2's feeds an unpadded conv: folded into its bias and removed
     assert (small[0].out_channels, small[2].out_channels, small[4].in_channels) == (4, 3, 3)
     assert_same_outputs(net, small, torch.randn(4, 1, 6, 6))
+
+
+def zero_fraction(net: nn.Module) -> float:
+    """Zeros over all Linear / Conv weights, counted directly on the module."""
+    weights = [m.weight for m in net.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+
+
+@pytest.mark.parametrize("make", [lambda: mlp((20, 64, 64, 2)), CNN], ids=["mlp", "cnn"])
+def test_sparsity_of_a_compact_module_counts_its_own_weights(make):
+    # structured pruning leaves zero rows in the masked net; compact removes them, so the
+    # compact module holds no zero at all and its sparsity is 0.0, not the masked net's
+    net = prune_module(make(), 0.5, "structured_l2")
+    masked = sparsity(net)
+    assert masked == pytest.approx(zero_fraction(net)) and masked > 0.25
+    small = compact(net)
+    assert zero_fraction(small) == 0.0
+    assert sparsity(small) == 0.0
+    assert sparsity(net) == masked  # the pruned module is untouched
+
+
+def test_sparsity_of_a_compact_module_counts_the_zeros_it_kept():
+    # a dead filter feeding a zero-padded conv with a non-zero constant is kept: its zeros
+    # are still there and sparsity counts them over the compact module's weights
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    with torch.no_grad():
+        net[0].bias.fill_(0.3)
+    kill_units(net[0], [0])
+    net[0].bias_mask.fill_(1.0)  # the weights are zero, the bias is alive
+    small = compact(net, example_inputs=torch.randn(4, 1, 6, 6))
+    assert small[0].out_channels == 4  # kept
+    assert zero_fraction(small) == pytest.approx(9 / (36 + 144 + 288), rel=1e-12)
+    assert sparsity(small) == zero_fraction(small)
 
 
 def kill_units(layer: nn.Module, units) -> None:
