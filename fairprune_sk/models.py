@@ -14,9 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from numbers import Integral, Real
+from typing import Any
 
 import torch
 from torch import nn
+
+from ._validation import Interval, InvalidParameterError, StrOptions, check_args
 
 __all__ = ["MLP", "SmallCNN", "ResNet18", "BasicBlock"]
 
@@ -28,79 +31,88 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "leaky_relu": nn.LeakyReLU,
 }
 
-
 # ----------------------------------------------------------------------------- validation
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
+_POSITIVE = Interval(Integral, 1, None, closed="left")
+
+#: sklearn constraints of the constructors' plain arguments (``hidden_units`` is one width in
+#: SmallCNN; the sequences ``hidden_units`` of MLP and ``channels``, ``input_shape`` and
+#: ``activation`` have their own checks below, in the same words).
+_CONSTRAINTS: dict[str, list[Any]] = {
+    "n_features": [_POSITIVE],
+    "n_classes": [_POSITIVE],
+    "hidden_units": [_POSITIVE],
+    "width": [_POSITIVE],
+    "dropout": [Interval(Real, 0.0, 1.0, closed="left")],
+}
 
 
-def _check_dropout(value, name: str = "dropout") -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a float in [0, 1), got {value!r}.")
-    return float(value)
+def _check(caller: str, **values: Any) -> None:
+    check_args(_CONSTRAINTS, values, caller)
 
 
-def _check_int_sequence(value, name: str, *, allow_empty: bool) -> tuple[int, ...]:
-    if isinstance(value, Integral) and not isinstance(value, bool):
+def _invalid(caller: str, name: str, expected: str, value: Any) -> InvalidParameterError:
+    return InvalidParameterError(
+        f"The {name!r} parameter of {caller} must be {expected}. Got {value!r} instead."
+    )
+
+
+def _int_sequence(value: Any, name: str, caller: str, *, allow_empty: bool) -> tuple[int, ...]:
+    """``value`` (an int or a sequence of ints >= 1) as a tuple of ints."""
+    if isinstance(value, Integral):
         value = (value,)
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-        raise ValueError(f"{name} must be a sequence of positive integers, got {value!r}.")
-    if not allow_empty and len(value) == 0:
-        raise ValueError(f"{name} must contain at least one positive integer, got {value!r}.")
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
-            raise ValueError(f"{name} must be a sequence of positive integers, got {value!r}.")
+    if (
+        isinstance(value, str | bytes)
+        or not isinstance(value, Sequence)
+        or (not allow_empty and len(value) == 0)
+        or not all(_POSITIVE.is_satisfied_by(v) for v in value)
+    ):
+        expected = "a sequence of ints >= 1" + ("" if allow_empty else " (at least one)")
+        raise _invalid(caller, name, expected, value)
     return tuple(int(v) for v in value)
 
 
-def _check_input_shape(value) -> tuple[int, int, int]:
+def _check_input_shape(value: Any, caller: str) -> tuple[int, int, int]:
+    """``(C, H, W)`` from ``(C, H, W)``, ``(H, W)`` or a flat square image ``(n,)``."""
+    expected = "a tuple (C, H, W) of ints >= 1, (H, W) for one channel, or a flat (n,)"
     try:
         shape = tuple(value)
     except TypeError:
-        shape = None
-    if shape is None or len(shape) not in (1, 2, 3):
-        raise ValueError(
-            f"input_shape must be a tuple (C, H, W) (or (H, W) for one channel), got {value!r}."
-        )
+        raise _invalid(caller, "input_shape", expected, value) from None
+    if len(shape) not in (1, 2, 3) or not all(_POSITIVE.is_satisfied_by(v) for v in shape):
+        raise _invalid(caller, "input_shape", expected, value)
     if len(shape) == 1:
         # flat images: n = H*W (one channel) or 3*H*W (RGB) with square images
         n = shape[0]
-        if isinstance(n, Integral) and not isinstance(n, bool) and n > 0:
-            side = math.isqrt(n)
-            side3 = math.isqrt(n // 3)
-            if side * side == n:
-                return (1, side, side)
-            if n % 3 == 0 and 3 * side3 * side3 == n:
-                return (3, side3, side3)
-        raise ValueError(
-            f"input_shape {value!r} is flat and not a square image (H*W or 3*H*W with H == W); "
-            "pass input_shape=(C, H, W) explicitly."
+        side, side3 = math.isqrt(n), math.isqrt(n // 3)
+        if side * side == n:
+            return (1, side, side)
+        if n % 3 == 0 and 3 * side3 * side3 == n:
+            return (3, side3, side3)
+        raise _invalid(
+            caller, "input_shape", "(C, H, W), or a flat (n,) of a square image (n = H*W or "
+            "3*H*W with H == W)", value,
         )
     if len(shape) == 2:
         shape = (1, *shape)
-    for v in shape:
-        if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
-            raise ValueError(f"input_shape must hold positive integers, got {value!r}.")
     return tuple(int(v) for v in shape)  # type: ignore[return-value]
 
 
-def _make_activation(activation) -> nn.Module:
+def _make_activation(activation: str | type[nn.Module]) -> nn.Module:
+    """An instance of the activation (a name of ``_ACTIVATIONS`` or an ``nn.Module`` class)."""
     if isinstance(activation, str):
-        try:
-            return _ACTIVATIONS[activation]()
-        except KeyError:
-            raise ValueError(
-                f"activation must be one of {sorted(_ACTIVATIONS)} or an nn.Module class, "
-                f"got {activation!r}."
-            ) from None
-    if isinstance(activation, type) and issubclass(activation, nn.Module):
-        return activation()
-    raise ValueError(
-        f"activation must be one of {sorted(_ACTIVATIONS)} or an nn.Module class, "
-        f"got {activation!r}."
-    )
+        return _ACTIVATIONS[activation]()
+    return activation()
+
+
+def _check_activation(activation: Any, caller: str) -> None:
+    if not (
+        StrOptions(set(_ACTIVATIONS)).is_satisfied_by(activation)
+        or (isinstance(activation, type) and issubclass(activation, nn.Module))
+    ):
+        raise _invalid(
+            caller, "activation", f"a str among {sorted(_ACTIVATIONS)} or an nn.Module class",
+            activation,
+        )
 
 
 def _as_image_batch(X: torch.Tensor, input_shape: tuple[int, int, int]) -> torch.Tensor:
@@ -156,11 +168,9 @@ default="relu"
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        n_features = _check_positive_int(n_features, "n_features")
-        n_classes = _check_positive_int(n_classes, "n_classes")
-        hidden_units = _check_int_sequence(hidden_units, "hidden_units", allow_empty=True)
-        dropout = _check_dropout(dropout)
-        _make_activation(activation)  # validate even when there is no hidden layer
+        _check("MLP", n_features=n_features, n_classes=n_classes, dropout=dropout)
+        _check_activation(activation, "MLP")  # even when there is no hidden layer
+        hidden_units = _int_sequence(hidden_units, "hidden_units", "MLP", allow_empty=True)
 
         layers: list[nn.Module] = []
         n_in = n_features
@@ -228,17 +238,17 @@ class SmallCNN(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.input_shape = _check_input_shape(input_shape)
-        n_classes = _check_positive_int(n_classes, "n_classes")
-        channels = _check_int_sequence(channels, "channels", allow_empty=False)
-        hidden_units = _check_positive_int(hidden_units, "hidden_units")
-        dropout = _check_dropout(dropout)
+        _check("SmallCNN", n_classes=n_classes, hidden_units=hidden_units, dropout=dropout)
+        self.input_shape = _check_input_shape(input_shape, "SmallCNN")
+        channels = _int_sequence(channels, "channels", "SmallCNN", allow_empty=False)
 
         c, h, w = self.input_shape
         if h < 2 ** len(channels) or w < 2 ** len(channels):
-            raise ValueError(
-                f"input_shape {self.input_shape} is too small for {len(channels)} pooling "
-                f"blocks (channels={channels}): H and W must be >= {2 ** len(channels)}."
+            side = 2 ** len(channels)
+            raise _invalid(
+                "SmallCNN", "input_shape",
+                f"at least {side} x {side} for {len(channels)} pooling blocks "
+                f"(channels={channels})", input_shape,
             )
         blocks: list[nn.Module] = []
         for out in channels:
@@ -342,9 +352,8 @@ class ResNet18(nn.Module):
 
     def __init__(self, input_shape: tuple[int, ...], n_classes: int, width: int = 64) -> None:
         super().__init__()
-        self.input_shape = _check_input_shape(input_shape)
-        n_classes = _check_positive_int(n_classes, "n_classes")
-        width = _check_positive_int(width, "width")
+        _check("ResNet18", n_classes=n_classes, width=width)
+        self.input_shape = _check_input_shape(input_shape, "ResNet18")
         c = self.input_shape[0]
         self.stem = nn.Sequential(
             nn.Conv2d(c, width, 3, stride=1, padding=1, bias=False),

@@ -1,3 +1,7 @@
+"""Tests of fairprune_sk.models: shapes, parameter counts, argument checks, training."""
+
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -56,7 +60,9 @@ def test_mlp_dropout_layers():
 )
 def test_mlp_validation(kwargs, name):
     params = {"n_features": 3, "n_classes": 2, **kwargs}
-    with pytest.raises(ValueError, match=name):
+    got = re.escape(repr(next(iter(kwargs.values()))))
+    expected = f"^The '{name}' parameter of MLP must be .*Got {got} instead.$"
+    with pytest.raises(ValueError, match=expected):
         MLP(**params)
 
 
@@ -97,6 +103,7 @@ def test_small_cnn_flat_input_shape_is_read_as_square_image():
         ({"input_shape": (10,)}, "input_shape"),
         ({"input_shape": (1, 2, 3, 4)}, "input_shape"),
         ({"input_shape": (1, 2, 2)}, "input_shape"),  # too small for two poolings
+        ({"input_shape": (1, 0, 28)}, "input_shape"),
         ({"n_classes": 0}, "n_classes"),
         ({"channels": ()}, "channels"),
         ({"hidden_units": 0}, "hidden_units"),
@@ -105,7 +112,9 @@ def test_small_cnn_flat_input_shape_is_read_as_square_image():
 )
 def test_small_cnn_validation(kwargs, name):
     params = {"input_shape": (1, 28, 28), "n_classes": 2, **kwargs}
-    with pytest.raises(ValueError, match=name):
+    got = re.escape(repr(next(iter(kwargs.values()))))
+    expected = f"^The '{name}' parameter of SmallCNN must be .*Got {got} instead.$"
+    with pytest.raises(ValueError, match=expected):
         SmallCNN(**params)
 
 
@@ -148,7 +157,9 @@ def test_resnet18_structure_and_parameter_count():
 )
 def test_resnet18_validation(kwargs, name):
     params = {"input_shape": (3, 32, 32), "n_classes": 2, "width": 8, **kwargs}
-    with pytest.raises(ValueError, match=name):
+    got = re.escape(repr(next(iter(kwargs.values()))))
+    expected = f"^The '{name}' parameter of ResNet18 must be .*Got {got} instead.$"
+    with pytest.raises(ValueError, match=expected):
         ResNet18(**params)
 
 
