@@ -1,5 +1,7 @@
-"""The dual dynamics as pure functions: the dual step, the per-group replay buffer, ψ, and the
-stratified held-out split (each tested on its own; :mod:`fairprune_sk.constrained._callback` drives them).
+"""The dual dynamics: the dual step, the per-group replay buffer, ψ, the stratified held-out
+split, tail averaging, and :class:`DualState`, the memory of the dual steps that a
+:class:`~fairprune_sk.FairConstrainedNet` owns as its fitted attribute ``dual_state_``
+(:class:`~fairprune_sk.constrained.DualAscent` drives them).
 
 Dual dynamics (``dual_dynamics``): ``gradient`` is projected dual ascent on the Lagrangian
 ``J + Σ λ_a c_a`` (the paper's); ``damped`` (the default of ``accuracy_gap``) minimises the
@@ -21,14 +23,17 @@ one of its formulations. What it would bring (projected ascent, a cap, nuPI) is 
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .._validation import torch_seed
 
 __all__ = [
+    "DualState",
     "GroupReplayBuffer",
     "TailAverage",
     "dual_step",
@@ -108,48 +113,31 @@ class GroupReplayBuffer:
         self.values = np.zeros((n_groups, self.size))
         self.count = np.zeros(n_groups, dtype=np.int64)
         self.position = np.zeros(n_groups, dtype=np.int64)  # next slot to write
-        # a stable sort of 16-bit keys is a radix sort: the same order, several times faster
-        self._sort_dtype = np.int16 if n_groups <= np.iinfo(np.int16).max else np.int64
-        self._means: np.ndarray | None = None  # means() until the next push
 
     def push(self, codes: np.ndarray, values: np.ndarray) -> None:
         """Append ``values`` (in order) to the buffers of their groups ``codes``."""
         codes = np.asarray(codes, dtype=np.int64)
-        if not codes.size:
-            return
-        order = np.argsort(codes.astype(self._sort_dtype), kind="stable")
-        codes = codes[order]
-        values = np.asarray(values, dtype=np.float64)[order]
-        counts = np.bincount(codes, minlength=len(self.count))
-        skipped = np.maximum(counts - self.size, 0)  # only the last `size` of a group survive
-        # each value's rank among its group's surviving values (negative: it does not survive)
-        rank = np.arange(len(codes)) - (np.cumsum(counts) - counts + skipped)[codes]
-        keep = rank >= 0
-        self.values[codes[keep], (self.position[codes] + rank)[keep] % self.size] = values[keep]
-        self.position = (self.position + (counts - skipped)) % self.size
-        self.count = np.minimum(self.count + counts, self.size)
-        self._means = None
+        values = np.asarray(values, dtype=np.float64)
+        for group in np.unique(codes):
+            new = values[codes == group][-self.size:]  # only the last `size` survive
+            slots = (self.position[group] + np.arange(len(new))) % self.size
+            self.values[group, slots] = new
+            self.position[group] = (self.position[group] + len(new)) % self.size
+            self.count[group] = min(self.count[group] + len(new), self.size)
+
+    def means(self) -> np.ndarray:
+        """Mean of each group's buffer; NaN for a group with nothing pushed yet."""
+        means = np.full(len(self.count), np.nan)
+        np.divide(self.values.sum(axis=1), self.count, out=means, where=self.count > 0)
+        return means
 
     def standard_errors(self) -> np.ndarray:
         """Standard error of each group's buffer mean (``s / √m``); NaN with fewer than 2 values."""
-        filled = np.arange(self.size)[None, :] < self.count[:, None]  # slots written
-        deviation = np.where(filled, self.values - self.means()[:, None], 0.0)
-        squares = (deviation**2).sum(axis=1)
-        defined = self.count > 1
-        error = np.full(len(self.count), np.nan)  # variance / m, then its square root
-        np.divide(squares, self.count - 1, out=error, where=defined)
-        np.divide(error, self.count, out=error, where=defined)
-        return np.sqrt(error, out=error, where=defined)
-
-    def means(self) -> np.ndarray:
-        """Mean of each group's buffer; NaN for a group with nothing pushed yet (read-only:
-        computed once per push)."""
-        if self._means is None:
-            means = np.full(len(self.count), np.nan)
-            np.divide(self.values.sum(axis=1), self.count, out=means, where=self.count > 0)
-            means.flags.writeable = False
-            self._means = means
-        return self._means
+        errors = np.full(len(self.count), np.nan)
+        for group in np.flatnonzero(self.count > 1):
+            values = self.values[group, : self.count[group]]
+            errors[group] = values.std(ddof=1) / np.sqrt(len(values))
+        return errors
 
 
 def excess_accuracy_gap(drop: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -272,3 +260,112 @@ class TailAverage:
         with torch.no_grad():
             for name, param in module.named_parameters():
                 param.copy_(self.sums[name] / self.count)
+
+
+class DualState:
+    """What the dual steps of one training set of groups remember: a fitted attribute of its net.
+
+    A :class:`~fairprune_sk.FairConstrainedNet` keeps it as ``dual_state_``; its copies
+    (``pruned_copy``, ``dense_reference``, ``copy.deepcopy``, pickling) carry a copy of their
+    own (:meth:`copy`), and its transactions restore it after a failed call.
+
+    Parameters
+    ----------
+    groups : pandas.Index
+        The training groups (``groups_`` of the net); a new ``fit`` has a new state with zero
+        multipliers, while ``partial_fit`` / ``fine_tune`` carry on.
+
+    Attributes
+    ----------
+    multipliers : ndarray of shape (n_groups,)
+        The Lagrange multipliers λ (they carry on from one training run to the next).
+    previous_error : ndarray of shape (n_groups,)
+        The error of the last dual step (the PI term's memory).
+    batches_since_update : int
+        Training batches since the last dual step, counted across epochs.
+    heldout : dict of str to ndarray or None
+        The ``constraint_split`` rows (the net's training dict plus ``"y"``) of the current
+        fine-tuning; None without a held-out split.
+    """
+
+    def __init__(self, groups: pd.Index) -> None:
+        self.groups = groups
+        self.multipliers = np.zeros(len(groups))
+        self.previous_error = np.zeros(len(groups))
+        self.heldout: dict[str, np.ndarray] | None = None
+        self.heldout_rows: np.ndarray | None = None
+        self.group_shares: np.ndarray | None = None  # training shares, set for fine-tuning
+        self.start_run(replay_size=1)
+
+    def copy(self) -> DualState:
+        """An independent copy (the held-out rows, never written to, are shared)."""
+        heldout, self.heldout = self.heldout, None
+        try:
+            state = copy.deepcopy(self)
+        finally:
+            self.heldout = heldout
+        state.heldout = heldout
+        return state
+
+    def start_run(self, replay_size: int) -> None:
+        """A training run begins: fresh replay buffer, accumulators, epoch record and best
+        iterate (the multipliers and the PI memory carry on)."""
+        self.replay = GroupReplayBuffer(len(self.groups), replay_size)
+        self.best_key: tuple | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_iterate: int | None = None
+        self.iterates_seen = 0
+        self.tail_average: TailAverage | None = None
+        self.step_every_epoch = False
+        self.reset_accumulators()
+        self.start_epoch()
+
+    def start_epoch(self) -> None:
+        """Forget the epoch's recorded violations (the batch counter carries on)."""
+        self.epoch_violations: list[np.ndarray] = []
+
+    def reset_accumulators(self) -> None:
+        """Forget the batches since the last dual step."""
+        self.loss_sums = np.zeros(len(self.groups))  # per group Σ w·loss
+        self.weight_sums = np.zeros(len(self.groups))  # per group Σ w
+        self.batches_since_update = 0
+
+    def accumulate(self, loss_sums: np.ndarray, weight_sums: np.ndarray) -> None:
+        """Add a batch's per-group ``Σ w·loss`` and ``Σ w``."""
+        self.loss_sums = self.loss_sums + loss_sums
+        self.weight_sums = self.weight_sums + weight_sums
+
+    def averaged_violation(self) -> np.ndarray:
+        """``|J_a − J|`` over the accumulated batches; NaN for groups that were absent."""
+        means = np.full(len(self.groups), np.nan)
+        np.divide(self.loss_sums, self.weight_sums, out=means, where=self.weight_sums > 0)
+        overall = self.loss_sums.sum() / max(self.weight_sums.sum(), 1e-12)
+        return np.abs(means - overall)
+
+    def replay_gap(self) -> np.ndarray:
+        """ψ per group over the replay buffer (NaN for a group not seen yet)."""
+        return excess_accuracy_gap(self.replay.means(), self.group_shares)
+
+    def step(self, violation: np.ndarray, **step_params: Any) -> None:
+        """A :func:`dual_step` on the multipliers (keywords passed on)."""
+        self.multipliers, self.previous_error = dual_step(
+            self.multipliers, violation, self.previous_error, **step_params
+        )
+
+    def consider_iterate(
+        self, violation: np.ndarray, accuracy: float, tolerance: float, module: torch.nn.Module
+    ) -> None:
+        """Keep ``module``'s weights if this iterate is the best on the held-out rows so far.
+
+        Cotter et al.'s rule: among iterates meeting every constraint (``max violation ≤
+        tolerance``) the most accurate; while none does, the one with the smallest excess.
+        """
+        finite = violation[~np.isnan(violation)]
+        excess = (float(finite.max()) if finite.size else 0.0) - tolerance
+        key = (excess > 0, excess if excess > 0 else -accuracy)
+        self.iterates_seen += 1
+        if self.best_key is None or key < self.best_key:
+            self.best_key, self.best_iterate = key, self.iterates_seen
+            self.best_state = {
+                name: value.detach().clone() for name, value in module.state_dict().items()
+            }

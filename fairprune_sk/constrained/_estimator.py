@@ -15,13 +15,12 @@ multipliers in ``history``.
   gap ``ψ_a = (acc_a(θ*) − acc_a(θ)) − (acc(θ*) − acc(θ)) ≤ ε`` while fine-tuning the pruned
   net θ against its dense reference θ*.
 
-The design notes sit with the code they explain: CEAG's differentiable proxy and the batch
-Lagrangian in :mod:`fairprune_sk.constrained._constraints`; the dual signal (replay buffer, noise margin,
-held-out split and best iterate) and tail averaging in :mod:`fairprune_sk.constrained._callback`; the
-dual dynamics (``gradient`` / ``damped``, the PI term) and why not ``cooper-optim`` in
-:mod:`fairprune_sk.constrained._dual`. A non-finite training loss or weight stops training with
-:class:`DivergenceError` (naming ``dual_lr``) and the estimator is restored to its state
-before the call.
+The batch Lagrangian of each target is one function in :mod:`._lagrangian`; the dual
+dynamics (``gradient`` / ``damped``, the PI term, the replay buffer, tail averaging) are pure
+functions and a state container in :mod:`._dual`, kept by the net as its fitted attribute
+``dual_state_``; the :class:`DualAscent` callback takes the dual steps. A non-finite training
+loss or weight stops training with :class:`DivergenceError` (naming ``dual_lr``) and the
+estimator is restored to its state before the call.
 """
 
 from __future__ import annotations
@@ -33,17 +32,26 @@ from typing import Any, Self
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.utils._param_validation import Interval, StrOptions
+from skorch.utils import to_tensor
 
 from .._validation import check_int
 from ..metrics import group_codes
 from ..nets import PrunableNetClassifier, TerminalPrintLog
-from ..nets._data import INPUT_KEY
-from ._callback import DualAscent, DualState
+from ..nets._data import INPUT_KEY, SAMPLE_WEIGHT_KEY
+from ._callback import DualAscent
 from ._constraints import (
+    DIVERGED,
+    EMPTY_HELDOUT_GROUP,
     GROUP_KEY,
-    ConstraintsMixin,
+    REFERENCE_CORRECT_KEY,
+    REFERENCE_LOSS_KEY,
+    DivergenceError,
+    eval_logits,
 )
+from ._dual import DualState, stratified_holdout
+from ._lagrangian import ceag_lagrangian, group_loss_lagrangian, group_sums
 
 __all__ = [
     "CONSTRAINT_PHASES",
@@ -83,7 +91,7 @@ MISSING_SENSITIVE_FEATURES = (
 )
 
 
-class FairConstrainedNet(ConstraintsMixin, PrunableNetClassifier):
+class FairConstrainedNet(PrunableNetClassifier):
     """A prunable net trained under per-group constraints by Lagrangian duality.
 
     Parameters
@@ -256,47 +264,153 @@ class FairConstrainedNet(ConstraintsMixin, PrunableNetClassifier):
                     else value)
 
     # ------------------------------------------------------------------------------------------
-    # the dual state (owned by the DualAscent callback)
+    # the dual state (a fitted attribute: copied with the net, restored by its transactions)
     # ------------------------------------------------------------------------------------------
-    def _dual_ascent(self) -> DualAscent | None:
-        """The callback that owns the dual state; None before ``initialize``."""
-        for _, callback in getattr(self, "callbacks_", ()):
-            if isinstance(callback, DualAscent):
-                return callback
-        if hasattr(self, "callbacks_"):
-            raise ValueError(
-                f"{type(self).__name__} needs its 'dual_ascent' callback (a DualAscent, which "
-                "owns the multipliers); do not remove or replace it"
-            )
-        return None
-
-    @property
-    def _dual_state(self) -> DualState | None:
-        """The multipliers, replay buffer, accumulators, held-out rows and best iterate; None
-        before the first training run."""
-        dual = self._dual_ascent()
-        return None if dual is None else dual.state_
-
     @property
     def multipliers_(self) -> pd.Series:
         """One Lagrange multiplier per training group."""
-        self.check_is_fitted(["groups_"])
-        multipliers = self._dual_state.multipliers.copy()
+        self.check_is_fitted(["groups_", "dual_state_"])
+        multipliers = self.dual_state_.multipliers.copy()
         return pd.Series(multipliers, index=self.groups_, name="multiplier")
+
+    def _copied_fitted_state(self) -> dict[str, Any]:
+        """A copy of ``dual_state_`` for a sibling (``pruned_copy``, ``dense_reference``, ...)."""
+        state = getattr(self, "dual_state_", None)
+        return {} if state is None else {"dual_state_": state.copy()}
 
     @contextmanager
     def _transaction(self, *, in_place: bool) -> Iterator[None]:
-        """The parent's transaction, which also restores the dual state if the block raises."""
-        dual = self._dual_ascent()
-        state = None if dual is None else dual.state_
-        saved = None if state is None else state.snapshot()
-        try:
-            with super()._transaction(in_place=in_place):
-                yield
-        except BaseException:
-            if dual is not None:
-                dual.state_ = saved
-            raise
+        """The parent's transaction; the block trains a copy of ``dual_state_``, so a failed
+        call leaves the original in place."""
+        with super()._transaction(in_place=in_place):
+            if getattr(self, "dual_state_", None) is not None:
+                self.dual_state_ = self.dual_state_.copy()
+            yield
+
+    def _constraint_active(self) -> bool:
+        phase = getattr(self, "phase_", "train")
+        if self.constraint_phase == "none":
+            return False
+        if phase == "train":
+            return self.constraint_phase in ("before", "both") or self.pruning_rate == 0
+        return self.constraint_phase in ("after", "both")
+
+    def _targets_accuracy_gap(self) -> bool:
+        """CEAG acts while fine-tuning against a dense reference; dense training uses losses."""
+        return self.constraint_target == "accuracy_gap" and getattr(self, "phase_", "") == (
+            "fine_tune"
+        )
+
+    def _uses_heldout(self) -> bool:
+        """Whether the dual steps measure the constraints on the ``constraint_split`` rows."""
+        state = getattr(self, "dual_state_", None)
+        return state is not None and state.heldout is not None and self.phase_ == "fine_tune"
+
+    def _heldout_measure(self, held: Mapping[str, np.ndarray]) -> tuple[np.ndarray, float]:
+        """Constraint values and accuracy of the current net on the held-out rows ``held``."""
+        logits = eval_logits(self.module_, held[INPUT_KEY], self.device)
+        y = torch.as_tensor(held["y"], device=logits.device)
+        with torch.no_grad():
+            losses = self.per_sample_loss(logits, y).double().cpu().numpy()
+            correct = (logits.argmax(dim=1) == y).cpu().numpy().astype(np.float64)
+        codes, n_groups = held[GROUP_KEY], len(self.groups_)
+        counts = np.bincount(codes, minlength=n_groups).astype(np.float64)
+        if self.constraint_target == "accuracy_gap":
+            drop = held[REFERENCE_CORRECT_KEY] - correct
+            with np.errstate(invalid="ignore", divide="ignore"):
+                group_drop = np.bincount(codes, weights=drop, minlength=n_groups) / counts
+            return group_drop - drop.mean(), float(correct.mean())
+        if self.constraint_target == "excess_risk":
+            losses = losses - held[REFERENCE_LOSS_KEY]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            group_loss = np.bincount(codes, weights=losses, minlength=n_groups) / counts
+        return np.abs(group_loss - losses.mean()), float(correct.mean())
+
+    def _reference_outputs(
+        self, X: np.ndarray, y_index: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample loss of the dense net θ* and whether it is correct (eval mode, no grad)."""
+        # θ* as a plain module, not a copy of the estimator
+        module = self.module_ if self.dense_state_dict_ is None else self._dense_module()
+        logits = eval_logits(module, X, self.device)  # no DataLoader: no RNG draws
+        y = torch.as_tensor(y_index, device=logits.device)
+        with torch.no_grad():
+            losses = self.per_sample_loss(logits, y)
+            correct = logits.argmax(dim=1) == y
+        return (losses.cpu().numpy().astype(np.float32),
+                correct.cpu().numpy().astype(np.float32))
+
+    def _fine_tuning_input(self, data: Any, y_index: np.ndarray) -> Any:
+        """Add what the target needs from θ* and set the held-out rows of ``constraint_split``.
+
+        ``excess_risk`` gets the dense net's per-sample losses, ``accuracy_gap`` whether θ*
+        classified each sample correctly, computed once.
+        """
+        if not (isinstance(data, Mapping) and GROUP_KEY in data and self._constrains_fine_tuning()):
+            return data
+        state = self.dual_state_
+        codes = np.asarray(data[GROUP_KEY])
+        shares = np.bincount(codes, minlength=len(self.groups_)).astype(np.float64)
+        state.group_shares = shares / shares.sum()
+        if self.constraint_target != "group_loss":  # the batches carry only what is used
+            losses, correct = self._reference_outputs(data[INPUT_KEY], y_index)
+            if self.constraint_target == "accuracy_gap":
+                data = {**data, REFERENCE_CORRECT_KEY: correct}
+            else:
+                data = {**data, REFERENCE_LOSS_KEY: losses}
+        if self.constraint_split is not None:
+            held = stratified_holdout(codes, y_index, self.constraint_split, self.random_state)
+            empty = np.flatnonzero(np.bincount(codes[held], minlength=len(self.groups_)) == 0)
+            if empty.size:
+                group = self.groups_[empty[0]]
+                raise ValueError(
+                    EMPTY_HELDOUT_GROUP.format(
+                        split=self.constraint_split,
+                        group=group,
+                        n=int((codes == empty[0]).sum()),
+                    )
+                )
+            state.heldout = {key: np.asarray(value)[held] for key, value in data.items()}
+            state.heldout["y"] = y_index[held]
+            state.heldout_rows = held
+        return data
+
+    def _constrains_fine_tuning(self) -> bool:
+        return self.constraint_phase in ("after", "both")
+
+    def _encode_groups(self, sensitive_features: Any, n_samples: int) -> np.ndarray:
+        """Codes of the training groups; unseen groups are an error for training."""
+        groups = group_codes(sensitive_features, n_samples)
+        positions = self.groups_.get_indexer(groups.index)
+        if np.any(positions < 0):
+            unseen = list(groups.index[positions < 0])
+            raise ValueError(f"sensitive_features has groups not seen in fit: {unseen}")
+        return positions[groups.codes].astype(np.int64)
+
+    def _diverged(self, what: str) -> DivergenceError:
+        return DivergenceError(
+            DIVERGED.format(
+                name=type(self).__name__,
+                what=what,
+                epoch=len(self.history),
+                phase=getattr(self, "phase_", "train"),
+                multipliers=np.round(self.dual_state_.multipliers, 4).tolist(),
+                dual_lr=self.dual_lr_,
+                lr=self.lr,
+            )
+        )
+
+    def _check_finite_weights(self) -> None:
+        for name, param in self.module_.named_parameters():
+            if not bool(torch.isfinite(param).all()):
+                raise self._diverged(f"the weight {name} became non-finite")
+
+    def _checked(self, loss: torch.Tensor) -> torch.Tensor:
+        """``loss``, unless its value is not finite (:class:`DivergenceError`)."""
+        value = loss.item()
+        if not np.isfinite(value):
+            raise self._diverged(f"the training loss became {value}")
+        return loss
 
     # ------------------------------------------------------------------------------------------
     # fit
@@ -352,7 +466,8 @@ class FairConstrainedNet(ConstraintsMixin, PrunableNetClassifier):
                 groups = group_codes(np.zeros(len(y_index), dtype=np.int64))
             else:
                 groups = group_codes(sensitive_features, len(y_index))
-            self.groups_ = groups.index  # a new index: DualAscent starts a new DualState
+            self.groups_ = groups.index
+            self.dual_state_ = DualState(groups.index)  # a new fit: λ = 0
             self._fit_validated(X_arr, y_index, classes, sample_weight=weight, group=groups.codes)
         return self
 
@@ -437,36 +552,70 @@ class FairConstrainedNet(ConstraintsMixin, PrunableNetClassifier):
                     )
                 )
             data = self._training_input(X_arr, sample_weight=weight, group=codes)
-            if self._dual_state is not None:
-                self._dual_state.heldout = None
+            self.dual_state_.heldout = None
             if phase == "fine_tune":
                 data = self._fine_tuning_input(data, y_index)
             with self._seeded(offset=len(self.history)):
                 self._train_epochs(data, y_index, epochs, phase=phase)
         return self
 
-    def fit_loop(self, X: Any, y: Any = None, epochs: int | None = None, **fit_params: Any) -> Self:
-        """skorch's loop; a phase whose constraint does not act trains on what a
-        :class:`PrunableNetClassifier` trains on.
-
-        The group codes ride along with X only while the constraint acts, so an unconstrained
-        phase (the dense training of the default ``constraint_phase="after"``) runs the plain
-        net's batches, at its speed, with the same batches and weights.
-        """
-        if isinstance(X, Mapping) and GROUP_KEY in X and not self._constraint_active():
-            X = {key: value for key, value in X.items() if key != GROUP_KEY}
-            if list(X) == [INPUT_KEY]:
-                X = X[INPUT_KEY]
-        return super().fit_loop(X, y, epochs=epochs, **fit_params)
-
     def _train_epochs(self, data: Any, y_index: np.ndarray, epochs: int, phase: str) -> None:
         """As the parent, but constrained fine-tuning trains on the rows not held out."""
-        state = self._dual_state
-        if phase == "fine_tune" and state is not None and state.heldout is not None:
+        state = self.dual_state_
+        if phase == "fine_tune" and state.heldout is not None:
             keep = ~state.heldout_rows
             data = {key: np.asarray(value)[keep] for key, value in data.items()}
             y_index = y_index[keep]
-        dual = self._dual_ascent()
-        if dual is not None:
-            dual.run_epochs = epochs  # for tail averaging, which needs the run's length
-        super()._train_epochs(data, y_index, epochs, phase)
+        self._run_epochs_ = epochs  # the run's length, for tail averaging and dual_update
+        try:
+            super()._train_epochs(data, y_index, epochs, phase)
+        finally:
+            del self._run_epochs_
+
+    # ------------------------------------------------------------------------------------------
+    # the batch loss: J, plus the Lagrangian penalty while a constraint acts
+    # ------------------------------------------------------------------------------------------
+    def _ceag_on_training_batches(self) -> bool:
+        """Whether CEAG's dual steps read the training batches' accuracy drops (a replay
+        buffer), rather than the held-out rows of ``constraint_split``."""
+        return self._targets_accuracy_gap() and not self._uses_heldout()
+
+    def get_loss(
+        self, y_pred: torch.Tensor, y_true: Any, X: Any = None, training: bool = False
+    ) -> torch.Tensor:
+        """The mean (weighted) loss ``J``; while training under an active constraint, the
+        Lagrangian of the target (:mod:`fairprune_sk.constrained._lagrangian`).
+
+        The criterion runs once: its per-sample losses give ``J`` and the group terms. Under
+        the loss targets with training duals, the batch's per-group loss sums also go to
+        ``dual_state_`` for the next dual step. All-zero multipliers give exactly ``J``.
+        """
+        losses = self.per_sample_loss(y_pred, y_true)
+        loss = self._mean_loss(losses, y_true, X)
+        if not training:
+            return loss
+        self._checked(loss)
+        if not (isinstance(X, Mapping) and GROUP_KEY in X and self._constraint_active()):
+            return loss
+        state = self.dual_state_
+        codes = to_tensor(X[GROUP_KEY], device=losses.device).long()
+        weight = X.get(SAMPLE_WEIGHT_KEY)
+        weight = None if weight is None else to_tensor(weight, device=losses.device)
+        multipliers = torch.as_tensor(state.multipliers, device=losses.device)
+        damped = self.dual_dynamics_ == "damped"
+        if self._targets_accuracy_gap():
+            if not state.multipliers.any():
+                return loss
+            return ceag_lagrangian(loss, losses, codes, multipliers, weight=weight, damped=damped)
+        reference = X.get(REFERENCE_LOSS_KEY)
+        reference = None if reference is None else to_tensor(reference, device=losses.device)
+        if not self._uses_heldout():  # the dual step averages the batches since the last one
+            excess = losses.detach() if reference is None else losses.detach() - reference
+            sums, weights = group_sums(excess.double(), codes, len(self.groups_), weight)
+            state.accumulate(sums.cpu().numpy(), weights.cpu().numpy())
+        if not state.multipliers.any():
+            return loss
+        return group_loss_lagrangian(
+            loss, losses, codes, multipliers, weight=weight, reference_losses=reference,
+            damped=damped,
+        )
