@@ -116,6 +116,10 @@ def hessian_vector_product(
 ) -> torch.Tensor:
     """Hessian-vector product ``H v`` with ``H = ∇²_θ J(θ; D)``, never forming ``H``.
 
+    On one group's samples ``D_a`` this is the group Hessian ``H_a`` of Theorem 1, whose
+    quadratic form ``½ Δᵀ H_a Δ`` (``Δ = θ̂ − θ*``) is the second-order term of the excess risk
+    ``R(a)`` of eq. (2).
+
     Double backward per minibatch: ``H v = ∇_θ (∇_θ J · v)``, summed over batches and divided
     by the number of samples, so the result does not depend on ``batch_size`` (up to rounding).
     Each product is a forward pass and two backward passes per batch; repeated products on the

@@ -35,8 +35,8 @@ matplotlib.use("Agg")
 
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
-    """These tiny problems gain nothing from intra-op threads, and on a busy 2-core machine
-    every parallel region waits for a descheduled thread (measured: 100x slower HVPs)."""
+    """These tiny problems gain nothing from intra-op threads, and on a busy machine every
+    parallel region waits for a descheduled thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
