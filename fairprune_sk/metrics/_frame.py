@@ -1,4 +1,5 @@
-"""``ExcessRiskFrame``: the one per-group audit table of a pruned net against its dense reference.
+"""``ExcessRiskFrame``: the one per-group audit table of a compressed model against its dense
+reference.
 
 Everything is computed once, in the constructor, from one forward pass per model: five
 per-sample columns (dense and pruned cross-entropy, dense and pruned correctness, whether the
@@ -6,28 +7,37 @@ predicted class flipped), aggregated per group with ``bincount``. Every derived 
 R(a) (eq. 2), ξ (eq. 3), the excess accuracy gap ψ_g, flip rates — and, with ``n_boot``, its
 percentile-bootstrap interval comes from the same arrays through the same column function.
 
-The columns and their reductions across groups live in :mod:`._columns`, the bootstrap
-intervals (the ``*_ci`` names) in :mod:`._frame_intervals`.
+The models' probabilities come from :mod:`._outputs`, a streamed torch ``Dataset`` is reduced
+batch by batch in :mod:`._stream`, the probabilities are checked in :mod:`._proba`; the columns
+and their reductions across groups live in :mod:`._columns`, the bootstrap intervals (the
+``*_ci`` names) in :mod:`._frame_intervals`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 
 from ._bootstrap import BOOTSTRAP_CONSTRAINTS, check_bootstrap_params
 from ._columns import (
     COLUMN_DESCRIPTIONS,
     FRAME_COLUMNS,
+    INTERVAL_COLUMNS,
     METHOD_CONSTRAINTS,
     _column_table,
-    _SampleColumns,
     _frame_metrics,
     _group_reduce,
+    _SampleColumns,
 )
 from ._frame_intervals import FrameIntervalsMixin
 from ._groups import _as_frame, group_codes
@@ -41,28 +51,80 @@ NO_PRUNED_PROBA = (
 )
 
 
+def _constructor_constraints() -> dict[str, list[Any]]:
+    """``validate_parameter_constraints`` constraints of the constructor's arguments."""
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    return {
+        "model": [HasMethods(["predict_proba"]), torch.nn.Module],
+        "X": ["array-like", "sparse matrix", Dataset, DataLoader],
+        "y": ["array-like", None],
+        "sensitive_features": ["array-like", str],
+        "reference": [HasMethods(["predict_proba"]), torch.nn.Module, None],
+        "classes": ["array-like", None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, torch.device, None],
+        "random_state": BOOTSTRAP_CONSTRAINTS["random_state"],
+    }
+
+
 class ExcessRiskFrame(FrameIntervalsMixin):
-    """Per-group audit of a pruned net against its dense reference, in fairlearn's vocabulary.
+    """Per-group audit of a compressed model against its dense reference, in fairlearn's
+    vocabulary.
+
+    "Pruned" in the column names means any compressed model: pruned by us, by
+    ``torch.nn.utils.prune`` or Torch-Pruning, quantized, or anything else; the audit only
+    compares two models' class probabilities on the same data.
 
     Parameters
     ----------
-    net : fitted classifier
-        The pruned net θ̂ (any estimator with ``predict_proba`` and ``classes_``). Without
-        ``reference`` it must be a pruned :class:`~fairprune_sk.PrunableNetClassifier`, whose
-        dense reference θ* (kept by ``prune``) is used.
-    X : array-like of shape (n_samples, n_features)
-        Evaluation data, as accepted by ``net.predict_proba``.
-    y : array-like of shape (n_samples,)
-        True labels (any labels of ``net.classes_``).
-    sensitive_features : array-like, Series or DataFrame of shape (n_samples,) or (n_samples, k)
-        Group membership; several columns give intersectional groups.
-    reference : fitted classifier, optional
-        An explicit dense reference with the same ``classes_``.
+    model : fitted classifier or torch.nn.Module
+        The compressed model θ̂, one of:
+
+        - one of our nets (:class:`~fairprune_sk.PrunableNetClassifier`,
+          :class:`~fairprune_sk.FairConstrainedNet`) or another fitted skorch
+          ``NeuralNetClassifier``; a net of ours that was pruned keeps its dense reference θ*,
+          used when ``reference`` is None;
+        - any fitted classifier with ``predict_proba`` and ``classes_`` (sklearn's, a
+          ``Pipeline``);
+        - a ``torch.nn.Module`` returning logits (the softmax is taken in float64; one output
+          column is the logit of the second of two classes). It runs in eval mode without
+          gradients, and the train / eval mode of every submodule is restored afterwards.
+    X : array-like of shape (n_samples, ...), torch Dataset or DataLoader
+        Evaluation data. In memory: what ``model.predict_proba`` accepts (a torch module gets
+        it in batches of ``batch_size``, floating values cast to the module's dtype). A torch
+        ``Dataset`` or ``DataLoader`` is streamed: both models see each batch once and only
+        per-sample results are kept. Its items may be ``(x, y)``, ``x`` alone, or a dict with
+        the input under ``"X"``, the label under ``"y"`` (optional) and any other fields. A
+        ``Dataset`` is batched by ``batch_size`` in order; a ``DataLoader`` is used as it is
+        (it must not shuffle if ``y`` or ``sensitive_features`` is given as an array). Our
+        nets see it through their ``module_``, with the net's output nonlinearity, as in
+        ``predict_proba``.
+    y : array-like of shape (n_samples,), optional
+        True labels, each one of the models' ``classes_`` (or of ``classes``). Required for
+        in-memory ``X``; for a stream, None takes them from the items.
+    sensitive_features : array-like, Series, DataFrame, str or tuple of str
+        Group membership, one row per sample (several columns give intersectional groups), in
+        the order of ``X``. With a stream of dict items, a str names the item field holding
+        it, and a tuple of str several fields (intersectional groups).
+    reference : fitted classifier or torch.nn.Module, optional
+        The dense model θ*, any of the kinds ``model`` may be, with the same classes. Required
+        unless ``model`` is a pruned net of ours; always for a torch module.
+    classes : array-like of shape (n_classes,), optional
+        Labels of the probability columns. Default: the models' ``classes_`` (which it must
+        equal when given), or ``0 .. K-1`` for the ``K`` outputs of torch modules.
+    batch_size : int >= 1, default=256
+        Samples per forward pass of a torch module, and per batch of a streamed ``Dataset``.
+        Nets and classifiers on in-memory data use their own batching.
+    device : str or torch.device, optional
+        Where torch modules compute (each is moved there for the audit and back after);
+        None: where they are. Skorch nets compute on their own ``device``.
     n_boot : int >= 1, optional
         Number of bootstrap resamples of the evaluation rows, as in fairlearn's
         ``MetricFrame``. Set it to get ``by_group_ci``, ``overall_ci`` and the ``*_ci()``
         methods. The intervals reflect the sampling of the *evaluation* rows for these fixed
-        nets; they do not include the noise of training (use several seeds for that).
+        models; they do not include the noise of training (use several seeds for that).
     ci_quantiles : sequence of float in (0, 1), optional
         Quantiles of the percentile bootstrap, increasing. Default with ``n_boot``:
         ``(0.025, 0.975)``, a 95 % interval (fairlearn requires both arguments).
@@ -87,7 +149,16 @@ class ExcessRiskFrame(FrameIntervalsMixin):
         Accuracy of the pruned net on its worst group.
     by_group_ci, overall_ci : list of DataFrame / Series
         With ``n_boot``: one frame (series) per quantile, aligned with ``by_group``
-        (``overall``).
+        (``overall``), columns :data:`INTERVAL_COLUMNS` (all but ``count``).
+
+    Raises
+    ------
+    ValueError
+        In sklearn's words for an argument of the wrong type or range; naming ``reference``
+        when it is needed and missing; when the models' classes differ; when a model's
+        probabilities are not finite, in [0, 1] and summing to 1 per row, with one column per
+        class (as sklearn's ``log_loss`` checks them); when ``y`` holds a label that is not a
+        class, or ``y`` and ``sensitive_features`` do not have one row per sample of ``X``.
 
     Examples
     --------
@@ -110,73 +181,96 @@ class ExcessRiskFrame(FrameIntervalsMixin):
     >>> low, high = frame.difference_ci()  # 95 % percentile-bootstrap interval of xi
     >>> bool(low["excess_risk"] <= xi <= high["excess_risk"])
     True
+
+    Any torch module returning logits, compressed however, against its dense original, on a
+    torch ``Dataset`` of ``(x, y)`` items:
+
+    >>> import copy
+    >>> import torch
+    >>> from torch.nn.utils import prune
+    >>> from torch.utils.data import TensorDataset
+    >>> dense = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
+    ...                             torch.nn.Linear(16, 2))
+    >>> small = prune.l1_unstructured(copy.deepcopy(dense)[0], "weight", amount=0.5)
+    >>> compressed = torch.nn.Sequential(small, *copy.deepcopy(dense)[1:])
+    >>> data = TensorDataset(torch.from_numpy(X), torch.from_numpy(y))
+    >>> frame = ExcessRiskFrame(compressed, data, sensitive_features=group, reference=dense)
+    >>> frame.by_group["count"].to_dict()
+    {'a': 110, 'b': 90}
     """
 
-    @validate_params(
-        {
-            "net": [HasMethods(["predict_proba"])],
-            "X": ["array-like", "sparse matrix"],
-            "y": ["array-like"],
-            "sensitive_features": ["array-like"],
-            "reference": [HasMethods(["predict_proba"]), None],
-            **BOOTSTRAP_CONSTRAINTS,
-        },
-        prefer_skip_nested_validation=False,  # the models validate their own parameters
-    )
     def __init__(
         self,
-        net: Any,
+        model: Any,
         X: Any,
-        y: Any,
+        y: Any = None,
         *,
         sensitive_features: Any,
         reference: Any = None,
+        classes: Any = None,
+        batch_size: int = 256,
+        device: Any = None,
         n_boot: int | None = None,
         ci_quantiles: Sequence[float] | None = None,
         random_state: Any = None,
     ) -> None:
-        n_boot, ci_quantiles = check_bootstrap_params(
-            n_boot, ci_quantiles, caller_name="ExcessRiskFrame.__init__"
+        # torch is imported here, not with the module: from_outputs does not need it
+        from ._outputs import as_model, common_classes, inference
+        from ._stream import is_stream, stream_columns
+
+        validate_parameter_constraints(
+            _constructor_constraints(),
+            {"model": model, "X": X, "y": y, "sensitive_features": sensitive_features,
+             "reference": reference, "classes": classes, "batch_size": batch_size,
+             "device": device, "random_state": random_state},
+            caller_name="ExcessRiskFrame",
         )
-        if reference is None:
-            dense_reference = getattr(net, "dense_reference", None)
-            if dense_reference is None:
-                raise ValueError(
-                    f"{type(net).__name__} keeps no dense reference; pass reference= "
-                    "(a fitted dense classifier with the same classes_)"
-                )
-            reference = dense_reference()
-        classes = np.asarray(net.classes_)
-        if not np.array_equal(np.asarray(reference.classes_), classes):
+        n_boot, ci_quantiles = check_bootstrap_params(
+            n_boot, ci_quantiles, caller_name="ExcessRiskFrame"
+        )
+        pruned = as_model(model, "model")
+        dense = pruned.dense_reference() if reference is None else as_model(reference, "reference")
+        classes, classes_name = common_classes(pruned, dense, classes)
+        bootstrap = {"n_boot": n_boot, "ci_quantiles": ci_quantiles, "random_state": random_state}
+        if is_stream(X):
+            result = stream_columns(
+                pruned, dense, X, y, sensitive_features=sensitive_features, classes=classes,
+                classes_name=classes_name, batch_size=batch_size, device=device,
+            )
+            self._build(result.y, result.y_index, result.columns,
+                        sensitive_features=result.sensitive_features, classes=result.classes,
+                        **bootstrap)
+            return
+        if y is None:
             raise ValueError(
-                f"reference.classes_ {np.asarray(reference.classes_).tolist()} differ from "
-                f"net.classes_ {classes.tolist()}"
+                "y is None: pass the true labels of X (only the items of a torch Dataset or "
+                "DataLoader can carry them)"
+            )
+        if isinstance(sensitive_features, str):
+            raise ValueError(
+                f"sensitive_features={sensitive_features!r} names an item field, which only a "
+                "torch Dataset or DataLoader of dict items has; for in-memory X pass one group "
+                "label per sample"
             )
         y = np.asarray(y).ravel()
-        proba_pruned = check_proba(net.predict_proba(X), "net.predict_proba(X)",
-                                   n_samples=len(y), n_classes=len(classes))
-        proba_dense = check_proba(reference.predict_proba(X), "reference.predict_proba(X)",
-                                  n_samples=len(y), n_classes=len(classes))
-        y_index = encode_y(y, classes, name="net.classes_")
+        group_codes(sensitive_features, len(y))  # a length mismatch fails before any work
+        with inference([pruned, dense], device):
+            proba_pruned = pruned.proba_of_array(X, batch_size)
+            proba_dense = dense.proba_of_array(X, batch_size)
+        n_classes = None if classes is None else len(classes)
+        proba_pruned = check_proba(proba_pruned, pruned.describe(), n_samples=len(y),
+                                   n_classes=n_classes)
+        if classes is None:
+            classes = np.arange(proba_pruned.shape[1])
+        proba_dense = check_proba(proba_dense, dense.describe(), n_samples=len(y),
+                                  n_classes=len(classes))
+        y_index = encode_y(y, classes, name=classes_name)
         self._build(
             y, y_index, _SampleColumns.of(y_index, proba_dense, proba_pruned),
-            sensitive_features=sensitive_features, classes=classes, n_boot=n_boot,
-            ci_quantiles=ci_quantiles, random_state=random_state,
+            sensitive_features=sensitive_features, classes=classes, **bootstrap,
         )
 
     @classmethod
-    @validate_params(
-        {
-            "y": ["array-like"],
-            "proba_dense": ["array-like"],
-            "proba_pruned": ["array-like", None],
-            "sensitive_features": ["array-like"],
-            "classes": ["array-like", None],
-            "correct_pruned": ["array-like", None],
-            **BOOTSTRAP_CONSTRAINTS,
-        },
-        prefer_skip_nested_validation=True,
-    )
     def from_outputs(
         cls,
         y: Any,
@@ -255,6 +349,21 @@ class ExcessRiskFrame(FrameIntervalsMixin):
         0         1       0            1
         1         4       1            0
         """
+        validate_parameter_constraints(
+            {
+                "y": ["array-like"],
+                "proba_dense": ["array-like"],
+                "proba_pruned": ["array-like", None],
+                "sensitive_features": ["array-like"],
+                "classes": ["array-like", None],
+                "correct_pruned": ["array-like", None],
+                "random_state": BOOTSTRAP_CONSTRAINTS["random_state"],
+            },
+            {"y": y, "proba_dense": proba_dense, "proba_pruned": proba_pruned,
+             "sensitive_features": sensitive_features, "classes": classes,
+             "correct_pruned": correct_pruned, "random_state": random_state},
+            caller_name="ExcessRiskFrame.from_outputs",
+        )
         n_boot, ci_quantiles = check_bootstrap_params(
             n_boot, ci_quantiles, caller_name="ExcessRiskFrame.from_outputs"
         )
@@ -364,14 +473,14 @@ class ExcessRiskFrame(FrameIntervalsMixin):
         """Largest value of each column across groups."""
         return self._reduced("max", "between_groups")
 
-    @validate_params(METHOD_CONSTRAINTS, prefer_skip_nested_validation=True)
     def difference(self, method: str = "between_groups") -> pd.Series:
         """Max − min across groups, or (``to_overall``) max |group − overall|."""
+        self._validate({"method": method}, METHOD_CONSTRAINTS, "difference")
         return self._reduced("difference", method)
 
-    @validate_params(METHOD_CONSTRAINTS, prefer_skip_nested_validation=True)
     def ratio(self, method: str = "between_groups") -> pd.Series:
         """Min / max across groups, or (``to_overall``) the smallest group/overall ratio."""
+        self._validate({"method": method}, METHOD_CONSTRAINTS, "ratio")
         return self._reduced("ratio", method)
 
     def _reduced(self, kind: str, method: str) -> pd.Series:
@@ -456,14 +565,6 @@ class ExcessRiskFrame(FrameIntervalsMixin):
             )
         return self._metric_frame
 
-    @validate_params(
-        {
-            "column": [StrOptions(set(FRAME_COLUMNS[1:]))],
-            "ax": "no_validation",
-            "sort": ["boolean", StrOptions(set(FRAME_COLUMNS))],
-        },
-        prefer_skip_nested_validation=True,
-    )
     def plot(self, column: str = "excess_risk", *, ax: Any = None, sort: bool | str = True) -> Any:
         """Horizontal bars of ``column`` per group, with the bootstrap interval when there is one.
 
@@ -483,6 +584,12 @@ class ExcessRiskFrame(FrameIntervalsMixin):
         """
         from ._plot import plot_by_group
 
+        self._validate(
+            {"column": column, "sort": sort},
+            {"column": [StrOptions(set(INTERVAL_COLUMNS))],
+             "sort": ["boolean", StrOptions(set(FRAME_COLUMNS))]},
+            "plot",
+        )
         intervals = None
         if self._boot_table is not None:
             ci = self.by_group_ci

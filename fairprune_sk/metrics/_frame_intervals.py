@@ -46,7 +46,7 @@ class FrameIntervalsMixin:
                 f"group(s) {small} have a single row: their bootstrap interval is that row's "
                 "value (or NaN where a resample misses the row); collect more data for them",
                 UserWarning,
-                stacklevel=5,  # the caller of ExcessRiskFrame(...) or from_outputs
+                stacklevel=4,  # the caller of ExcessRiskFrame(...) or from_outputs
             )
         sums, counts = bootstrap_group_sums(
             self._per_sample, self._groups.codes, self._groups.n_groups, n_boot, random_state
@@ -66,7 +66,7 @@ class FrameIntervalsMixin:
                 f"group(s) {rarely} are missing from more than 5 % of the bootstrap resamples; "
                 "their intervals use the resamples that contain them",
                 UserWarning,
-                stacklevel=5,  # the caller of ExcessRiskFrame(...) or from_outputs
+                stacklevel=4,  # the caller of ExcessRiskFrame(...) or from_outputs
             )
 
     @property

@@ -44,14 +44,14 @@ def test_metric_functions_validate_their_arguments(call, message):
 def test_frame_constructor_validates_its_arguments(two_models):
     X, y, group, dense, pruned = two_models
     with pytest.raises(InvalidParameterError, match=r"'reference' parameter of "
-                                                    r"ExcessRiskFrame.__init__ must be"):
+                                                    r"ExcessRiskFrame must be"):
         ExcessRiskFrame(pruned, X, y, sensitive_features=group, reference="dense")
     with pytest.raises(InvalidParameterError, match=r"'n_boot' parameter of "
-                                                    r"ExcessRiskFrame.__init__ must be an int in "
+                                                    r"ExcessRiskFrame must be an int in "
                                                     r"the range \[1, inf\) or None. Got -1"):
         ExcessRiskFrame(pruned, X, y, sensitive_features=group, reference=dense, n_boot=-1)
     with pytest.raises(InvalidParameterError, match=r"'ci_quantiles' parameter of "
-                                                    r"ExcessRiskFrame.__init__ must be strictly "
+                                                    r"ExcessRiskFrame must be strictly "
                                                     r"increasing. Got \[0.5, 0.5\] instead."):
         ExcessRiskFrame(pruned, X, y, sensitive_features=group, reference=dense, n_boot=5,
                         ci_quantiles=[0.5, 0.5])
