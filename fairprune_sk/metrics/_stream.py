@@ -62,9 +62,12 @@ class _Batch:
 
 
 def _as_array(value: Any) -> np.ndarray:
+    """A batch's labels or field as an ndarray of its own: a view would keep the batch's small
+    tensors alive, and thousands of them scattered over the heap keep it from shrinking (the
+    process's memory then grows with n by far more than the values)."""
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
+        return value.detach().cpu().numpy().copy()
+    return np.array(value)
 
 
 def _parse(batch: Any) -> _Batch:
