@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils._param_validation import HasMethods, Interval, validate_params
 
 from .metrics import ExcessRiskFrame
-from .nets import PrunableNetClassifier
 
-__all__ = ["CI_COLUMNS", "MEANINGS", "PruningAudit", "audit_pruning"]
+__all__ = ["CI_COLUMNS", "MEANINGS", "OutputsAudit", "PruningAudit", "audit_outputs",
+           "audit_pruning"]
 
 #: Columns of the audit table that get ``_ci_low`` / ``_ci_high`` bootstrap bounds.
 CI_COLUMNS = ("excess_risk", "excess_accuracy_gap", "accuracy_drop")
@@ -67,6 +67,113 @@ def _max_psi_text(frame: ExcessRiskFrame) -> str:
     return _with_interval(psi, bounds[0]["excess_accuracy_gap"], bounds[-1]["excess_accuracy_gap"])
 
 
+def _frame_table(frame: ExcessRiskFrame) -> pd.DataFrame:
+    """The printed per-group table of a frame, the group that lost most first: counts,
+    accuracies, R(a) and ψ with their intervals, flip rates."""
+    ci = frame.by_group_ci if frame.n_boot is not None else None
+    rows = []
+    for group, row in frame.by_group.sort_values("excess_risk", ascending=False).iterrows():
+        bounds = {
+            column: (ci[0].loc[group, column], ci[-1].loc[group, column]) if ci is not None
+            else (np.nan, np.nan)
+            for column in ("excess_risk", "excess_accuracy_gap")
+        }
+        rows.append({
+            "group": _group_name(group),
+            "n": int(row["count"]),
+            "acc dense": f"{row['accuracy_dense']:.3f}",
+            "acc pruned": f"{row['accuracy_pruned']:.3f}",
+            "R(a) [95% CI]": _with_interval(row["excess_risk"], *bounds["excess_risk"]),
+            "psi [95% CI]": _with_interval(row["excess_accuracy_gap"],
+                                           *bounds["excess_accuracy_gap"]),
+            "flip rate": f"{row['flip_rate']:.3f}",
+        })
+    return pd.DataFrame(rows)
+
+
+def _verdict(frame: ExcessRiskFrame, heading: str, n_rows: int,
+             trained: bool = True) -> list[str]:
+    """Plain-words lines: who lost most, and whether the disparity is beyond the bootstrap
+    noise (a pair of groups whose R(a) intervals do not overlap, also after a Bonferroni
+    adjustment for comparing every group at once). ``trained``: the models were trained here,
+    once (their seed noise is not in the intervals)."""
+    by_group = frame.by_group
+    worst = by_group["excess_risk"].idxmax()
+    lines = [heading]
+    if frame.n_boot is None:
+        lines.append(f"  Lost most: {_group_name(worst)}, R(a) = "
+                     f"{by_group.loc[worst, 'excess_risk']:.3f} (no intervals: no bootstrap "
+                     "resamples were asked for)")
+        return lines
+    low, high = frame.by_group_ci[0], frame.by_group_ci[-1]
+
+    def bounded(column: str) -> str:
+        return _with_interval(by_group.loc[worst, column], low.loc[worst, column],
+                              high.loc[worst, column])
+
+    lines.append(
+        f"  Lost most: {_group_name(worst)} (n={by_group.loc[worst, 'count']}), R(a) = "
+        f"{bounded('excess_risk')}; accuracy {by_group.loc[worst, 'accuracy_dense']:.3f} -> "
+        f"{by_group.loc[worst, 'accuracy_pruned']:.3f}, psi = {bounded('excess_accuracy_gap')}.")
+    pairs = frame.separated_pairs("excess_risk")
+    strict = frame.separated_pairs("excess_risk", simultaneous=True)
+    n_groups, n_pairs = len(by_group), len(by_group) * (len(by_group) - 1) // 2
+    xi = f"xi = {_xi_text(frame)}"
+    if len(strict):
+        top = strict.iloc[0]
+        lines.append(
+            f"  Significant: YES. {len(strict)} of {n_pairs} pairs of groups are separated "
+            f"even by intervals adjusted for comparing {n_groups} groups at once "
+            f"(Bonferroni); e.g. {_group_name(top['higher'])} [from {top['higher_low']:+.3f}] "
+            f"lies entirely above {_group_name(top['lower'])} [up to "
+            f"{top['lower_high']:+.3f}]. {xi}.")
+    elif len(pairs):
+        top = pairs.iloc[0]
+        lines.append(
+            f"  Significant: WEAK. {len(pairs)} of {n_pairs} pairs have non-overlapping 95 % "
+            f"intervals (e.g. {_group_name(top['higher'])} [from {top['higher_low']:+.3f}] "
+            f"above {_group_name(top['lower'])} [up to {top['lower_high']:+.3f}]), but none "
+            f"once the intervals are adjusted for comparing {n_groups} groups at once: with "
+            f"that many pairs, a separation this small can be chance. {xi}.")
+    else:
+        lines.append(
+            f"  Significant: NO. Every pair of groups' 95 % intervals of R(a) overlaps, so "
+            f"the disparity ({xi}) is within the noise of the {n_rows} evaluation rows.")
+    intervals = f"  Intervals: {frame.n_boot} bootstrap resamples of the {n_rows} evaluation rows"
+    lines.append(intervals + (", for this one trained net; training-seed noise is not included "
+                              "(fairprune benchmark --seeds 5 measures it)." if trained else "."))
+    return lines
+
+
+def _plot_groups(frame: ExcessRiskFrame, title: str, path: Path) -> Path:
+    """R(a) and ψ per group, with intervals, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(12, 0.42 * len(frame.by_group) + 2.0),
+                                layout="constrained")
+    frame.plot("excess_risk", ax=axes[0])
+    frame.plot("excess_accuracy_gap", ax=axes[1], sort="excess_risk")  # same order
+    figure.suptitle(title)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def _report(sections: list[Any], verdict: list[str]) -> str:
+    """Text lines and tables, the verdict, and what the numbers mean, as one text."""
+    lines = list(sections)
+    with pd.option_context("display.width", 250, "display.max_columns", None,
+                           "display.max_colwidth", 60):
+        lines = [line if isinstance(line, str) else line.to_string(index=False)
+                 for line in lines]
+    lines += ["", *verdict, "", "What the numbers mean:"]
+    lines += [f"  {line}" for line in MEANINGS]
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True, eq=False)
 class PruningAudit:
     """What :func:`audit_pruning` measured.
@@ -96,51 +203,22 @@ class PruningAudit:
     n_rows: int
     control: ExcessRiskFrame | None = None
 
-    def rate_table(self, rate: float) -> pd.DataFrame:
-        """The printed per-group table of one rate, the group that lost most first: counts,
-        accuracies, R(a) and ψ with their intervals, flip rates."""
-        frame = self.frames[rate]
-        ci = frame.by_group_ci if frame.n_boot is not None else None
-        rows = []
-        for group, row in frame.by_group.sort_values("excess_risk", ascending=False).iterrows():
-            bounds = {
-                column: (ci[0].loc[group, column], ci[-1].loc[group, column]) if ci is not None
-                else (np.nan, np.nan)
-                for column in ("excess_risk", "excess_accuracy_gap")
-            }
-            rows.append({
-                "group": _group_name(group),
-                "n": int(row["count"]),
-                "acc dense": f"{row['accuracy_dense']:.3f}",
-                "acc pruned": f"{row['accuracy_pruned']:.3f}",
-                "R(a) [95% CI]": _with_interval(row["excess_risk"], *bounds["excess_risk"]),
-                "psi [95% CI]": _with_interval(row["excess_accuracy_gap"],
-                                              *bounds["excess_accuracy_gap"]),
-                "flip rate": f"{row['flip_rate']:.3f}",
-            })
-        return pd.DataFrame(rows)
-
-    def report(self) -> str:
-        """The audit in words: one table per rate, the :meth:`verdict` at the highest rate, and
-        what the numbers mean (:data:`MEANINGS`)."""
-        lines = []
-        with pd.option_context("display.width", 250, "display.max_columns", None,
-                               "display.max_colwidth", 60):
-            for rate, frame in self.frames.items():
-                sparsity = self.table.loc[self.table["rate"] == rate, "sparsity"].iloc[0]
-                lines += ["", f"pruning rate {rate:g} (sparsity {sparsity:.3f}): accuracy "
-                              f"{frame.overall['accuracy_pruned']:.4f} (dense "
-                              f"{self.dense_accuracy:.4f}); xi = {_xi_text(frame)}; max psi = "
-                              f"{_max_psi_text(frame)}",
-                          self.rate_table(rate).to_string(index=False)]
-        lines += ["", *self.verdict(), "", "What the numbers mean:"]
-        lines += [f"  {line}" for line in MEANINGS]
-        return "\n".join(lines)
-
     @property
     def highest_rate(self) -> float:
         """The highest rate audited."""
         return max(self.frames)
+
+    def report(self) -> str:
+        """The audit in words: one table per rate, the :meth:`verdict` at the highest rate, and
+        what the numbers mean (:data:`MEANINGS`)."""
+        sections: list[Any] = []
+        for rate, frame in self.frames.items():
+            sparsity = self.table.loc[self.table["rate"] == rate, "sparsity"].iloc[0]
+            sections += ["", f"pruning rate {rate:g} (sparsity {sparsity:.3f}): accuracy "
+                             f"{frame.overall['accuracy_pruned']:.4f} (dense "
+                             f"{self.dense_accuracy:.4f}); xi = {_xi_text(frame)}; max psi = "
+                             f"{_max_psi_text(frame)}", _frame_table(frame)]
+        return _report(sections, self.verdict())
 
     def verdict(self) -> list[str]:
         """Plain-words lines about the highest rate: who lost most, and whether the disparity
@@ -148,65 +226,13 @@ class PruningAudit:
         also after a Bonferroni adjustment for comparing every group at once)."""
         rate = self.highest_rate
         frame = self.frames[rate]
-        by_group = frame.by_group
-        worst = by_group["excess_risk"].idxmax()
-        lines = [f"At pruning rate {rate:g} (the highest audited):"]
-        if frame.n_boot is None:
-            lines.append(f"  Lost most: {_group_name(worst)}, R(a) = "
-                         f"{by_group.loc[worst, 'excess_risk']:.3f} (no intervals: no "
-                         "bootstrap resamples were asked for)")
-        else:
-            lines += self._significance(frame, worst)
+        lines = _verdict(frame, f"At pruning rate {rate:g} (the highest audited):", self.n_rows)
         if self.control is not None:
             lines.append(
                 f"  Control: the dense net fine-tuned the same epochs WITHOUT pruning has xi = "
                 f"{_xi_text(self.control)} (pruned at {rate:g}: {_xi_text(frame)}). The part of "
                 "the disparity the control shows comes from the extra training, not from "
                 "pruning.")
-        return lines
-
-    def _significance(self, frame: ExcessRiskFrame, worst: Any) -> list[str]:
-        by_group = frame.by_group
-        low, high = frame.by_group_ci[0], frame.by_group_ci[-1]
-
-        def bounded(column: str) -> str:
-            return _with_interval(by_group.loc[worst, column], low.loc[worst, column],
-                                 high.loc[worst, column])
-
-        lines = [
-            f"  Lost most: {_group_name(worst)} (n={by_group.loc[worst, 'count']}), R(a) = "
-            f"{bounded('excess_risk')}; accuracy {by_group.loc[worst, 'accuracy_dense']:.3f} -> "
-            f"{by_group.loc[worst, 'accuracy_pruned']:.3f}, psi = "
-            f"{bounded('excess_accuracy_gap')}."
-        ]
-        pairs = frame.separated_pairs("excess_risk")
-        strict = frame.separated_pairs("excess_risk", simultaneous=True)
-        n_groups, n_pairs = len(by_group), len(by_group) * (len(by_group) - 1) // 2
-        xi = f"xi = {_xi_text(frame)}"
-        if len(strict):
-            top = strict.iloc[0]
-            lines.append(
-                f"  Significant: YES. {len(strict)} of {n_pairs} pairs of groups are separated "
-                f"even by intervals adjusted for comparing {n_groups} groups at once "
-                f"(Bonferroni); e.g. {_group_name(top['higher'])} [from {top['higher_low']:+.3f}] "
-                f"lies entirely above {_group_name(top['lower'])} [up to "
-                f"{top['lower_high']:+.3f}]. {xi}.")
-        elif len(pairs):
-            top = pairs.iloc[0]
-            lines.append(
-                f"  Significant: WEAK. {len(pairs)} of {n_pairs} pairs have non-overlapping 95 % "
-                f"intervals (e.g. {_group_name(top['higher'])} [from {top['higher_low']:+.3f}] "
-                f"above {_group_name(top['lower'])} [up to {top['lower_high']:+.3f}]), but none "
-                f"once the intervals are adjusted for comparing {n_groups} groups at once: with "
-                f"that many pairs, a separation this small can be chance. {xi}.")
-        else:
-            lines.append(
-                f"  Significant: NO. Every pair of groups' 95 % intervals of R(a) overlaps, so "
-                f"the disparity ({xi}) is within the noise of the {self.n_rows} evaluation rows.")
-        lines.append(
-            f"  Intervals: {frame.n_boot} bootstrap resamples of the {self.n_rows} evaluation "
-            "rows, for this one trained net; training-seed noise is not included (fairprune "
-            "benchmark --seeds 5 measures it).")
         return lines
 
     def plot(self, prefix: str | Path) -> list[Path]:
@@ -235,14 +261,8 @@ class PruningAudit:
         highest = self.highest_rate
         frame = self.frames[highest]
         n_groups = len(frame.by_group)
-        figure, axes = plt.subplots(1, 2, figsize=(12, 0.42 * n_groups + 2.0),
-                                    layout="constrained")
-        frame.plot("excess_risk", ax=axes[0])
-        frame.plot("excess_accuracy_gap", ax=axes[1], sort="excess_risk")  # same order
-        figure.suptitle(f"Who paid for pruning at rate {highest:g}")
-        paths = [prefix.with_name(f"{prefix.stem}_groups.png")]
-        figure.savefig(paths[0], dpi=120)
-        plt.close(figure)
+        paths = [_plot_groups(frame, f"Who paid for pruning at rate {highest:g}",
+                              prefix.with_name(f"{prefix.stem}_groups.png"))]
 
         rates = sorted(self.frames)
         figure, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
@@ -275,10 +295,10 @@ class PruningAudit:
         return paths
 
 
-def _rate_table(frame: ExcessRiskFrame, rate: float, sparsity: float) -> pd.DataFrame:
+def _frame_rows(frame: ExcessRiskFrame) -> pd.DataFrame:
+    """The written table of one frame: its groups with intervals, then the frame's ξ, max ψ
+    (with intervals when bootstrapped) and accuracy gap on every row."""
     table = frame.by_group_with_ci(CI_COLUMNS)
-    table.insert(0, "sparsity", sparsity)
-    table.insert(0, "rate", rate)
     table["fairness_violation"] = frame.fairness_violation
     table["max_excess_accuracy_gap"] = frame.max_excess_accuracy_gap
     if frame.n_boot is not None:
@@ -294,7 +314,7 @@ def _rate_table(frame: ExcessRiskFrame, rate: float, sparsity: float) -> pd.Data
 
 @validate_params(
     {
-        "net": [PrunableNetClassifier],
+        "net": [HasMethods(["pruned_copy", "predict_proba"])],
         "X_train": ["array-like"],
         "y_train": ["array-like"],
         "X_test": ["array-like"],
@@ -310,7 +330,7 @@ def _rate_table(frame: ExcessRiskFrame, rate: float, sparsity: float) -> pd.Data
     prefer_skip_nested_validation=True,
 )
 def audit_pruning(
-    net: PrunableNetClassifier,
+    net: Any,
     X_train: Any,
     y_train: Any,
     X_test: Any,
@@ -329,7 +349,8 @@ def audit_pruning(
     Parameters
     ----------
     net : PrunableNetClassifier
-        Fitted dense net θ*; it is not modified (each rate prunes a copy).
+        Fitted dense net θ* (or a FairConstrainedNet); it is not modified (each rate prunes a
+        copy).
     X_train, y_train : array-like
         Fine-tuning data (used when ``fine_tune_epochs > 0`` or by data-driven methods).
     X_test, y_test : array-like
@@ -397,7 +418,9 @@ def audit_pruning(
         frame = ExcessRiskFrame(pruned, X_test, y_test, sensitive_features=sensitive_test,
                                 n_boot=n_boot, random_state=random_state)
         frames[rate] = frame
-        table = _rate_table(frame, rate, pruned.sparsity_)
+        table = _frame_rows(frame)
+        table.insert(0, "sparsity", pruned.sparsity_)
+        table.insert(0, "rate", rate)
         table["seconds"] = time.perf_counter() - start
         tables.append(table)
     reference = None
@@ -410,3 +433,119 @@ def audit_pruning(
         table=pd.concat(tables).reset_index(), frames=frames,
         dense_accuracy=float(first.overall["accuracy_dense"]), n_rows=len(np.asarray(y_test)),
         control=reference)
+
+
+@dataclass(frozen=True, eq=False)
+class OutputsAudit:
+    """What :func:`audit_outputs` measured: one compressed model against its dense one.
+
+    Attributes
+    ----------
+    frame : ExcessRiskFrame
+        The per-group audit.
+    table : pandas.DataFrame
+        One row per group: the group column(s), the frame's columns, ``<column>_ci_low`` /
+        ``<column>_ci_high`` for :data:`CI_COLUMNS` (with ``n_boot``), and on every row
+        ``fairness_violation``, ``max_excess_accuracy_gap`` (with intervals when bootstrapped)
+        and ``accuracy_gap``.
+    n_rows : int
+        Evaluation rows.
+    """
+
+    frame: ExcessRiskFrame
+    table: pd.DataFrame
+    n_rows: int
+
+    def verdict(self) -> list[str]:
+        """Plain-words lines: who lost most, and whether the disparity is beyond the noise."""
+        return _verdict(self.frame, "The compressed model against the dense one:", self.n_rows,
+                        trained=False)
+
+    def report(self) -> str:
+        """The audit in words: the per-group table, the :meth:`verdict`, and what the numbers
+        mean (:data:`MEANINGS`)."""
+        overall = self.frame.overall
+        head = (f"compressed model: accuracy {overall['accuracy_pruned']:.4f} (dense "
+                f"{overall['accuracy_dense']:.4f}); xi = {_xi_text(self.frame)}; max psi = "
+                f"{_max_psi_text(self.frame)}")
+        return _report(["", head, _frame_table(self.frame)], self.verdict())
+
+    def plot(self, prefix: str | Path) -> list[Path]:
+        """``<stem>_groups.png`` beside ``prefix``: R(a) and ψ per group, with intervals.
+
+        Parameters
+        ----------
+        prefix : str or Path
+            A file path whose folder and stem name the figure.
+
+        Returns
+        -------
+        list of Path
+        """
+        prefix = Path(prefix)
+        return [_plot_groups(self.frame, "Who paid for the compression",
+                             prefix.with_name(f"{prefix.stem}_groups.png"))]
+
+
+@validate_params(
+    {
+        "y_true": ["array-like"],
+        "proba_dense": ["array-like"],
+        "proba_compressed": ["array-like"],
+        "sensitive_features": ["array-like"],
+        "classes": ["array-like", None],
+        "n_boot": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def audit_outputs(
+    y_true: Any,
+    proba_dense: Any,
+    proba_compressed: Any,
+    *,
+    sensitive_features: Any,
+    classes: Any = None,
+    n_boot: int | None = None,
+    random_state: Any = None,
+) -> OutputsAudit:
+    """Audit outputs computed elsewhere: a compressed model's probabilities against the dense
+    model's, per group, with intervals (no model is called, and torch is not needed).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    proba_dense, proba_compressed : array-like of shape (n_samples, n_classes)
+        Class probabilities of the dense and the compressed model, columns in the order of
+        ``classes``.
+    sensitive_features : array-like, Series or DataFrame
+        Groups (several columns: intersectional groups).
+    classes : array-like of shape (n_classes,), optional
+        Labels of the columns; ``np.unique(y_true)`` if None.
+    n_boot : int >= 1, optional
+        Bootstrap resamples of the rows for 95 % intervals.
+    random_state : None, int or RandomState
+        Seed of the resamples.
+
+    Returns
+    -------
+    OutputsAudit
+
+    Examples
+    --------
+    >>> from fairprune_sk.audit import audit_outputs
+    >>> y = [0, 0, 1, 1, 1, 0]
+    >>> dense = [[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6], [0.7, 0.3]]
+    >>> small = [[0.6, 0.4], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4], [0.8, 0.2]]
+    >>> audit = audit_outputs(y, dense, small, sensitive_features=list("aaabbb"))
+    >>> audit.table[["sensitive_feature_0", "count", "excess_risk"]].round(3)
+      sensitive_feature_0  count  excess_risk
+    0                   a      3        0.366
+    1                   b      3        0.091
+    """
+    frame = ExcessRiskFrame.from_outputs(y_true, proba_dense, proba_compressed,
+                                         sensitive_features=sensitive_features, classes=classes,
+                                         n_boot=n_boot, random_state=random_state)
+    return OutputsAudit(frame=frame, table=_frame_rows(frame).reset_index(),
+                        n_rows=len(np.asarray(y_true)))

@@ -214,3 +214,35 @@ class DatasetSplit:
         return (f"{self.name}: {len(self.y_train)} training and {len(self.y_test)} test samples, "
                 f"input shape {self.X_train.shape[1:]}, {len(self.classes)} classes, "
                 f"{n_groups} groups by {self.grouping}")
+
+
+def _stratified_split(y: np.ndarray, groups: pd.DataFrame, test_size: float,
+                      random_state: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Train and test row indices of a random split, stratified by label × group where every
+    combination has at least two rows, else by label, else not at all; and which it was."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(y)
+    n_test = max(1, int(round(test_size * n)))
+    strata = pd.Series(np.asarray(y).astype(str)).str.cat(
+        groups.astype(str).agg("|".join, axis=1).to_numpy(), sep="|")
+    labels, how = None, "none"
+    for candidate, name in ((strata, "label × group"), (pd.Series(np.asarray(y)), "label")):
+        counts = candidate.value_counts()
+        if counts.min() >= 2 and n_test >= len(counts) and n - n_test >= len(counts):
+            labels, how = candidate, name
+            break
+    train, test = train_test_split(np.arange(n), test_size=n_test, random_state=random_state,
+                                   stratify=labels)
+    return train, test, how
+
+
+def _subsample(rows: np.ndarray, y: np.ndarray, n: int, random_state: int) -> np.ndarray:
+    """``n`` of ``rows``, stratified by their labels ``y[rows]`` where possible."""
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(y)[rows]
+    _, counts = np.unique(labels, return_counts=True)
+    stratify = labels if counts.min() >= 2 and n >= len(counts) else None
+    kept, _ = train_test_split(rows, train_size=n, random_state=random_state, stratify=stratify)
+    return kept

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch, check_random_state
 
-from ._split import DataOptionError, DatasetDefaults, DatasetSplit
+from ._split import DataOptionError, DatasetDefaults, DatasetSplit, _stratified_split, _subsample
 
 __all__ = ["load_utkface", "UTKFACE_GENDERS", "UTKFACE_RACES", "UTKFACE_AGE_BINS"]
 
@@ -246,8 +246,6 @@ def _utkface_split(*, data_path: str | os.PathLike | None, target: str,
     White, 1 Black, 2 Asian, 3 Indian, 4 Others; ``gender``: 0 Male, 1 Female; ``age_bin``:
     0-19, 20-39, 40-59, 60+), the groups the readable labels; ``X`` is flat unless ``images``.
     """
-    from sklearn.model_selection import train_test_split
-
     def folder_error(problem: str) -> DataOptionError:
         return DataOptionError("data_path", UTKFACE_FOLDER_HELP.format(problem=problem))
 
@@ -266,17 +264,7 @@ def _utkface_split(*, data_path: str | os.PathLike | None, target: str,
     if len(y) < 4:
         raise folder_error(f"{str(root)!r} holds {len(y)} image(s); a train/test split needs "
                            "at least 4")
-    indices = np.arange(len(y))
-    strata = pd.Series(y.astype(str)).str.cat(groups.agg("|".join, axis=1), sep="|")
-    n_test = max(1, int(round(test_size * len(y))))
-    for labels, stratified in ((strata, "label × group"), (pd.Series(y), "label"),  # noqa: B007
-                               (None, "none")):
-        counts = None if labels is None else labels.value_counts()
-        if labels is None or (counts.min() >= 2 and n_test >= len(counts)
-                              and len(y) - n_test >= len(counts)):
-            break  # the finest stratification every stratum can take
-    train, test = train_test_split(indices, test_size=n_test, random_state=random_state,
-                                   stratify=labels)
+    train, test, stratified = _stratified_split(y, groups, test_size, random_state)
     notes = [f"UTKFace: {len(y)} images from {root}, resized to {image_size}x{image_size}; "
              f"label {target}, groups by {' & '.join(sensitive)}; random "
              f"{1 - test_size:.0%}/{test_size:.0%} train/test split (stratified by "
@@ -285,11 +273,7 @@ def _utkface_split(*, data_path: str | os.PathLike | None, target: str,
         notes.append(f"the label {target} is also the group (as in the paper's Fig. 1 and 5): "
                      "a group's accuracy is that class's recall")
     if n_train is not None and n_train < len(train):
-        labels = y[train]
-        _, counts = np.unique(labels, return_counts=True)
-        stratify = labels if counts.min() >= 2 and n_train >= len(counts) else None
-        train, _ = train_test_split(train, train_size=n_train, random_state=random_state,
-                                    stratify=stratify)
+        train = _subsample(train, y, n_train, random_state)
         notes.append(f"subsampled the UTKFace training set to {n_train} images "
                      f"(seed {random_state})")
     X = data.X if images else data.X.reshape(len(data.X), -1)
