@@ -22,6 +22,29 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+class LazyChoices(Sequence[str]):
+    """Choices read when first needed (to check a value or print the help), so that building
+    a parser imports nothing heavy: ``LazyChoices("fairprune_sk.pruning", "PRUNING_METHODS")``.
+    """
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def _values(self) -> Sequence[str]:
+        import importlib
+
+        return getattr(importlib.import_module(self.module), self.name)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._values()[index]
+
+    def __len__(self) -> int:
+        return len(self._values())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._values()
+
+
 class Distinct(argparse.Action):
     """A ``nargs="+"`` action that rejects a value given twice (``--rates 0.5 0.5``)."""
 
@@ -99,6 +122,23 @@ def _prove_writable(path: Path, value: str) -> None:
                 new.rmdir()
             except OSError:
                 pass
+
+
+def input_file(extensions: Sequence[str]) -> Callable[[str], Path]:
+    """An existing file with one of ``extensions`` (case ignored)."""
+
+    def parse(value: str) -> Path:
+        path = Path(value)
+        if path.suffix.lower() not in extensions:
+            raise argparse.ArgumentTypeError(
+                f"must end in {' or '.join(extensions)}; got {value!r}")
+        if not path.is_file():
+            raise argparse.ArgumentTypeError(
+                f"{value!r} {'is a folder' if path.is_dir() else 'does not exist'}")
+        return path
+
+    parse.__name__ = "input file"
+    return parse
 
 
 def output_file(extensions: Sequence[str]) -> Callable[[str], Path]:

@@ -19,6 +19,8 @@ from ._data_options import add_data_options, add_net_options, describe_net, load
 from ._types import (
     Distinct,
     add_threads_argument,
+    command_error,
+    input_file,
     int_at_least,
     output_file,
     pruning_rate,
@@ -50,7 +52,10 @@ def write_results(audit: Any, out: Path | None) -> None:
 
 
 def run_audit(args: argparse.Namespace) -> pd.DataFrame:
-    """Train a net on the chosen data, prune it at each rate, print and write the audit."""
+    """Train a net on the chosen data, prune it at each rate, print and write the audit; or,
+    with ``--predictions``, audit outputs computed elsewhere."""
+    if args.predictions is not None:
+        return run_predictions_audit(args)
     from ..audit import audit_pruning
     from ..nets import PrunableNetClassifier
 
@@ -82,19 +87,66 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
     return audit.table
 
 
-def add_audit_parser(commands: Any) -> argparse.ArgumentParser:
-    """The ``audit`` sub-parser; every value is checked at parse time."""
-    audit = commands.add_parser(
-        "audit",
-        help="train a net, prune it at several rates, report R(a), xi and psi per group with "
-             "95 %% bootstrap intervals, and say whether the disparity is significant",
-        description="Train a dense net, prune copies of it at each rate (fine-tuning each if "
-                    "asked), and audit every group on the test set: R(a) (eq. 2), xi (eq. 3), "
-                    "the excess accuracy gap psi, flip rates, with 95 %% bootstrap intervals. "
-                    "Defaults per dataset: adult (bundled) race x sex groups, rates 0.5 0.9 "
-                    "0.98; fashion_mnist classes as groups, 10,000 training images, rates 0.5 "
-                    "0.7 0.8; digits and utkface rates 0.5 0.8 0.9; no fine-tuning.",
-    )
+#: What ``--predictions`` takes besides itself; every other option concerns training.
+_PREDICTIONS_OPTIONS = {"predictions", "sensitive", "n_boot", "seed", "out", "quiet", "threads",
+                        "command", "handler", "parser"}
+
+
+def run_predictions_audit(args: argparse.Namespace) -> pd.DataFrame:
+    """Audit outputs computed elsewhere (``--predictions``): no net is trained, torch is not
+    imported."""
+    from ..audit import audit_outputs
+    from ..datasets import DataOptionError, load_predictions
+
+    start = time.perf_counter()
+    wrong = [action.option_strings[0] for action in args.parser._actions
+             if action.dest not in _PREDICTIONS_OPTIONS and action.option_strings
+             and getattr(args, action.dest, action.default) != action.default]
+    if wrong:
+        command_error("audit", f"{wrong[0]} does not apply to --predictions (outputs computed "
+                               "elsewhere: nothing is trained or pruned)")
+    if args.sensitive is None:
+        command_error("audit", f"--sensitive must name the group column(s) of --predictions "
+                               f"{args.predictions}")
+    try:
+        outputs = load_predictions(args.predictions, sensitive=args.sensitive)
+        audit = audit_outputs(outputs.y_true, outputs.proba_dense, outputs.proba_compressed,
+                              sensitive_features=outputs.groups, classes=outputs.classes,
+                              n_boot=args.n_boot, random_state=args.seed)
+    except DataOptionError as error:
+        flag = "--predictions" if error.parameter == "path" else f"--{error.parameter}"
+        command_error("audit", f"{flag} {error.detail}")
+    except ValueError as error:  # probabilities that are not probabilities
+        command_error("audit", f"--predictions {args.predictions}: {error}")
+    groups = outputs.groups.drop_duplicates()
+    print(f"{outputs.name}: {len(outputs.y_true)} rows, {len(outputs.classes)} classes, "
+          f"{len(groups)} groups by {' & '.join(outputs.groups.columns)}; {args.n_boot} "
+          "bootstrap resamples ...")
+    print(audit.report())
+    write_results(audit, args.out)
+    print(f"\ndone in {time.perf_counter() - start:.1f} s")
+    return audit.table
+
+
+#: The ``audit`` sub-parser's help and description.
+AUDIT_COMMAND = {
+    "help": "train a net, prune it at several rates, report R(a), xi and psi per group with "
+            "95 %% bootstrap intervals, and say whether the disparity is significant",
+    "description": "Train a dense net, prune copies of it at each rate (fine-tuning each if "
+                   "asked), and audit every group on the test set: R(a) (eq. 2), xi (eq. 3), "
+                   "the excess accuracy gap psi, flip rates, with 95 % bootstrap intervals. "
+                   "Defaults per dataset: adult (bundled) race x sex groups, rates 0.5 0.9 "
+                   "0.98; fashion_mnist classes as groups, 10,000 training images, rates 0.5 "
+                   "0.7 0.8; digits and utkface rates 0.5 0.8 0.9; your own table (--csv) "
+                   "0.5 0.8 0.9; no fine-tuning. With --predictions, audit the outputs of a "
+                   "dense and a compressed model computed elsewhere.",
+}
+
+
+def add_audit_options(audit: argparse.ArgumentParser) -> None:
+    """The options of ``audit``; every value is checked at parse time."""
+    from ..datasets import PREDICTION_SUFFIXES
+
     add_data_options(audit)
     add_net_options(
         audit, fine_tune_epochs=0,
@@ -102,10 +154,16 @@ def add_audit_parser(commands: Any) -> argparse.ArgumentParser:
                        "pruning's effect alone; with N > 0 a fine-tuned, unpruned control is "
                        "audited too)")
     report = audit.add_argument_group("audit")
+    report.add_argument("--predictions", type=input_file(PREDICTION_SUFFIXES), default=None,
+                        metavar="FILE",
+                        help="audit outputs computed elsewhere instead of training: a .csv, "
+                             ".parquet or .npz file with the columns y_true, the --sensitive "
+                             "column(s), proba_dense_<class> and proba_compressed_<class> for "
+                             "every class")
     report.add_argument("--rates", nargs="+", type=pruning_rate, action=Distinct, default=None,
                         metavar="RATE",
                         help="distinct pruning rates in [0, 1) (default: adult 0.5 0.9 0.98, "
-                             "fashion_mnist 0.5 0.7 0.8, digits and utkface 0.5 0.8 0.9)")
+                             "fashion_mnist 0.5 0.7 0.8, digits, utkface and --csv 0.5 0.8 0.9)")
     report.add_argument("--n-boot", type=int_at_least(1), default=1000,
                         help="bootstrap resamples of the test rows for the 95 %% intervals "
                              "(default 1000)")
@@ -117,5 +175,4 @@ def add_audit_parser(commands: Any) -> argparse.ArgumentParser:
                              "<name>_groups.png and <name>_accuracy_change.png beside it; "
                              "checked writable before anything runs")
     report.add_argument("--quiet", action="store_true", help="no per-epoch progress")
-    audit.set_defaults(handler=run_audit)
-    return audit
+    audit.set_defaults(handler=run_audit, parser=audit)

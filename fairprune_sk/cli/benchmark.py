@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import pandas as pd
 
@@ -136,23 +136,25 @@ def _dual_update(value: str) -> str | int:
     return k
 
 
-def add_benchmark_parser(commands: Any) -> argparse.ArgumentParser:
-    """The ``benchmark`` sub-parser; every value is checked at parse time."""
+#: The ``benchmark`` sub-parser's help and description.
+BENCHMARK_COMMAND = {
+    "help": "sweep methods x pruning rates x seeds on one dataset and model; write results.csv "
+            "and figures",
+    "description": "Train, prune and mitigate on one dataset and model for every method x "
+                   "pruning rate x seed; print one line per run and a final table; write "
+                   "results.csv (one row per run x group), summary.csv, meta.json and PNG "
+                   "figures to --out. Without arguments: Adult (race x sex groups), MLP, rates "
+                   "0 0.5 0.9, methods none ceag, 1 seed. UTKFace (the paper's setting, your "
+                   "own copy of the images): --dataset utkface --data-path DIR (ResNet18, "
+                   "32x32, ethnicity as label and group).",
+}
+
+
+def add_benchmark_options(bench: argparse.ArgumentParser) -> None:
+    """The options of ``benchmark``; every value is checked at parse time."""
     from ..benchmark.methods import METHODS
     from ..benchmark.sweep import SWEEP_NET_DEFAULTS
 
-    bench = commands.add_parser(
-        "benchmark",
-        help="sweep methods x pruning rates x seeds on one dataset and model; write results.csv "
-             "and figures",
-        description="Train, prune and mitigate on one dataset and model for every method x "
-                    "pruning rate x seed; print one line per run and a final table; write "
-                    "results.csv (one row per run x group), summary.csv, meta.json and PNG "
-                    "figures to --out. Without arguments: Adult (race x sex groups), MLP, rates "
-                    "0 0.5 0.9, methods none ceag, 1 seed. UTKFace (the paper's setting, your "
-                    "own copy of the images): --dataset utkface --data-path DIR (ResNet18, "
-                    "32x32, ethnicity as label and group).",
-    )
     add_data_options(bench)
     add_net_options(
         bench, fine_tune_epochs=SWEEP_NET_DEFAULTS["fine_tune_epochs"],
@@ -206,4 +208,3 @@ def add_benchmark_parser(commands: Any) -> argparse.ArgumentParser:
                        help="skorch device, e.g. cuda (default cpu); checked to exist here")
     sweep.add_argument("--no-figures", action="store_true", help="write no PNG figures")
     bench.set_defaults(handler=run_benchmark)
-    return bench

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
 
 import pandas as pd
 
@@ -83,16 +82,18 @@ def run_explain(args: argparse.Namespace) -> pd.DataFrame:
     return table
 
 
-def add_explain_parser(commands: Any) -> argparse.ArgumentParser:
-    """The ``explain`` sub-parser; every value is checked at parse time."""
-    explain = commands.add_parser(
-        "explain",
-        help="per-group gradient norms, Hessian eigenvalues, boundary closeness and the "
-             "Theorem 1 bound next to the measured R(a)",
-        description="Train a dense net, prune a copy at --rate, and measure per group the "
-                    "factors of Theorem 1 (gradient norm, top Hessian eigenvalue, closeness to "
-                    "the decision boundary) next to the measured excess risk R(a).",
-    )
+#: The ``explain`` sub-parser's help and description.
+EXPLAIN_COMMAND = {
+    "help": "per-group gradient norms, Hessian eigenvalues, boundary closeness and the "
+            "Theorem 1 bound next to the measured R(a)",
+    "description": "Train a dense net, prune a copy at --rate, and measure per group the "
+                   "factors of Theorem 1 (gradient norm, top Hessian eigenvalue, closeness to "
+                   "the decision boundary) next to the measured excess risk R(a).",
+}
+
+
+def add_explain_options(explain: argparse.ArgumentParser) -> None:
+    """The options of ``explain``; every value is checked at parse time."""
     add_data_options(explain)
     add_net_options(
         explain, fine_tune_epochs=0,
@@ -113,4 +114,3 @@ def add_explain_parser(commands: Any) -> argparse.ArgumentParser:
                               "checked writable before anything runs")
     factors.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     explain.set_defaults(handler=run_explain)
-    return explain

@@ -286,6 +286,7 @@ def test_every_subcommand_takes_the_same_data_options():
     commands = parser._subparsers._group_actions[0].choices
     options = {}
     for name, sub in commands.items():
+        parser.parse_args([name])  # a subcommand's options are added when it is chosen
         [group] = [g for g in sub._action_groups if g.title == "data"]
         options[name] = {(a.dest, tuple(a.choices or ())) for a in group._group_actions}
     assert options["audit"] == options["explain"] == options["benchmark"]
