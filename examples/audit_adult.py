@@ -1,6 +1,6 @@
 """Audit the disparate impact of pruning on the bundled Adult data, then mitigate it.
 
-Run: ``python examples/audit_adult.py`` (about a minute on 2 CPU cores). Prints the per-group
+Run: ``python examples/audit_adult.py``. Prints the per-group
 excess risk R(a) (eq. 2) and the fairness violation ξ (eq. 3) of a globally pruned MLP, then the
 same for a FairConstrainedNet that fine-tunes the pruned net under equal excess risk, and writes
 ``adult_audit.png`` (per-group excess risk, both nets).

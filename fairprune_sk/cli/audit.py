@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ._data_options import add_data_options, add_net_options, describe_net, load_data, net_params
@@ -71,7 +72,13 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
         net = PrunableNetClassifier(**params, random_state=args.seed)
         print(f"training the dense {describe_net(params)} for {params['max_epochs']} epochs ...")
         net.fit(data.X_train, data.y_train)
-        print(f"dense test accuracy {net.score(data.X_test, data.y_test):.4f}; pruning at "
+        predicted = net.predict(data.X_test)
+        if len(set(predicted.tolist())) == 1:
+            print(f"fairprune: warning: the dense net predicts {predicted.tolist()[0]!r} for "
+                  "every test row: it has learnt nothing to prune; train longer (--epochs) or "
+                  "faster (--lr)",
+                  file=sys.stderr)
+        print(f"dense test accuracy {np.mean(predicted == data.y_test):.4f}; pruning at "
               f"{', '.join(f'{r:g}' for r in rates)} ({args.pruning_method}, "
               f"{args.fine_tune_epochs} fine-tuning epoch(s) each"
               + (", and a fine-tuned, unpruned control" if args.fine_tune_epochs else "")

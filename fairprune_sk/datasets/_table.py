@@ -29,6 +29,8 @@ __all__ = ["PREDICTION_SUFFIXES", "TABLE_SUFFIXES", "Predictions", "load_predict
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 #: Rates of the audit of a table (a first look; the bundled datasets have measured ones).
 TABLE_RATES = (0.5, 0.8, 0.9)
+#: Training of a table of any size: SGD with momentum, so that a few thousand rows train too.
+TABLE_TRAINING = {"momentum": 0.9, "batch_size": 128}
 #: Groups with a missing value in a sensitive column are named this.
 MISSING_GROUP = "(missing)"
 
@@ -232,7 +234,8 @@ def load_table(
         X_test=np.asarray(preprocessor.transform(test[features]), dtype=np.float32),
         y_test=test[target].to_numpy(),
         groups_test=groups_test,
-        defaults=DatasetDefaults(rates=TABLE_RATES, sensitive=sensitive, target=target),
+        defaults=DatasetDefaults(rates=TABLE_RATES, sensitive=sensitive, target=target,
+                                 **TABLE_TRAINING),
         preprocessor=preprocessor, notes=tuple(notes),
     )
 

@@ -62,6 +62,27 @@ def test_audit_csv_trains_prunes_and_audits_the_users_table(adult_csv, tmp_path,
     np.testing.assert_allclose(table["sparsity"], table["rate"], atol=0.01)
 
 
+def test_audit_warns_when_the_dense_net_learnt_nothing(tmp_path, capsys):
+    rng = np.random.default_rng(0)  # noise features, 95 % of one label: the net says "no"
+    path = tmp_path / "noise.csv"
+    pd.DataFrame({"x": rng.normal(size=400), "g": rng.choice(["p", "q"], 400),
+                  "y": np.where(rng.random(400) < 0.95, "no", "yes")}).to_csv(path, index=False)
+    main(["audit", "--csv", str(path), "--target", "y", "--sensitive", "g", "--epochs", "5",
+          "--rates", "0.5", "--n-boot", "10", "--quiet"])
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "fairprune: warning: the dense net predicts 'no' for every test row: it has learnt "
+        "nothing to prune; train longer (--epochs) or faster (--lr)"]
+    assert "Lost most: " in captured.out  # the audit still runs
+
+
+def test_table_defaults_train_with_momentum(adult_csv):
+    from fairprune_sk.datasets import load_table
+
+    params = load_table(adult_csv, target="income", sensitive="sex").defaults.net_params()
+    assert (params["optimizer__momentum"], params["batch_size"]) == (0.9, 128)
+
+
 def test_audit_csv_with_a_test_file(adult_csv, tmp_path, capsys):
     raw = pd.read_csv(adult_csv)
     train, test = tmp_path / "train.csv", tmp_path / "test.csv"
