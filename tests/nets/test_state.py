@@ -164,7 +164,7 @@ def test_fine_tune_and_pruned_copy_check_their_arguments(fitted_net, tabular):
         fitted_net.fine_tune(X, y, -1)
     with pytest.raises(ValueError, match="needs the training data"):
         fitted_net.pruned_copy(0.5, fine_tune_epochs=1)
-    with pytest.raises(ValueError, match="rate must be a float in"):
+    with pytest.raises(ValueError, match="'rate' parameter of .* must be a float in the range"):
         fitted_net.pruned_copy(1.5)
     _assert_state(before, fitted_net)
     n_rows = len(fitted_net.history)
