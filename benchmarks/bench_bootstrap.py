@@ -1,7 +1,7 @@
 """Bootstrap intervals: ExcessRiskFrame(n_boot=...) vs fairlearn's MetricFrame(n_boot=...).
 
 Run: ``python benchmarks/bench_bootstrap.py [--n-samples 100000] [--n-groups 5] [--n-boot 1000]
-[--fairlearn-n-boot 1000]``. Target (issue 12): 1,000 resamples of 100,000 rows x 5 groups in at
+[--fairlearn-n-boot 1000]``. Target: 1,000 resamples of 100,000 rows x 5 groups in at
 most 2 s on 2 cores. Both run side by side on the same per-sample outputs, in one process; the
 script prints both times, their ratio, and how far apart the two 95 % intervals of xi are (they
 use different random draws, so they agree only up to Monte Carlo error). ``--fairlearn-n-boot``

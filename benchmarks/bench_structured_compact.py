@@ -4,7 +4,7 @@ Masked pruning keeps the dense shapes, so it cannot be faster than the dense net
 pruning followed by :func:`fairprune_sk.pruning.compact` rebuilds smaller layers. This script
 times the three variants of an MLP, a small CNN and the project's residual ResNet18 (on
 digits-sized 1x8x8 images, batch 256; Torch-Pruning removes the coupled channels of its
-shortcuts) in one run and prints the ratios. Issue 11's target: ResNet18 at rate 0.5, the same
+shortcuts) in one run and prints the ratios. Target: ResNet18 at rate 0.5, the same
 predictions (max |diff| <= 1e-4) and dense/compact >= 1.5x.
 
 Run::

@@ -1,4 +1,4 @@
-"""fairlearn's mitigators wrap our nets directly (issue 8, item 1).
+"""fairlearn's mitigators wrap our nets directly.
 
 fairlearn's reductions (``ExponentiatedGradient``, ``GridSearch``) clone the estimator and call
 ``fit(X, y, sample_weight=w)``; ``ThresholdOptimizer`` calls ``fit(X, y)`` (``prefit=False``) and

@@ -16,7 +16,7 @@ CEAG's dual signal (``constraint_target="accuracy_gap"``):
 - It acts on the lower confidence bound ``ψ̂_a − noise_margin · SE_a`` of the buffer estimate
   (one standard error by default): where ψ is at its noise level (Adult) the multipliers stay
   small and cost no accuracy; where a group clearly pays more (Fashion-MNIST's confusable
-  classes) they act as before.
+  classes) they act fully.
 - The returned weights are the mean of the iterates at the dual steps of the last quarter of
   the fine-tuning batches (``average_tail``, :class:`TailAverage`). The last iterate of the
   primal-dual game swings with the SGD noise of the confusable groups (ψ of a class moves by

@@ -3,8 +3,8 @@
 Three constraint targets, each a per-group inequality ``c_a(θ) ≤ ε`` (ε = ``tolerance``; 0 gives
 the paper's equalities), share one loop (skorch's): the penalty lives in
 :meth:`FairConstrainedNet.get_loss`, the dual step in the :class:`DualAscent` callback, which
-owns the dual state (multipliers, replay buffer, PI memory) and records violations and
-multipliers in ``history``.
+records violations and multipliers in ``history``; the dual state (multipliers, replay buffer,
+PI memory) is the net's fitted attribute ``dual_state_``.
 
 - ``group_loss``, the paper's mitigation (Tran et al. 2022, eq. 8):
   ``|J(θ; D_a) − J(θ; D)| ≤ ε``, solved as in Fioretto et al. by primal SGD steps on
@@ -68,7 +68,7 @@ DUAL_DYNAMICS = ("gradient", "damped")
 
 #: What ``"auto"`` resolves to, per ``constraint_target``. The ``accuracy_gap`` values were chosen
 #: by the study in docs/mitigation.md (benchmarks/bench_mitigation.py); the others are the
-#: paper's formulation as it was before these parameters existed.
+#: paper's formulation.
 TARGET_DEFAULTS: dict[str, dict[str, Any]] = {
     "group_loss": {"dual_lr": 0.05, "tolerance": 0.0, "dual_update": "epoch",
                    "dual_dynamics": "gradient"},
