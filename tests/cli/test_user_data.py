@@ -247,7 +247,5 @@ def test_predictions_path_of_the_cli_imports_no_torch(tmp_path):
     assert "torch imported: False" in _run_without_torch(tmp_path, _BARE_PACKAGE)
 
 
-@pytest.mark.xfail(strict=True, reason="fairprune_sk/__init__.py imports the estimators, and so "
-                                       "torch, whatever submodule is used")
 def test_predictions_audit_imports_no_torch(tmp_path):
     assert "torch imported: False" in _run_without_torch(tmp_path, "")
