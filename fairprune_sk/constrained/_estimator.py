@@ -38,8 +38,10 @@ from skorch.utils import to_tensor
 
 from .._validation import check_int
 from ..metrics import group_codes
+from ..metrics._stream import is_stream, sensitive_fields
 from ..nets import PrunableNetClassifier, TerminalPrintLog
 from ..nets._data import INPUT_KEY, SAMPLE_WEIGHT_KEY
+from ..nets._stream import NetStream
 from ._callback import DualAscent
 from ._constraints import (
     DIVERGED,
@@ -51,7 +53,12 @@ from ._constraints import (
     eval_logits,
 )
 from ._dual import DualState, stratified_holdout
-from ._lagrangian import ceag_lagrangian, group_loss_lagrangian, group_sums
+from ._lagrangian import (
+    ceag_lagrangian,
+    gradient_norm_lagrangian,
+    group_loss_lagrangian,
+    group_sums,
+)
 
 __all__ = [
     "CONSTRAINT_PHASES",
@@ -63,7 +70,11 @@ __all__ = [
 ]
 
 CONSTRAINT_PHASES = ("before", "after", "both", "none")
-CONSTRAINT_TARGETS = ("group_loss", "excess_risk", "accuracy_gap")
+CONSTRAINT_TARGETS = (
+    "group_loss", "excess_risk", "accuracy_gap", "gap_and_loss", "gradient_norm"
+)
+#: The targets that constrain ψ_a (CEAG's dual signal and primal proxy).
+PSI_TARGETS = ("accuracy_gap", "gap_and_loss")
 DUAL_DYNAMICS = ("gradient", "damped")
 
 #: What ``"auto"`` resolves to, per ``constraint_target``. The ``accuracy_gap`` values were chosen
@@ -72,16 +83,22 @@ DUAL_DYNAMICS = ("gradient", "damped")
 TARGET_DEFAULTS: dict[str, dict[str, Any]] = {
     "group_loss": {"dual_lr": 0.05, "tolerance": 0.0, "dual_update": "epoch",
                    "dual_dynamics": "gradient"},
+    "gradient_norm": {"dual_lr": 0.05, "tolerance": 0.0, "dual_update": "epoch",
+                      "dual_dynamics": "gradient"},
     "excess_risk": {"dual_lr": 0.05, "tolerance": 0.0, "dual_update": "epoch",
                     "dual_dynamics": "gradient"},
     "accuracy_gap": {"dual_lr": 1.0, "tolerance": 0.0, "dual_update": 20,
                      "dual_dynamics": "damped", "noise_margin": 1.0, "average_tail": 0.25},
+    "gap_and_loss": {"dual_lr": 1.0, "tolerance": 0.0, "dual_update": 20,
+                     "dual_dynamics": "damped", "noise_margin": 0.0, "average_tail": 0.25,
+                     "loss_dual_lr": 0.03},
 }
 for _defaults in TARGET_DEFAULTS.values():  # the paper's targets: no margin, last iterate
     _defaults.setdefault("noise_margin", 0.0)
     _defaults.setdefault("average_tail", 0.0)
+    _defaults.setdefault("loss_dual_lr", 0.0)
 AUTO_PARAMS = ("dual_lr", "tolerance", "dual_update", "dual_dynamics", "noise_margin",
-               "average_tail")
+               "average_tail", "loss_dual_lr")
 
 MISSING_SENSITIVE_FEATURES = (
     "{name} with constraint_phase={phase!r} needs sensitive_features: call "
@@ -101,32 +118,38 @@ class FairConstrainedNet(PrunableNetClassifier):
     dual_lr : float >= 0 or "auto", default="auto"
         Step size of the dual steps on the multipliers. 0 trains exactly like
         :class:`~fairprune_sk.PrunableNetClassifier` (with ``average_tail=0``, without
-        ``constraint_split``). "auto":
-        1.0 for ``accuracy_gap``, 0.05 otherwise (:data:`TARGET_DEFAULTS`; the study behind the
-        ``accuracy_gap`` values is docs/mitigation.md).
+        ``constraint_split``). "auto": 1.0 for ``accuracy_gap`` and
+        ``gap_and_loss``, 0.05 otherwise (:data:`TARGET_DEFAULTS`; the studies behind the values
+        are in docs/mitigation.md).
     constraint_phase : {"before", "after", "both", "none"}, default="after"
         When the constraint is enforced: during dense training (the paper's *Fair Bf*), during
         fine-tuning of the pruned net (*Fair Aft*), both (*Fair Both*), or never. With
         ``pruning_rate=0`` any phase but "none" constrains the dense training.
-    constraint_target : {"group_loss", "excess_risk", "accuracy_gap"}, default="group_loss"
+    constraint_target : {"group_loss", "excess_risk", "accuracy_gap", "gap_and_loss", \
+            "gradient_norm"}, default="group_loss"
         ``group_loss`` constrains group losses, ``|J(θ; D_a) − J(θ; D)| ≤ ε`` (the paper's eq. 8
         for ε = 0). ``excess_risk`` constrains what pruning costs each group while fine-tuning,
         ``|R(a) − R| ≤ ε`` with ``R(a) = J(θ; D_a) − J(θ*; D_a)``, using the per-sample losses of
-        the dense net θ* computed once before pruning. ``accuracy_gap`` (CEAG, the recommended
-        mitigation) constrains the excess accuracy gap ``ψ_a ≤ ε`` while fine-tuning (see the
-        module docstring). The last two apply to fine-tuning only; dense training
-        (``before``/``both``) constrains group losses.
+        the dense net θ* computed once before pruning. ``accuracy_gap`` (CEAG, the
+        mitigation of *Balancing Act*) constrains the excess accuracy gap ``ψ_a ≤ ε`` while
+        fine-tuning (see the module docstring). ``gap_and_loss`` (the recommended mitigation)
+        is CEAG plus one-sided equal-loss constraints ``J(θ; D_a) − J(θ; D) ≤ 0`` with
+        multipliers of their own (``loss_dual_lr``), which lift the worst-off groups that CEAG
+        alone levels down (docs/mitigation.md). ``gradient_norm`` is the paper's eq. (6) without its Hessian
+        term: ``|‖∇J(θ; B_a)‖ − ‖∇J(θ; B)‖| ≤ ε`` on every batch, by double backward. The
+        excess and ψ targets apply to fine-tuning only; dense training (``before``/``both``)
+        constrains group losses.
     tolerance : float >= 0 or "auto", default="auto"
         ε of the inequality constraints, so multipliers shrink again once a constraint holds.
         "auto": 0 (for ``group_loss`` and ``excess_risk`` the paper's equalities; for
         ``accuracy_gap`` ψ_a ≤ 0, pushed as far as the dual dynamics allow).
     dual_update : "epoch", int >= 1 or "auto", default="auto"
         Dual step after every epoch, or every ``k`` training batches. "auto": every 20 batches
-        for ``accuracy_gap``, every epoch otherwise.
+        for the ψ targets (``accuracy_gap``, ``gap_and_loss``), every epoch otherwise.
     dual_dynamics : {"gradient", "damped"} or "auto", default="auto"
         ``gradient``: projected dual ascent on the Lagrangian ``J + Σ λ_a c_a``. ``damped``: the
         Lagrangian normalised by ``1 + Σ λ_a``, multipliers capped at ``multiplier_cap``.
-        "auto": ``damped`` for ``accuracy_gap``, ``gradient`` otherwise.
+        "auto": ``damped`` for the ψ targets, ``gradient`` otherwise.
     multiplier_cap : float > 0, default=1.0
         Upper bound of every multiplier under ``dual_dynamics="damped"``.
     dual_damping : float >= 0, default=0.0
@@ -156,8 +179,15 @@ class FairConstrainedNet(PrunableNetClassifier):
         (the weights at every dual step, and the final ones) are averaged into the returned
         weights (:class:`TailAverage`); 0 returns the last iterate. With ``constraint_split``
         and ``best_iterate`` the averaged weights are one more candidate of the selection.
-        "auto": 0.25 for ``accuracy_gap``, 0 otherwise (docs/mitigation.md: the average is
-        what carries the cut of ψ to test data on every block of seeds).
+        "auto": 0.25 for ``accuracy_gap`` and ``gap_and_loss``, 0 otherwise
+        (docs/mitigation.md: the average is what carries the cut of ψ to test data).
+    loss_dual_lr : float >= 0 or "auto", default="auto"
+        For the ψ targets with training duals: the dual step size of one-sided equal-loss
+        constraints ``J(θ; D_a) − J(θ; D) ≤ 0`` added to CEAG's ψ_a ≤ ε, with multipliers ν_a
+        of their own; the primal step follows ``(J + Σ_a λ_a J_a + Σ_a ν_a (J_a − J)) /
+        (1 + Σ λ + Σ ν)``. They pull up the groups whose loss is above the average (the
+        worst-off), which CEAG alone may level down. 0 leaves CEAG as it is. "auto": 0.03 for
+        ``gap_and_loss``, 0 otherwise.
     **kwargs
         Every :class:`~fairprune_sk.PrunableNetClassifier` and skorch parameter.
 
@@ -210,6 +240,7 @@ class FairConstrainedNet(PrunableNetClassifier):
         "kickin": [Interval(Integral, 0, None, closed="left")],
         "noise_margin": [StrOptions({"auto"}), Interval(Real, 0.0, None, closed="left")],
         "average_tail": [StrOptions({"auto"}), Interval(Real, 0.0, 1.0, closed="left")],
+        "loss_dual_lr": [StrOptions({"auto"}), Interval(Real, 0.0, None, closed="left")],
     }
 
     def __init__(
@@ -230,6 +261,7 @@ class FairConstrainedNet(PrunableNetClassifier):
         kickin: int = 0,
         noise_margin: float | str = "auto",
         average_tail: float | str = "auto",
+        loss_dual_lr: float | str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(module, **kwargs)
@@ -247,6 +279,7 @@ class FairConstrainedNet(PrunableNetClassifier):
         self.kickin = kickin
         self.noise_margin = noise_margin
         self.average_tail = average_tail
+        self.loss_dual_lr = loss_dual_lr
 
     @property
     def _default_callbacks(self) -> list:
@@ -257,6 +290,11 @@ class FairConstrainedNet(PrunableNetClassifier):
     def _validate_own_params(self) -> None:
         """Check the parameters, then resolve the ``"auto"`` ones into ``*_`` attributes."""
         super()._validate_own_params()
+        if self.constraint_target == "gradient_norm" and self.constraint_split is not None:
+            raise ValueError(
+                "constraint_target='gradient_norm' measures its constraints on the training "
+                f"batches; constraint_split must be None (got {self.constraint_split!r})"
+            )
         defaults = TARGET_DEFAULTS[self.constraint_target]
         for name in AUTO_PARAMS:
             value = getattr(self, name)
@@ -297,7 +335,7 @@ class FairConstrainedNet(PrunableNetClassifier):
 
     def _targets_accuracy_gap(self) -> bool:
         """CEAG acts while fine-tuning against a dense reference; dense training uses losses."""
-        return self.constraint_target == "accuracy_gap" and getattr(self, "phase_", "") == (
+        return self.constraint_target in PSI_TARGETS and getattr(self, "phase_", "") == (
             "fine_tune"
         )
 
@@ -315,7 +353,7 @@ class FairConstrainedNet(PrunableNetClassifier):
             correct = (logits.argmax(dim=1) == y).cpu().numpy().astype(np.float64)
         codes, n_groups = held[GROUP_KEY], len(self.groups_)
         counts = np.bincount(codes, minlength=n_groups).astype(np.float64)
-        if self.constraint_target == "accuracy_gap":
+        if self.constraint_target in PSI_TARGETS:
             drop = held[REFERENCE_CORRECT_KEY] - correct
             with np.errstate(invalid="ignore", divide="ignore"):
                 group_drop = np.bincount(codes, weights=drop, minlength=n_groups) / counts
@@ -327,11 +365,31 @@ class FairConstrainedNet(PrunableNetClassifier):
         return np.abs(group_loss - losses.mean()), float(correct.mean())
 
     def _reference_outputs(
-        self, X: np.ndarray, y_index: np.ndarray
+        self, X: np.ndarray | NetStream, y_index: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-sample loss of the dense net θ* and whether it is correct (eval mode, no grad)."""
+        """Per-sample loss of the dense net θ* and whether it is correct (eval mode, no grad);
+        on a stream, one pass over its batches in order."""
         # θ* as a plain module, not a copy of the estimator
         module = self.module_ if self.dense_state_dict_ is None else self._dense_module()
+        if isinstance(X, NetStream):
+            losses = np.empty(len(X), dtype=np.float32)
+            correct = np.empty(len(X), dtype=np.float32)
+
+            def record(batch: Any, y: torch.Tensor, positions: np.ndarray) -> None:
+                x = batch[INPUT_KEY] if isinstance(batch, Mapping) else batch
+                logits = module(x.to(self.device))
+                y = y.to(logits.device)
+                losses[positions] = self.per_sample_loss(logits, y).cpu().numpy()
+                correct[positions] = (logits.argmax(dim=1) == y).cpu().numpy()
+
+            was_training = module.training
+            module.eval()
+            try:
+                with torch.no_grad():
+                    X.for_each_batch(record)  # the caller's RNG is left as it was
+            finally:
+                module.train(was_training)
+            return losses, correct
         logits = eval_logits(module, X, self.device)  # no DataLoader: no RNG draws
         y = torch.as_tensor(y_index, device=logits.device)
         with torch.no_grad():
@@ -344,20 +402,31 @@ class FairConstrainedNet(PrunableNetClassifier):
         """Add what the target needs from θ* and set the held-out rows of ``constraint_split``.
 
         ``excess_risk`` gets the dense net's per-sample losses, ``accuracy_gap`` whether θ*
-        classified each sample correctly, computed once.
+        classified each sample correctly, computed once (on a stream, in one pass; it then
+        carries them as aligned arrays).
         """
-        if not (isinstance(data, Mapping) and GROUP_KEY in data and self._constrains_fine_tuning()):
+        stream = isinstance(data, NetStream)
+        fields = data.arrays if stream else data
+        if not (isinstance(fields, Mapping) and GROUP_KEY in fields
+                and self._constrains_fine_tuning()):
             return data
+        if stream and self.constraint_split is not None:
+            raise ValueError(
+                f"constraint_split={self.constraint_split!r} needs in-memory arrays (its dual "
+                "steps evaluate every held-out row); with a torch Dataset, set "
+                "constraint_split=None"
+            )
         state = self.dual_state_
-        codes = np.asarray(data[GROUP_KEY])
+        codes = np.asarray(fields[GROUP_KEY])
         shares = np.bincount(codes, minlength=len(self.groups_)).astype(np.float64)
         state.group_shares = shares / shares.sum()
         if self.constraint_target != "group_loss":  # the batches carry only what is used
-            losses, correct = self._reference_outputs(data[INPUT_KEY], y_index)
-            if self.constraint_target == "accuracy_gap":
-                data = {**data, REFERENCE_CORRECT_KEY: correct}
+            losses, correct = self._reference_outputs(data if stream else data[INPUT_KEY], y_index)
+            if self.constraint_target in PSI_TARGETS:
+                extra = {REFERENCE_CORRECT_KEY: correct}
             else:
-                data = {**data, REFERENCE_LOSS_KEY: losses}
+                extra = {REFERENCE_LOSS_KEY: losses}
+            data = data.with_arrays(**extra) if stream else {**data, **extra}
         if self.constraint_split is not None:
             held = stratified_holdout(codes, y_index, self.constraint_split, self.random_state)
             empty = np.flatnonzero(np.bincount(codes[held], minlength=len(self.groups_)) == 0)
@@ -422,14 +491,19 @@ class FairConstrainedNet(PrunableNetClassifier):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
-        y : array-like of shape (n_samples,)
-            Class labels.
-        sensitive_features : array-like, Series or DataFrame of shape (n_samples,) or (n_samples, k)
+        X : array-like of shape (n_samples, n_features), or a torch Dataset or DataLoader
+            Training data, as for :meth:`PrunableNetClassifier.fit`; a ``DataLoader`` must not
+            shuffle (the groups follow the data's order; pass its ``Dataset`` to have the net
+            shuffle it).
+        y : array-like of shape (n_samples,) or None
+            Class labels; None with a ``Dataset``: the items' labels.
+        sensitive_features : array-like, Series or DataFrame of shape (n_samples,) or \
+                (n_samples, k), or str or tuple of str
             Group membership (several columns: intersectional groups). Required unless
             ``constraint_phase="none"``. Travels inside the dataset, so batches and the
-            validation split slice it with X.
+            validation split slice it with X. With a ``Dataset``: an array aligned with its
+            items, or the name(s) of fields of its dict items. A ``Dataset``'s labels (when
+            ``y`` is None) and fields are read in one pass over the items before training.
         sample_weight : array-like of shape (n_samples,), optional
             Per-sample loss weights, also used in the group losses (not in the accuracies of
             ``accuracy_gap``).
@@ -451,10 +525,14 @@ class FairConstrainedNet(PrunableNetClassifier):
         self, X: Any, y: Any, sensitive_features: Any, sample_weight: Any, classes: Any = None
     ) -> Self:
         self._validate_own_params()
+        self._check_trainable("fit", self.module)
+        fields = sensitive_fields(sensitive_features) if is_stream(X) else None
         with self._transaction(in_place=self._trains_in_place()):
             X_arr, y_index, classes = self._validate_training_data(
-                X, y, reset=True, classes=classes
+                X, y, reset=True, classes=classes, aligned=True, fields=fields or ()
             )
+            if fields:
+                sensitive_features = X_arr.field_frame(X_arr.item_fields)
             weight = self._check_sample_weight(sample_weight, X_arr)
             if sensitive_features is None:
                 if self.constraint_phase != "none":
@@ -482,7 +560,9 @@ class FairConstrainedNet(PrunableNetClassifier):
     ) -> Self:
         """Train ``max_epochs`` more epochs (masks held), constrained if the phase says so.
 
-        On an unfitted net this is ``fit`` (with ``classes``, all the labels in any order).
+        On an unfitted net this is ``fit`` (with ``classes``, all the labels in any order). The
+        data are those of :meth:`fit`; see :meth:`fine_tune` for a net that was initialized
+        without a fit.
         """
         if not self.initialized_:
             return self._fit(X, y, sensitive_features, sample_weight, classes=classes)
@@ -500,7 +580,16 @@ class FairConstrainedNet(PrunableNetClassifier):
         sensitive_features: Any = None,
         sample_weight: Any = None,
     ) -> Self:
-        """Train ``epochs`` more epochs with the masks held, constrained if the phase says so."""
+        """Train ``epochs`` more epochs with the masks held, constrained if the phase says so.
+
+        The data are those of :meth:`fit`. A net initialized from a pretrained module without
+        a fit (``initialize()``) learns its groups here, from ``sensitive_features``. Under a
+        ``constraint_phase`` of ``"after"`` or ``"both"``, fine-tuning against the dense
+        reference θ* (``excess_risk``, ``accuracy_gap``) needs one: it is the weights at the
+        first ``prune``, the ``weight_orig`` of a module given with torch prune masks, or
+        ``reference_module``; without one, this raises a ``ValueError`` saying so, rather than
+        train without the constraint.
+        """
         self.check_is_fitted()
         epochs = check_int(epochs, "epochs", 0)
         self._validate_own_params()
@@ -537,15 +626,45 @@ class FairConstrainedNet(PrunableNetClassifier):
         sensitive_features: Any,
         sample_weight: Any,
     ) -> Self:
+        name = type(self).__name__
+        if epochs:
+            self._check_trainable("train")
+        fields = sensitive_fields(sensitive_features) if is_stream(X) else None
         with self._transaction(in_place=True):
-            X_arr, y_index, _ = self._validate_training_data(X, y, reset=False, classes=classes)
-            weight = self._check_sample_weight(sample_weight, X_arr)
             phase = "fine_tune" if self.dense_state_dict_ is not None else "train"
             self.phase_ = phase
+            if epochs and phase == "train" and self._constrains_fine_tuning():
+                why = None
+                if self.constraint_target not in ("group_loss", "gradient_norm"):
+                    why = f"constraint_target={self.constraint_target!r} fine-tunes against it"
+                elif not self._constraint_active():
+                    why = (f"constraint_phase={self.constraint_phase!r} with pruning_rate="
+                           f"{self.pruning_rate!r} constrains only the fine-tuning of a pruned net")
+                if why is not None:
+                    raise ValueError(
+                        f"{name} has no dense reference θ* (dense_state_dict_ is None) and {why}:"
+                        " prune it first (θ* is the weights at the first prune), wrap a module "
+                        "that carries torch prune masks (θ* from its weight_orig), or pass "
+                        "reference_module= (θ* as a module of its own)"
+                    )
+            X_arr, y_index, _ = self._validate_training_data(
+                X, y, reset=False, classes=classes, aligned=True, fields=fields or ()
+            )
+            if fields:
+                sensitive_features = X_arr.field_frame(X_arr.item_fields)
+            weight = self._check_sample_weight(sample_weight, X_arr)
             codes = None
-            if sensitive_features is not None:
+            if getattr(self, "dual_state_", None) is None:  # initialized without a fit
+                groups = group_codes(np.zeros(len(y_index), dtype=np.int64)
+                                     if sensitive_features is None else sensitive_features,
+                                     len(y_index))
+                self.groups_ = groups.index
+                self.dual_state_ = DualState(groups.index)
+                if sensitive_features is not None:
+                    codes = groups.codes
+            elif sensitive_features is not None:
                 codes = self._encode_groups(sensitive_features, len(y_index))
-            elif self._constraint_active():
+            if codes is None and self._constraint_active():
                 raise ValueError(
                     MISSING_SENSITIVE_FEATURES.format(
                         name=type(self).__name__, phase=self.constraint_phase
@@ -575,6 +694,23 @@ class FairConstrainedNet(PrunableNetClassifier):
     # ------------------------------------------------------------------------------------------
     # the batch loss: J, plus the Lagrangian penalty while a constraint acts
     # ------------------------------------------------------------------------------------------
+    def _gradient_norm_loss(self, loss: torch.Tensor, losses: torch.Tensor, codes: torch.Tensor,
+                            multipliers: torch.Tensor, weight: torch.Tensor | None,
+                            damped: bool) -> torch.Tensor:
+        """The paper's eq. (6) target on the batch, with the group gradient norms recorded for
+        the dual step (:func:`~fairprune_sk.constrained._lagrangian.gradient_norm_lagrangian`)."""
+        params = [p for p in self.module_.parameters() if p.requires_grad]
+        lagrangian, gaps = gradient_norm_lagrangian(
+            loss, losses, codes, multipliers, params, weight=weight, damped=damped
+        )
+        present = torch.isfinite(gaps)
+        state = self.dual_state_
+        state.accumulate(
+            torch.where(present, gaps.abs(), 0.0).double().cpu().numpy(),
+            present.double().cpu().numpy(),
+        )
+        return lagrangian
+
     def _ceag_on_training_batches(self) -> bool:
         """Whether CEAG's dual steps read the training batches' accuracy drops (a replay
         buffer), rather than the held-out rows of ``constraint_split``."""
@@ -604,9 +740,18 @@ class FairConstrainedNet(PrunableNetClassifier):
         multipliers = torch.as_tensor(state.multipliers, device=losses.device)
         damped = self.dual_dynamics_ == "damped"
         if self._targets_accuracy_gap():
-            if not state.multipliers.any():
+            loss_multipliers = None
+            if self.loss_dual_lr_ and not self._uses_heldout():  # the equal-loss constraints
+                sums, weights = group_sums(losses.detach().double(), codes, len(self.groups_),
+                                           weight)
+                state.accumulate(sums.cpu().numpy(), weights.cpu().numpy())
+                loss_multipliers = torch.as_tensor(state.loss_multipliers, device=losses.device)
+            if not (state.multipliers.any() or state.loss_multipliers.any()):
                 return loss
-            return ceag_lagrangian(loss, losses, codes, multipliers, weight=weight, damped=damped)
+            return ceag_lagrangian(loss, losses, codes, multipliers, weight=weight, damped=damped,
+                                   loss_multipliers=loss_multipliers)
+        if self.constraint_target == "gradient_norm":
+            return self._gradient_norm_loss(loss, losses, codes, multipliers, weight, damped)
         reference = X.get(REFERENCE_LOSS_KEY)
         reference = None if reference is None else to_tensor(reference, device=losses.device)
         if not self._uses_heldout():  # the dual step averages the batches since the last one

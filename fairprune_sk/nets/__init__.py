@@ -2,6 +2,7 @@
 callbacks."""
 
 from ._callbacks import PruningLog, TerminalPrintLog
-from ._classifier import PRUNING_SCHEDULES, PrunableNetClassifier
+from ._classifier import NOT_TRAINABLE, PRUNING_SCHEDULES, PrunableNetClassifier
 
-__all__ = ["PRUNING_SCHEDULES", "PrunableNetClassifier", "PruningLog", "TerminalPrintLog"]
+__all__ = ["NOT_TRAINABLE", "PRUNING_SCHEDULES", "PrunableNetClassifier", "PruningLog",
+           "TerminalPrintLog"]

@@ -5,6 +5,12 @@
 search over ``pruning_rate``. ``prune`` prunes a fitted net in place and keeps the dense weights
 θ* as a plain ``state_dict`` (``dense_state_dict_``), which is what the excess risk
 ``R(a) = J(θ̂; D_a) − J(θ*; D_a)`` (eq. 2) is measured against.
+
+A pretrained module (an instance, with ``classes``) needs no ``fit``: ``initialize()`` makes the
+net fitted, θ* is the module's weights at the first prune (``weight_orig`` for a module that
+torch prune already reparametrised), or the weights of ``reference_module`` for a module of
+another structure. Data may be arrays or a torch ``Dataset`` / ``DataLoader``, streamed batch by
+batch (:mod:`._stream`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, validate_data
+from sklearn.utils.validation import _check_sample_weight, column_or_1d, validate_data
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochScoring
 from skorch.dataset import Dataset
@@ -37,14 +43,48 @@ from torch.utils.data import (
 from .. import pruning
 from .._validation import check_int, check_params, torch_seed
 from ..metrics import encode_labels
+from ..metrics._stream import is_stream
 from ._callbacks import PruningLog, TerminalPrintLog, index_accuracy
 from ._data import INPUT_KEY, SAMPLE_WEIGHT_KEY
 from ._persistence import match_pruning
-from ._state import clone_state, copy_callbacks, copy_history
+from ._state import clone_state, copy_callbacks, copy_history, original_state_dict
+from ._stream import SHUFFLING_LOADER, NetStream, stream_of
 
-__all__ = ["PRUNING_SCHEDULES", "PrunableNetClassifier"]
+__all__ = ["NOT_TRAINABLE", "PRUNING_SCHEDULES", "PrunableNetClassifier"]
 
 PRUNING_SCHEDULES = ("one_shot", "iterative")
+
+NOT_TRAINABLE = (
+    "{name} cannot {action}: its module has {what} (a quantized module, e.g. from "
+    "torch.ao.quantization.quantize_dynamic, has no float weights); it can be audited "
+    "(predict_proba, ExcessRiskFrame) but not trained or pruned. Prune and fine-tune the float "
+    "module, then quantize it"
+)
+
+
+def _quantized_layers(module: nn.Module) -> list[str]:
+    """Qualified names of the outermost submodules of torch's quantized kinds (int8 kernels)."""
+    names: list[str] = []
+    for name, sub in module.named_modules():
+        kind = type(sub).__module__
+        inside = any(name.startswith(f"{outer}.") for outer in names)
+        if kind.startswith("torch.") and ".quantized" in kind and not inside:
+            names.append(name)
+    return names
+
+
+def _first_layer(module: nn.Module) -> nn.Module:
+    """The layer a module applies first, where its structure says so: the first child of a
+    ``Sequential``, or the only child of a wrapper, followed down to a layer with
+    ``in_features`` or a leaf."""
+    while True:
+        children = list(module.children())
+        if isinstance(module, nn.Sequential) and children:
+            module = children[0]
+        elif len(children) == 1 and not hasattr(module, "in_features"):
+            module = children[0]
+        else:
+            return module
 
 
 class _BatchIndexedDataset(Dataset):
@@ -93,6 +133,12 @@ class PrunableNetClassifier(NeuralNetClassifier):
         Seeds weight initialisation, batch shuffling and random pruning; the global torch RNG
         state is restored afterwards. A ``train_split`` such as ``ValidSplit(0.2)`` has its own
         ``random_state``: set it too for a reproducible validation split.
+    reference_module : torch.nn.Module or None, default=None
+        The dense reference θ* as a module, for a ``module`` of another structure (one made
+        smaller by Torch-Pruning, say): it takes the same inputs and has the same outputs.
+        ``initialize`` (and so ``fit``) keeps a copy of its weights as ``dense_state_dict_``;
+        the audit and the fine-tuning of :class:`~fairprune_sk.FairConstrainedNet` then compare
+        this net with it. None: θ* is the module's own weights at the first prune.
     **kwargs
         Every other skorch parameter (``max_epochs``, ``lr``, ``batch_size``,
         ``module__hidden_units``, ``optimizer``, ``callbacks``, ``device``, ...). Unlike skorch,
@@ -107,16 +153,20 @@ class PrunableNetClassifier(NeuralNetClassifier):
     module_ : torch.nn.Module
         The trained (and possibly pruned, via ``torch.nn.utils.prune`` masks) module.
     dense_state_dict_ : dict of str to Tensor or None
-        The dense weights θ* kept by the first pruning (plain tensors on CPU); None if never pruned.
+        The dense weights θ* (plain tensors on CPU): kept by the first pruning, taken from
+        ``weight_orig`` of a module given with torch prune masks, or from ``reference_module``;
+        None while there is none.
     sparsity_ : float
         Achieved fraction of prunable weights that are zero.
     phase_ : {"train", "fine_tune"}
         What the epochs being run are: dense training, or fine-tuning with the masks held
         (recorded as ``phase`` in ``history``; "train" between runs).
     classes_ : ndarray of shape (n_classes,)
-        Class labels seen in ``fit``.
+        Class labels seen in ``fit`` (the ``classes`` parameter when given).
     n_features_in_ : int
-        Number of features seen in ``fit``.
+        Number of features seen in ``fit``; after ``initialize()`` with a module instance, the
+        ``in_features`` of its first layer where its structure tells (a ``Sequential``, or a
+        wrapper of one, starting with a ``Linear``), else not set.
 
     Examples
     --------
@@ -142,6 +192,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
         "keep_dense": [tuple, list],
         "min_layer_density": [Interval(Real, 0.0, 1.0, closed="both")],
         "random_state": ["random_state"],
+        "reference_module": [nn.Module, None],
     }
 
     def __init__(
@@ -158,6 +209,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
         keep_dense: tuple[str, ...] = (),
         min_layer_density: float = 0.0,
         random_state: Any = None,
+        reference_module: nn.Module | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("iterator_train__shuffle", True)  # SGD on shuffled batches
@@ -171,6 +223,15 @@ class PrunableNetClassifier(NeuralNetClassifier):
         self.keep_dense = keep_dense
         self.min_layer_density = min_layer_density
         self.random_state = random_state
+        self.reference_module = reference_module
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # a parameter skorch must not take for a component it trains: skorch registers every
+        # module set on a net (its parameters would join the optimizer's)
+        if name == "reference_module":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     # ------------------------------------------------------------------------------------------
     # sklearn / skorch plumbing
@@ -215,6 +276,76 @@ class PrunableNetClassifier(NeuralNetClassifier):
                     kwargs[name] = value
         self.module_ = self.initialized_instance(self.module, kwargs)
         return self
+
+    def initialize(self) -> Self:
+        """skorch's ``initialize``, then the fitted state of the module as it is.
+
+        With a module instance and ``classes``, the net is then fitted (``check_is_fitted``
+        passes): it predicts, prunes, fine-tunes and is audited without a ``fit``. A module
+        carrying torch prune masks keeps them (``sparsity_`` counts them) and gives θ* from its
+        ``weight_orig``; ``reference_module`` gives θ* from its own weights. A module without
+        float parameters (a quantized one) gets no optimizer: it predicts, but training or
+        pruning it raises a ``ValueError`` that says so.
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from torch import nn
+        >>> from fairprune_sk import PrunableNetClassifier
+        >>> module = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> net = PrunableNetClassifier(module, classes=["no", "yes"]).initialize()
+        >>> net.n_features_in_, net.predict(np.zeros((1, 4))).shape
+        (4, (1,))
+        >>> round(net.prune(0.5).sparsity_, 2), net.dense_reference().sparsity_
+        (0.5, 0.0)
+        """
+        super().initialize()
+        module = self.module_
+        pruning.detach_pruned_weights(module)
+        if self.reference_module is not None:
+            self.dense_state_dict_ = pruning.effective_state_dict(self.reference_module)
+        elif pruning.is_pruned(module):
+            self.dense_state_dict_ = original_state_dict(module)
+        else:
+            self.dense_state_dict_ = None
+        self.sparsity_ = float(pruning.sparsity(module))
+        self.phase_ = "train"
+        first = _first_layer(module)
+        in_features = getattr(first, "in_features", None)
+        if (isinstance(self.module, nn.Module) and not hasattr(self, "n_features_in_")
+                and isinstance(in_features, int)):
+            self.n_features_in_ = in_features
+            self.input_shape_ = (in_features,)
+        return self
+
+    def initialize_optimizer(self, *args: Any, **kwargs: Any) -> Self:
+        """skorch's optimizer; none (``optimizer_ = None``) for a module without parameters
+        (a quantized one), which is audited but never trained."""
+        if next(iter(self.get_all_learnable_params()), None) is None:
+            if "optimizer" not in self.prefixes_:  # registered as skorch registers an optimizer,
+                self._register_attribute("optimizer_", None)  # so a copy may build a real one
+            self.optimizer_ = None
+            return self
+        return super().initialize_optimizer(*args, **kwargs)
+
+    def _check_trainable(self, action: str, module: Any = None) -> None:
+        """Raise the ``NOT_TRAINABLE`` error if ``module`` (``module_`` by default) has no float
+        weights to train or prune."""
+        module = self.module_ if module is None else module
+        if not isinstance(module, nn.Module):
+            return
+        quantized = _quantized_layers(module)
+        if quantized:
+            what = f"quantized layers {quantized[:3]}"
+        elif next(iter(module.parameters()), None) is None:
+            what = "no parameters"
+        else:
+            return
+        raise ValueError(NOT_TRAINABLE.format(name=type(self).__name__, action=action, what=what))
 
     def _inferred_module_kwargs(self) -> dict[str, Any]:
         inferred = {}
@@ -302,10 +433,18 @@ class PrunableNetClassifier(NeuralNetClassifier):
         bare torch loop at batch 256 (``benchmarks/bench_speed.py`` prints the ratio). The
         batches, and the draws from torch's RNG, are those of ``DataLoader(dataset,
         batch_size, shuffle, drop_last)``. Any other iterator, sampler or collate function
-        takes skorch's path unchanged.
+        takes skorch's path unchanged. The user's ``Dataset`` is batched by skorch's iterator
+        with the ``iterator_*`` parameters; a ``DataLoader`` is iterated as it is
+        (:class:`~fairprune_sk.nets._stream.NetStream`).
         """
         iterator = self.iterator_train if training else self.iterator_valid
         kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
+        stream = stream_of(dataset)
+        if stream is not None:
+            kwargs.setdefault("batch_size", self.batch_size)
+            if kwargs["batch_size"] == -1:
+                kwargs["batch_size"] = len(dataset)
+            return stream.iterator(dataset, iterator, kwargs)
         if iterator is not DataLoader or {"sampler", "batch_sampler", "collate_fn"} & set(kwargs):
             return super().get_iterator(dataset, training=training)
         batch_size = kwargs.pop("batch_size", self.batch_size)
@@ -325,17 +464,41 @@ class PrunableNetClassifier(NeuralNetClassifier):
             x = x[INPUT_KEY]
         return super().infer(x, **fit_params)
 
-    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
+    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray | NetStream:
+        if is_stream(X):
+            stream = self._stream(X)
+            if stream.shuffles:
+                raise ValueError(SHUFFLING_LOADER.format(what="the predictions"))
+            return stream
         return validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=True)
 
+    def _stream(self, X: Any, **params: Any) -> NetStream:
+        """``X`` (a ``Dataset`` or ``DataLoader``) as a :class:`NetStream`: its passes outside
+        skorch's loop take the batch size and ``collate_fn`` of ``iterator_valid``."""
+        loader = self.get_params_for("iterator_valid")
+        batch_size = loader.get("batch_size", self.batch_size)
+        return NetStream(X, batch_size=batch_size if batch_size > 0 else 1024,
+                         collate=loader.get("collate_fn"), **params)
+
     def _validate_training_data(
-        self, X: Any, y: Any, *, reset: bool, classes: Any = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self,
+        X: Any,
+        y: Any,
+        *,
+        reset: bool,
+        classes: Any = None,
+        aligned: bool = False,
+        fields: tuple[str, ...] = (),
+    ) -> tuple[np.ndarray | NetStream, np.ndarray | None, np.ndarray]:
         """Validate X and y; return float32 X, encoded y and the classes (nothing is stored).
 
         ``classes`` is ``partial_fit``'s argument: read before any check on y, so a first batch
-        holding one class only trains when ``classes`` names them all.
+        holding one class only trains when ``classes`` names them all. A torch ``Dataset`` or
+        ``DataLoader`` X comes back as a :class:`NetStream` (see :meth:`_validate_stream`).
         """
+        if is_stream(X):
+            return self._validate_stream(X, y, reset=reset, classes=classes, aligned=aligned,
+                                         fields=fields)
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
@@ -345,7 +508,58 @@ class PrunableNetClassifier(NeuralNetClassifier):
         classes = self._training_classes(y, reset=reset, given=classes)
         return X, encode_labels(y, classes), classes
 
-    def _training_classes(self, y: np.ndarray, *, reset: bool, given: Any) -> np.ndarray:
+    def _validate_stream(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        reset: bool,
+        classes: Any,
+        aligned: bool,
+        fields: tuple[str, ...],
+    ) -> tuple[NetStream, np.ndarray | None, np.ndarray]:
+        """A ``Dataset`` / ``DataLoader`` as training data: its stream, encoded labels, classes.
+
+        The labels are ``y`` (aligned with the data), else the items' own, encoded batch by
+        batch. One pass over the items reads their labels first when the classes are not
+        known (``classes_``, the ``classes`` parameter, or ``partial_fit``'s) or when
+        ``aligned`` asks for every sample's label up front, and the values of ``fields`` (left
+        in the stream's ``item_fields``). ``aligned`` also refuses a shuffling ``DataLoader``.
+        With ``reset``, ``n_features_in_`` is set from the first input's shape.
+        """
+        stream = self._stream(X)
+        if stream.is_loader and self.train_split:
+            raise ValueError(
+                "X is a DataLoader, which train_split cannot split: pass its Dataset, or set "
+                "train_split=None"
+            )
+        if aligned and stream.shuffles:
+            raise ValueError(SHUFFLING_LOADER.format(
+                what=f"the per-sample groups of {type(self).__name__}"))
+        labels = None if y is None else column_or_1d(y, warn=True)
+        known = not reset or self.classes is not None or classes is not None
+        read_labels = labels is None and (aligned or not known)
+        if read_labels or fields:
+            found, stream.item_fields = stream.read(labels=read_labels, fields=tuple(fields))
+            labels = found if read_labels else labels
+        if labels is not None:
+            check_classification_targets(labels)
+        classes = self._training_classes(labels, reset=reset, given=classes)
+        y_index = None
+        if labels is not None and not stream.shuffles:
+            y_index = encode_labels(labels, classes)
+        elif labels is not None:
+            encode_labels(labels, classes)  # unknown labels are an error before training
+        trained = self._stream(X, classes=classes, y_index=y_index)
+        trained.item_fields, trained.n_samples = stream.item_fields, stream.n_samples
+        if reset:
+            shape = trained.input_shape()
+            self.n_features_in_ = shape[0] if shape else 1
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        return trained, y_index, classes
+
+    def _training_classes(self, y: np.ndarray | None, *, reset: bool, given: Any) -> np.ndarray:
         """The classes to encode y with: ``classes_`` once fitted, else the ``classes``
         parameter (in its own order, sorted or not), else ``partial_fit``'s ``classes``
         (sorted, as sklearn's ``partial_fit``), else the labels of y."""
@@ -373,10 +587,12 @@ class PrunableNetClassifier(NeuralNetClassifier):
             )
         return classes
 
-    def _check_sample_weight(self, sample_weight: Any, X: np.ndarray) -> np.ndarray | None:
+    def _check_sample_weight(self, sample_weight: Any, X: Any) -> np.ndarray | None:
         """Normalise weights to mean 1 so the loss scale (and lr) does not depend on them."""
         if sample_weight is None:
             return None
+        if isinstance(X, NetStream):  # one weight per item, in the data's order
+            X = np.empty((len(X), 0))
         weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
         total = weight.sum()
         if total <= 0:
@@ -387,8 +603,11 @@ class PrunableNetClassifier(NeuralNetClassifier):
             return None  # uniform weights: exactly the unweighted loss
         return (weight * (len(weight) / total)).astype(np.float32)
 
-    def _training_input(self, X: np.ndarray, **per_sample: np.ndarray | None) -> Any:
-        """X as skorch will batch it: a dict when per-sample metadata must travel with it."""
+    def _training_input(self, X: np.ndarray | NetStream, **per_sample: np.ndarray | None) -> Any:
+        """X as skorch will batch it: a dict when per-sample metadata must travel with it (a
+        stream adds them to its batches)."""
+        if isinstance(X, NetStream):
+            return X.with_arrays(**per_sample)
         extras = {key: value for key, value in per_sample.items() if value is not None}
         if not extras:
             return X
@@ -437,12 +656,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
         states = []
         if in_place:
             for obj in self._torch_state_objects():
-                state = obj.state_dict()
-                if isinstance(obj, torch.optim.Optimizer):
-                    state = clone_state(state)
-                else:
-                    state = {key: value.detach().clone() for key, value in state.items()}
-                states.append((obj, state))
+                states.append((obj, clone_state(obj.state_dict())))
         history = saved.get("history_")
         n_rows = len(history) if history is not None else 0
         try:
@@ -491,37 +705,51 @@ class PrunableNetClassifier(NeuralNetClassifier):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W), or a torch \
+                Dataset or DataLoader
             Training data (numpy, pandas or anything ``check_array`` takes); cast to float32.
-        y : array-like of shape (n_samples,)
-            Class labels of any type.
+            A torch ``Dataset`` (items ``(x, y)``, ``x`` alone, or dicts with the input under
+            ``"X"`` and the label under ``"y"``) is streamed batch by batch by skorch's
+            iterator (``batch_size``, ``iterator_train__*``); a ``DataLoader`` is iterated as
+            it is. Floating inputs are cast to float32.
+        y : array-like of shape (n_samples,) or None
+            Class labels of any type. None with a ``Dataset``: the items' labels. The classes
+            are then the ``classes`` parameter, or read in one pass over the items' labels
+            before training.
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative per-sample weights of the loss (normalised to mean 1; uniform weights
             give exactly the unweighted result). They travel inside the dataset, so batches and
-            the validation split slice them with X.
+            the validation split slice them with X. With a ``Dataset``: one weight per item,
+            in its order (a ``DataLoader`` that shuffles cannot take aligned arrays).
 
         Returns
         -------
         self
         """
         self._validate_own_params()
+        self._check_trainable("fit", self.module)
         with self._transaction(in_place=self._trains_in_place()):
             X_arr, y_index, classes = self._validate_training_data(X, y, reset=True)
             weight = self._check_sample_weight(sample_weight, X_arr)
             self._fit_validated(X_arr, y_index, classes, sample_weight=weight)
         return self
 
+    @staticmethod
+    def _input_shape(X: np.ndarray | NetStream) -> tuple[int, ...]:
+        """The shape of one sample of validated data."""
+        return X.input_shape() if isinstance(X, NetStream) else tuple(X.shape[1:])
+
     def _fit_validated(
         self, X: np.ndarray, y_index: np.ndarray, classes: np.ndarray, **per_sample
     ) -> None:
         """Dense training, then the pruning schedule; inputs are already validated."""
         self.classes_inferred_ = classes
-        self.input_shape_ = tuple(X.shape[1:])
+        self.input_shape_ = self._input_shape(X)
         data = self._training_input(X, **per_sample)
         with self._seeded():
             if not (self.warm_start and self.initialized_):
                 self.initialize()
-                self.dense_state_dict_ = None
+            self._check_trainable("fit")
             pruning.prunable_tensors(self.module_, keep_dense=tuple(self.keep_dense))
             self.sparsity_ = float(pruning.sparsity(self.module_))
             self.phase_ = "train"
@@ -549,6 +777,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
         """Run ``epochs`` epochs of skorch's loop on the current (possibly masked) module."""
         if epochs <= 0:
             return
+        self._check_trainable("train")
         self.phase_ = phase
         self.notify("on_train_begin", X=data, y=y_index)
         try:
@@ -563,28 +792,30 @@ class PrunableNetClassifier(NeuralNetClassifier):
 
         On an unfitted net this is a dense ``fit`` without pruning. ``classes`` (all the labels,
         in any order) lets a first batch hold only some of them, as in sklearn's
-        ``partial_fit``; once fitted, labels must be among ``classes_``.
+        ``partial_fit``; once fitted, labels must be among ``classes_``. ``X`` and ``y`` are
+        those of :meth:`fit` (a torch ``Dataset`` or ``DataLoader`` too, with ``y=None`` for
+        the items' labels).
         """
         self._validate_own_params()
         if not self.initialized_:
+            self._check_trainable("partial_fit", self.module)
             with self._transaction(in_place=self._trains_in_place()):
                 X_arr, y_index, found = self._validate_training_data(
                     X, y, reset=True, classes=classes
                 )
                 weight = self._check_sample_weight(sample_weight, X_arr)
                 self.classes_inferred_ = found
-                self.input_shape_ = tuple(X_arr.shape[1:])
+                self.input_shape_ = self._input_shape(X_arr)
                 with self._seeded():
                     self.initialize()
-                    self.dense_state_dict_ = None
-                    self.sparsity_ = 0.0
                     self._train_epochs(
                         self._training_input(X_arr, sample_weight=weight),
                         y_index,
                         self.max_epochs,
-                        phase="train",
+                        phase="fine_tune" if self.dense_state_dict_ is not None else "train",
                     )
             return self
+        self._check_trainable("partial_fit")
         return self._continue_training(
             X, y, self.max_epochs, classes=classes, sample_weight=sample_weight
         )
@@ -597,9 +828,11 @@ class PrunableNetClassifier(NeuralNetClassifier):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
-        y : array-like of shape (n_samples,)
-            Labels among ``classes_``.
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W), or a torch \
+                Dataset or DataLoader
+            As for :meth:`fit`.
+        y : array-like of shape (n_samples,) or None
+            Labels among ``classes_``; None with a ``Dataset``: the items' labels.
         epochs : int >= 0
             0 changes nothing.
         sample_weight : array-like of shape (n_samples,), optional
@@ -611,6 +844,8 @@ class PrunableNetClassifier(NeuralNetClassifier):
         self.check_is_fitted()
         epochs = check_int(epochs, "epochs", 0)
         self._validate_own_params()
+        if epochs:
+            self._check_trainable("fine_tune")
         return self._continue_training(X, y, epochs, sample_weight=sample_weight)
 
     def _continue_training(
@@ -632,12 +867,21 @@ class PrunableNetClassifier(NeuralNetClassifier):
     # ------------------------------------------------------------------------------------------
     # pruning
     # ------------------------------------------------------------------------------------------
-    def prune(self, rate: float, method: str | None = None) -> Self:
+    def prune(
+        self,
+        rate: float,
+        method: str | None = None,
+        *,
+        X: Any = None,
+        y: Any = None,
+        sensitive_features: Any = None,
+    ) -> Self:
         """Prune the fitted net in place to a total sparsity ``rate``; keep θ* for the audit.
 
         The optimizer is re-initialised. Calling ``prune`` again prunes further (rates are
-        cumulative targets); the dense reference stays the one from before the first pruning.
-        On any error the net is left exactly as it was.
+        cumulative targets); the dense reference stays the one from before the first pruning
+        (for a module given with torch prune masks, its ``weight_orig``; with
+        ``reference_module``, that module). On any error the net is left exactly as it was.
 
         Parameters
         ----------
@@ -646,21 +890,43 @@ class PrunableNetClassifier(NeuralNetClassifier):
             :func:`fairprune_sk.pruning.prune_module`).
         method : str, optional
             One of :data:`fairprune_sk.pruning.PRUNING_METHODS`; ``pruning_method`` if None.
+        X, y, sensitive_features : optional
+            The data of a data-driven pruning criterion. Every method of
+            :data:`~fairprune_sk.pruning.PRUNING_METHODS` ranks the weights alone, so these
+            must be left out.
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            For an unknown ``method``; for data given to a method that does not use it; for a
+            module without float weights (a quantized one).
         """
         self.check_is_fitted()
         self._validate_own_params()
         method = self.pruning_method if method is None else method
+        pruning.validate_method(method, caller_name=f"{type(self).__name__}.prune")
+        given = [name for name, value in (("X", X), ("y", y),
+                                          ("sensitive_features", sensitive_features))
+                 if value is not None]
+        if given:
+            raise ValueError(
+                f"method={method!r} ranks the weights alone and takes no data: leave out "
+                f"{', '.join(given)}"
+            )
+        self._check_trainable("prune")
         with self._seeded(offset=len(self.history)):
             self._prune_in_place(rate, method)
         pruning.detach_pruned_weights(self.module_)
         return self
 
     def _prune_in_place(self, rate: float, method: str) -> None:
-        """Prune a copy of ``module_`` and swap it in only once pruning succeeded."""
+        """Prune a copy of ``module_`` and swap it in only once pruning succeeded; θ* is the
+        module's weights before its first pruning (its ``weight_orig`` where torch prune
+        reparametrised it)."""
         module = pruning.copy_module(self.module_)
         pruning.prune_module(
             module,
@@ -671,7 +937,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
             random_state=torch_seed(self.random_state, len(self.history)),
         )
         if getattr(self, "dense_state_dict_", None) is None:
-            self.dense_state_dict_ = pruning.effective_state_dict(self.module_)
+            self.dense_state_dict_ = original_state_dict(self.module_)
         self.module_ = module
         self.sparsity_ = float(pruning.sparsity(module))
         self.initialize_optimizer()
@@ -699,7 +965,8 @@ class PrunableNetClassifier(NeuralNetClassifier):
         method : str, optional
             ``pruning_method`` if None.
         X, y : array-like, optional
-            Training data of the fine-tuning; required when ``fine_tune_epochs > 0``.
+            Training data of the fine-tuning; required when ``fine_tune_epochs > 0`` (``X`` may
+            be a torch ``Dataset`` or ``DataLoader``, with ``y=None`` for the items' labels).
         fine_tune_epochs : int >= 0, default=0
             Epochs of :meth:`fine_tune` after pruning.
         sample_weight : array-like of shape (n_samples,), optional
@@ -719,7 +986,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
         """:meth:`pruned_copy`; ``fit_params`` are the keywords of this class's ``fine_tune``."""
         self.check_is_fitted()
         epochs = check_int(epochs, "fine_tune_epochs", 0)
-        if epochs and (X is None or y is None):
+        if epochs and (X is None or (y is None and not is_stream(X))):
             raise ValueError(
                 f"fine_tune_epochs={epochs} needs the training data: pass X= and y="
             )
@@ -729,8 +996,10 @@ class PrunableNetClassifier(NeuralNetClassifier):
         return copy
 
     def _dense_module(self) -> nn.Module:
-        """θ* as a plain module (no pruning hooks), built from ``dense_state_dict_``."""
-        return pruning.unpruned_copy(self.module_, self.dense_state_dict_)
+        """θ* as a plain module (no pruning hooks) on the net's device, built from
+        ``dense_state_dict_`` in the structure of ``reference_module`` or else ``module_``."""
+        structure = self.module_ if self.reference_module is None else self.reference_module
+        return pruning.unpruned_copy(structure, self.dense_state_dict_).to(self.device)
 
     def dense_reference(self) -> PrunableNetClassifier:
         """A fitted net with the dense weights θ* and no masks (for the audit).
@@ -760,8 +1029,9 @@ class PrunableNetClassifier(NeuralNetClassifier):
 
         Units / filters removed by ``structured_l1`` / ``structured_l2`` are cut out of the layers
         (:func:`fairprune_sk.pruning.compact`), so inference is faster; predictions are the same.
-        The copy keeps no dense reference (its shapes differ from θ*'s), reports the
-        sparsity of its compacted module, and shares no mutable state with this net.
+        The copy keeps no dense reference (its shapes differ from θ*'s), unless θ* is
+        ``reference_module``; it reports the sparsity of its compacted module, and shares no
+        mutable state with this net.
 
         Raises
         ------
@@ -771,7 +1041,8 @@ class PrunableNetClassifier(NeuralNetClassifier):
         self.check_is_fitted()
         pruning.detach_pruned_weights(self.module_)
         compacted = self._sibling(pruning.compact(self.module_))
-        compacted.dense_state_dict_ = None
+        if self.reference_module is None:
+            compacted.dense_state_dict_ = None
         compacted.sparsity_ = float(pruning.sparsity(compacted.module_))
         return compacted
 
@@ -782,7 +1053,10 @@ class PrunableNetClassifier(NeuralNetClassifier):
         """Class probabilities, float64 as sklearn's classifiers return, columns in ``classes_``.
 
         The module computes in its own dtype (float32 by default); the probabilities are cast to
-        float64 and renormalised so every row sums to 1 in float64.
+        float64 and renormalised so every row sums to 1 in float64. ``X`` may be a torch
+        ``Dataset`` (items ``(x, y)``, ``x`` alone or dicts; labels are ignored), streamed in
+        batches of ``batch_size``, or a ``DataLoader`` that does not shuffle; the rows follow
+        its order.
         """
         self.check_is_fitted()
         proba = np.asarray(super().predict_proba(self._validate_X(X, reset=False)), np.float64)

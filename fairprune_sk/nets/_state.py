@@ -2,7 +2,8 @@
 
 Used by the transactions of :class:`~fairprune_sk.PrunableNetClassifier` (a failed call leaves
 the estimator as it was) and by its copies (``pruned_copy``, ``dense_reference``, ``compact``),
-which share no mutable state with their original.
+which share no mutable state with their original; and the dense weights θ* of a module that
+``torch.nn.utils.prune`` reparametrised (:func:`original_state_dict`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import warnings
 from typing import Any
 
 import torch
+from torch import nn
 
-__all__ = ["clone_state", "copy_callbacks", "copy_history"]
+from ..pruning._masks import pruning_hooks
+
+__all__ = ["clone_state", "copy_callbacks", "copy_history", "original_state_dict"]
 
 
 def clone_state(value: Any) -> Any:
@@ -58,3 +62,22 @@ def copy_callbacks(callbacks: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
             )
         copies.append((name, callback))
     return copies
+
+
+def original_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The module's weights before its torch prune masks: plain names, CPU copies.
+
+    A tensor ``w`` that ``torch.nn.utils.prune`` reparametrised is taken from ``w_orig`` (where
+    torch keeps its values, pruned entries included) and ``w_mask`` is left out; every other
+    entry is copied as it is. For a module without masks this is a copy of its ``state_dict``.
+    """
+    pruned = {f"{qualname}.{name}" if qualname else name
+              for qualname, _, name, _ in pruning_hooks(module)}
+    state = {}
+    for key, value in module.state_dict().items():
+        if key.endswith("_mask") and key.removesuffix("_mask") in pruned:
+            continue
+        if key.endswith("_orig") and key.removesuffix("_orig") in pruned:
+            key = key.removesuffix("_orig")
+        state[key] = value.detach().to("cpu", copy=True)
+    return state
