@@ -1,4 +1,4 @@
-"""Plain pruning vs CEAG (``constraint_target="accuracy_gap"``), at equal fine-tuning budgets.
+"""Plain pruning vs the mitigations of ``FairConstrainedNet``, at equal fine-tuning budgets.
 
 For every seed one dense net θ* is trained (``FairConstrainedNet`` with
 ``constraint_phase="none"``, i.e. plain training); for every pruning rate and method a copy of
@@ -10,9 +10,12 @@ it is pruned (global magnitude) and fine-tuned for the same ``--fine-tune-epochs
   the last quarter of fine-tuning (``average_tail=0.25``);
 - ``ceag_heldout``: the same with ``constraint_split=0.2``: duals measured on a held-out,
   group × label stratified 20 % (the primal steps train on the rest) and the best held-out
-  iterate kept (``best_iterate=True``; the tail average is one more candidate).
+  iterate kept (``best_iterate=True``; the tail average is one more candidate);
+- ``fair_after``: the paper's equal group losses while fine-tuning (*Fair Aft*);
+- ``gap_and_loss``: CEAG plus one-sided equal-loss constraints, at its defaults;
+- ``gradient_norm``: the paper's eq. (6), equal group gradient norms (double backward).
 
-``--set name=value`` overrides a CEAG parameter of both CEAG methods; ``--variant
+``--set name=value`` overrides a parameter of every method but plain; ``--variant
 label:name=value,name=value`` adds a CEAG method with those parameters (the grid of
 docs/mitigation.md, e.g. ``--variant lr0.1:dual_lr=0.1``). Every number comes from
 :class:`~fairprune_sk.ExcessRiskFrame` of the fine-tuned net against θ*:
@@ -20,7 +23,8 @@ docs/mitigation.md, e.g. ``--variant lr0.1:dual_lr=0.1``). Every number comes fr
 group's accuracy. The script prints, per rate and method, the mean over seeds and the 95 %
 t-interval (``scipy.stats.t``) on test data, the training numbers apart, the change of mean test
 max ψ against plain, the accuracy cost, the worst seed's accuracy gap to plain (paired by seed)
-and the pruning + fine-tuning wall time. ``--from-csv`` reprints the report of saved runs.
+and the pruning + fine-tuning wall time, then every group's mean test accuracy beside plain's
+(who pays). ``--from-csv`` reprints the report of saved runs.
 
 Run (one process, one torch thread)::
 
@@ -51,6 +55,9 @@ METHODS = {
         "constraint_target": "accuracy_gap",
         "constraint_split": 0.2,
     },
+    "fair_after": {"constraint_phase": "after", "constraint_target": "group_loss"},
+    "gap_and_loss": {"constraint_phase": "after", "constraint_target": "gap_and_loss"},
+    "gradient_norm": {"constraint_phase": "after", "constraint_target": "gradient_norm"},
 }
 DEFAULT_RATES = {"fashion_mnist": (0.95, 0.97, 0.99), "adult": (0.9, 0.98, 0.99)}
 DEFAULT_HIDDEN = {"fashion_mnist": (128, 64), "adult": (64, 64)}
@@ -64,11 +71,11 @@ DEFAULT_TRAINING = {
 def load(dataset: str, seed: int, n_train: int) -> tuple[Any, ...]:
     """Training and test arrays with their groups (classes for Fashion-MNIST, race × sex)."""
     if dataset == "adult":
-        from fairprune_sk.audit import load_adult_split
+        from fairprune_sk.datasets import load_dataset
 
-        split = load_adult_split(["race", "sex"])
-        return (split.X_train, split.y_train, split.A_train, split.X_test, split.y_test,
-                split.A_test)
+        split = load_dataset("adult", sensitive=("race", "sex"))
+        return (split.X_train, split.y_train, split.groups_train, split.X_test, split.y_test,
+                split.groups_test)
     from fairprune_sk.datasets import load_fashion_mnist
 
     data = load_fashion_mnist(n_train=n_train, random_state=seed)
@@ -84,11 +91,14 @@ def audit(net: FairConstrainedNet, X: Any, y: Any, A: Any) -> dict[str, float]:
     by_group, overall = frame.by_group, frame.overall
     drop = by_group["accuracy_dense"] - by_group["accuracy_pruned"]
     overall_drop = overall["accuracy_dense"] - overall["accuracy_pruned"]
+    groups = {f"group_accuracy[{label}]": float(value)
+              for label, value in by_group["accuracy_pruned"].items()}
     return {
         "accuracy": float(overall["accuracy_pruned"]),
         "max_psi": float((drop - overall_drop).max()),
         "xi": float(frame.fairness_violation),
         "worst_group_accuracy": float(by_group["accuracy_pruned"].min()),
+        **groups,
     }
 
 
@@ -185,6 +195,25 @@ def report(results: pd.DataFrame) -> None:
         worst = (base["test_accuracy"] - paired["test_accuracy"]).max()
         print(f"  rate {rate} {method:<16} mean test max psi cut {100 * cut:+.0f} %, "
               f"accuracy cost {100 * cost:+.2f} points, worst seed {100 * worst:+.2f} points")
+    groups = [c for c in results.columns if c.startswith("test_group_accuracy[")]
+    if not groups:
+        return
+    print("\nmean test accuracy of every group, and its change against plain (points)")
+    means = results.groupby(["rate", "method"], sort=False)[groups].mean()
+    for rate in means.index.get_level_values("rate").unique():
+        base = means.loc[(rate, "plain")]
+        for method in means.loc[rate].index:
+            row = means.loc[(rate, method)]
+            change = 100 * (row - base)
+            cells = "  ".join(
+                f"{name[len('test_group_accuracy['):-1]}: {row[name]:.3f}"
+                + ("" if method == "plain" else f" ({change[name]:+.1f})")
+                for name in groups
+            )
+            loss = "" if method == "plain" else (
+                f" | largest group loss {-change.min():.1f}, mean of losses "
+                f"{-change[change < 0].sum() / len(groups):.2f} points")
+            print(f"  rate {rate} {method:<16} {cells}{loss}")
 
 
 def main() -> None:

@@ -165,7 +165,8 @@ def _reference_note(method: str, table: pd.DataFrame) -> str:
     if method in _OWN_DENSE_METHODS and "accuracy_own_dense" in part.columns \
             and part["accuracy_own_dense"].notna().all():
         return "change from its own dense net"
-    if method in ("none", "threshold", "ceag", "ceag_heldout"):  # ceag fine-tunes pruned θ*
+    fine_tune_pruned_dense = ("ceag", "ceag_heldout", "gap_and_loss", "fair_gradient_norm")
+    if method in ("none", "threshold", *fine_tune_pruned_dense):
         return "change from dense θ*"
     return "change from θ* (trains its own nets)"
 

@@ -83,6 +83,8 @@ METHODS: tuple[str, ...] = (
     "fair_both",
     "ceag",
     "ceag_heldout",
+    "gap_and_loss",
+    "fair_gradient_norm",
     "eg",
     "gridsearch",
     "threshold",
@@ -95,6 +97,7 @@ DEFAULT_METHODS: tuple[str, ...] = (
     "fair_after",
     "fair_both",
     "ceag",
+    "gap_and_loss",
     "eg",
     "threshold",
 )
@@ -105,6 +108,8 @@ FAIR_METHODS: dict[str, dict[str, Any]] = {
     "ceag": {"constraint_phase": "after", "constraint_target": "accuracy_gap"},
     "ceag_heldout": {"constraint_phase": "after", "constraint_target": "accuracy_gap",
                      "constraint_split": 0.2},
+    "gap_and_loss": {"constraint_phase": "after", "constraint_target": "gap_and_loss"},
+    "fair_gradient_norm": {"constraint_phase": "after", "constraint_target": "gradient_norm"},
 }
 #: Methods whose final model at rate 0 is θ* itself: ``none`` and the constrained methods whose
 #: constraint acts only after pruning (``constraint_phase="after"``).
@@ -131,6 +136,9 @@ FAIR_ONLY_PARAMS = (
     "replay_size",
     "constraint_split",
     "best_iterate",
+    "noise_margin",
+    "average_tail",
+    "loss_dual_lr",
 )
 #: Parameters a run sets itself; ``net_params`` must not hold them.
 RESERVED_PARAMS = ("pruning_rate", "random_state", "constraint_phase")

@@ -164,6 +164,8 @@ class DualAscent(Callback):
             if net.best_iterate:
                 state.consider_iterate(violation, accuracy, net.tolerance_, net.module_)
             return violation
+        if net.constraint_target == "gradient_norm":
+            return state.mean_accumulated()  # the batches' |‖∇J_a‖ − ‖∇J‖|
         return state.averaged_violation()
 
     def _dual_step(self, net: Any) -> None:
@@ -184,6 +186,12 @@ class DualAscent(Callback):
                 cap=net.multiplier_cap if damped else None,
                 damping=net.dual_damping,
             )
+            if net.loss_dual_lr_ and net._ceag_on_training_batches():
+                state.step_loss(
+                    state.signed_loss_gap(),
+                    lr=net.loss_dual_lr_,
+                    cap=net.multiplier_cap if damped else None,
+                )
         state.reset_accumulators()
         if state.tail_average is not None:
             state.tail_average.checkpoint(net.module_)

@@ -292,6 +292,8 @@ class DualState:
         self.groups = groups
         self.multipliers = np.zeros(len(groups))
         self.previous_error = np.zeros(len(groups))
+        self.loss_multipliers = np.zeros(len(groups))  # ν of the equal-loss constraints
+        self.loss_previous_error = np.zeros(len(groups))
         self.heldout: dict[str, np.ndarray] | None = None
         self.heldout_rows: np.ndarray | None = None
         self.group_shares: np.ndarray | None = None  # training shares, set for fine-tuning
@@ -341,6 +343,24 @@ class DualState:
         np.divide(self.loss_sums, self.weight_sums, out=means, where=self.weight_sums > 0)
         overall = self.loss_sums.sum() / max(self.weight_sums.sum(), 1e-12)
         return np.abs(means - overall)
+
+    def mean_accumulated(self) -> np.ndarray:
+        """The mean of the accumulated per-group values (NaN for groups never present)."""
+        means = np.full(len(self.groups), np.nan)
+        np.divide(self.loss_sums, self.weight_sums, out=means, where=self.weight_sums > 0)
+        return means
+
+    def signed_loss_gap(self) -> np.ndarray:
+        """``J_a − J`` over the accumulated batches; NaN for groups that were absent."""
+        means = np.full(len(self.groups), np.nan)
+        np.divide(self.loss_sums, self.weight_sums, out=means, where=self.weight_sums > 0)
+        return means - self.loss_sums.sum() / max(self.weight_sums.sum(), 1e-12)
+
+    def step_loss(self, violation: np.ndarray, **step_params: Any) -> None:
+        """A :func:`dual_step` on the equal-loss multipliers ν (keywords passed on)."""
+        self.loss_multipliers, self.loss_previous_error = dual_step(
+            self.loss_multipliers, violation, self.loss_previous_error, **step_params
+        )
 
     def replay_gap(self) -> np.ndarray:
         """ψ per group over the replay buffer (NaN for a group not seen yet)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["ceag_lagrangian", "group_loss_lagrangian", "group_sums"]
+__all__ = ["ceag_lagrangian", "gradient_norm_lagrangian", "group_loss_lagrangian", "group_sums"]
 
 
 def group_sums(
@@ -91,6 +91,7 @@ def ceag_lagrangian(
     *,
     weight: torch.Tensor | None = None,
     damped: bool = True,
+    loss_multipliers: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``J + Σ_a λ_a J_a`` on the batch: CEAG's primal step (Hashemizadeh et al., *Balancing Act*).
 
@@ -111,7 +112,10 @@ def ceag_lagrangian(
     multipliers : Tensor of shape (n_groups,)
     weight : Tensor of shape (n,), optional
     damped : bool, default=True
-        Divide by ``1 + Σ_a λ_a``.
+        Divide by ``1 + Σ_a λ_a`` (``+ Σ_a ν_a`` with ``loss_multipliers``).
+    loss_multipliers : Tensor of shape (n_groups,), optional
+        ν of the one-sided equal-loss constraints ``J_a − J ≤ 0`` (``loss_dual_lr``), which add
+        ``Σ_a ν_a (J_a − J)``.
 
     Returns
     -------
@@ -119,6 +123,70 @@ def ceag_lagrangian(
     """
     multipliers = multipliers.to(losses.dtype)
     sums, weights = group_sums(losses, codes, len(multipliers), weight)
-    group_mean = torch.where(weights > 0, sums / weights.clamp_min(1e-12), 0.0)
+    present = weights > 0
+    group_mean = torch.where(present, sums / weights.clamp_min(1e-12), 0.0)
     lagrangian = loss + (multipliers * group_mean).sum()
-    return lagrangian / (1.0 + multipliers.sum()) if damped else lagrangian
+    normaliser = 1.0 + multipliers.sum()
+    if loss_multipliers is not None:
+        loss_multipliers = loss_multipliers.to(losses.dtype)
+        gap = torch.where(present, group_mean - loss, 0.0)
+        lagrangian = lagrangian + (loss_multipliers * gap).sum()
+        normaliser = normaliser + loss_multipliers.sum()
+    return lagrangian / normaliser if damped else lagrangian
+
+
+def gradient_norm_lagrangian(
+    loss: torch.Tensor,
+    losses: torch.Tensor,
+    codes: torch.Tensor,
+    multipliers: torch.Tensor,
+    params: list[torch.Tensor],
+    *,
+    weight: torch.Tensor | None = None,
+    damped: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``J + Σ_a λ_a |‖∇J_a‖ − ‖∇J‖|`` on the batch: the paper's eq. (6), equal group gradient
+    norms (the first factor of Theorem 1's bound), by double backward.
+
+    Each present group's gradient norm is differentiated through (``create_graph=True``), so a
+    batch costs one gradient per present group and one overall, each with its graph kept, on top
+    of the usual backward: the price the paper calls expensive. The Hessian term of eq. (6) is
+    not included.
+
+    Parameters
+    ----------
+    loss : Tensor, scalar
+        The batch's mean loss ``J``.
+    losses : Tensor of shape (n,)
+    codes : Tensor of int64, shape (n,)
+    multipliers : Tensor of shape (n_groups,)
+    params : list of Tensor
+        The parameters θ the gradients are taken with respect to.
+    weight : Tensor of shape (n,), optional
+    damped : bool, default=False
+        Divide by ``1 + Σ_a λ_a``.
+
+    Returns
+    -------
+    lagrangian : Tensor, scalar
+    gaps : Tensor of shape (n_groups,)
+        ``‖∇J_a‖ − ‖∇J‖`` (detached; NaN for groups absent from the batch).
+    """
+    multipliers = multipliers.to(losses.dtype)
+    sums, weights = group_sums(losses, codes, len(multipliers), weight)
+
+    def norm(value: torch.Tensor) -> torch.Tensor:
+        grads = torch.autograd.grad(value, params, create_graph=True, allow_unused=True)
+        return torch.sqrt(sum((g**2).sum() for g in grads if g is not None))
+
+    overall = norm(loss)
+    gaps = torch.full((len(multipliers),), float("nan"), dtype=losses.dtype,
+                      device=losses.device)
+    penalty = loss.new_zeros(())
+    for group in torch.nonzero(weights > 0).flatten().tolist():
+        gap = norm(sums[group] / weights[group]) - overall
+        gaps[group] = gap.detach()
+        if multipliers[group] > 0:
+            penalty = penalty + multipliers[group] * gap.abs()
+    lagrangian = loss + penalty
+    return (lagrangian / (1.0 + multipliers.sum()) if damped else lagrangian), gaps
