@@ -204,7 +204,8 @@ def test_rate_0_of_none_and_the_after_methods_is_theta_star(adult, dense, method
 
 
 def test_rate_0_of_methods_that_change_theta_star_trains_them(adult, dense):
-    assert set(methods.DENSE_AT_RATE_0) == {"none", "fair_after", "ceag", "ceag_heldout"}
+    assert set(methods.DENSE_AT_RATE_0) == {"none", "fair_after", "ceag", "ceag_heldout",
+                                            "gap_and_loss", "fair_gradient_norm"}
     result = _run("fair_before", adult, dense, rate=0.0)
     assert isinstance(result.model, FairConstrainedNet) and result.model is not dense
     assert result.model.constraint_phase == "before" and result.model.pruning_rate == 0
