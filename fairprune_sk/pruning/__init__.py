@@ -14,11 +14,20 @@ Modules (one concept each; import from ``fairprune_sk.pruning``):
 - ``_masks``: reading, copying and removing torch's pruning masks (:func:`sparsity`,
   :func:`copy_module`, :func:`effective_state_dict`, :func:`make_permanent`, ...);
 - ``_methods``: :func:`prune_module` and the :data:`PRUNING_METHODS`;
+- ``_plan``: how many entries each step prunes, the checks of a target rate, dead units;
+- ``_saliency``: each group's Taylor estimate of its loss change when a weight is removed
+  (:func:`group_taylor_saliency`), from per-group gradients and Fisher diagonals;
+- ``_fair``: the group-balanced criterion of the :data:`DATA_DRIVEN_METHODS`
+  (:func:`fair_taylor_prune`);
+- ``_importance``: the same criterion for whole channels as a Torch-Pruning ``Importance``
+  (:class:`GroupBalancedTaylorImportance`);
 - ``_graph``: Torch-Pruning's ``DependencyGraph`` of a network (coupled channels, BatchNorm);
 - ``_compact``: :func:`compact`, which rebuilds smaller layers after structured pruning.
 """
 
 from ._compact import compact
+from ._fair import fair_taylor_prune
+from ._importance import GroupBalancedTaylorImportance
 from ._masks import (
     copy_module,
     detach_pruned_weights,
@@ -30,14 +39,25 @@ from ._masks import (
     unpruned_copy,
 )
 from ._methods import prune_module
-from ._select import PRUNING_METHODS, prunable_tensors, validate_method, validate_rate
+from ._saliency import group_taylor_saliency
+from ._select import (
+    DATA_DRIVEN_METHODS,
+    PRUNING_METHODS,
+    prunable_tensors,
+    validate_method,
+    validate_rate,
+)
 
 __all__ = [
+    "DATA_DRIVEN_METHODS",
     "PRUNING_METHODS",
+    "GroupBalancedTaylorImportance",
     "compact",
     "copy_module",
     "detach_pruned_weights",
     "effective_state_dict",
+    "fair_taylor_prune",
+    "group_taylor_saliency",
     "is_pruned",
     "layer_sparsity",
     "make_permanent",

@@ -12,6 +12,10 @@
     *dead* unit: its weight row, its bias and the matching channel of a ``BatchNorm`` that follows
     it are masked, so it outputs exactly zero and :func:`~fairprune_sk.pruning.compact` can remove
     it.
+``fair_taylor`` / ``fair_taylor_structured`` (:data:`DATA_DRIVEN_METHODS`)
+    The group-balanced Taylor criterion on data ``X, y, groups`` (:mod:`._fair`): the weights
+    (output units) whose removal is estimated to raise no group's loss much are removed, in
+    steps, one ranking across layers / the same fraction of units per layer.
 
 ``rate`` is always a *target total*: pruning is cumulative, pruned weights stay pruned, and
 ``prune_module(m, 0.5)`` followed by ``prune_module(m, 0.8)`` leaves 80 % of the weights pruned.
@@ -20,17 +24,28 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.utils import prune
 
 from .._validation import RANDOM_STATE, torch_generator, validate_params
+from ._fair import ORDER_DEFAULT, STEP_FRACTION_DEFAULT, prune_fair
 from ._graph import example_batch, norms_after
 from ._masks import effective, mask_of
-from ._select import DENSITY, KEEP_DENSE, METHOD, MODULE, RATE, prunable_tensors
+from ._plan import (
+    count_units,
+    count_weights,
+    global_target,
+    kill_dead_units,
+    layer_plan,
+    select_targets,
+    warn_emptied,
+)
+from ._saliency import BATCH_SIZE, DATA, group_data
+from ._select import DATA_DRIVEN_METHODS, DENSITY, KEEP_DENSE, METHOD, MODULE, RATE
 
 __all__ = ["prune_module"]
 
@@ -46,6 +61,10 @@ _STRUCTURED_NORM: dict[str, int] = {"structured_l1": 1, "structured_l2": 2}
         "min_layer_density": DENSITY,
         "random_state": RANDOM_STATE,
         "example_inputs": [torch.Tensor, None],
+        "X": DATA,
+        "y": DATA,
+        "groups": DATA,
+        "batch_size": BATCH_SIZE,
     },
     prefer_skip_nested_validation=True,
 )
@@ -58,6 +77,10 @@ def prune_module(
     min_layer_density: float = 0.0,
     random_state=None,
     example_inputs: torch.Tensor | None = None,
+    X: Any = None,
+    y: Any = None,
+    groups: Any = None,
+    batch_size: int = 256,
 ) -> nn.Module:
     """Prune ``module`` in place so that a fraction ``rate`` of its prunable weights is zero.
 
@@ -90,6 +113,18 @@ def prune_module(
           :func:`compact` can remove it without changing the outputs. (The BatchNorm layers
           are found in Torch-Pruning's dependency graph, traced on ``example_inputs``; without
           them only the weights and the bias of a pruned unit are masked.)
+        - ``"fair_taylor"`` (data-driven): one ranking across all selected layers of the
+          worst group's estimated loss increase when a weight is removed,
+          :math:`s_j = \\max_a (-g_{a,j} w_j)`, with :math:`g_a` the gradient of group ``a``'s
+          mean cross-entropy on ``X, y`` (computed on the logits of ``module``); the lowest
+          scores are pruned in steps of 2 % of the remaining weights, recomputed at every
+          step; exactly ``round(rate * N)`` weights end pruned (see
+          :func:`fair_taylor_prune` for the other orders and step sizes).
+        - ``"fair_taylor_structured"`` (data-driven): each layer but the last loses
+          ``round(rate * units)`` output units, scored by
+          :class:`GroupBalancedTaylorImportance` (the worst group's estimated loss increase
+          when the unit is removed), in the same steps; pruned units are dead as with
+          ``"structured_l1"``.
     keep_dense : iterable of str or str, default=()
         Layers to leave dense: qualified names and/or ``"first"`` / ``"last"``
         (see :func:`prunable_tensors`).
@@ -99,7 +134,8 @@ def prune_module(
         largest weights, which prevents global pruning from emptying a layer; with the
         layer-wise methods it caps each layer's rate at ``1 - min_layer_density``.
     random_state : None, int, numpy.random.RandomState or Generator, default=None
-        Seeds ``method="random"`` (same seed, same masks); ignored by the other methods. The
+        Seeds ``method="random"`` (same seed, same masks); ignored by the other methods (the
+        data-driven ones are deterministic up to float rounding). The
         draws use their own ``torch.Generator`` seeded by
         :func:`fairprune_sk._validation.torch_generator` (an int is the torch seed itself);
         torch's global RNG is left untouched.
@@ -107,6 +143,18 @@ def prune_module(
         A batch that ``module`` accepts; used by the structured methods only, to trace the
         network and find the BatchNorm after each layer. By default 2 random rows shaped as
         ``module.input_shape`` or as the ``in_features`` of a first ``Linear`` layer.
+    X : array-like or torch.Tensor of shape (n_samples, ...), optional
+        Rows that ``module`` accepts; required by the :data:`DATA_DRIVEN_METHODS`, ignored
+        by the others.
+    y : array-like or torch.Tensor of shape (n_samples,), optional
+        Integer class indices ``0 .. n_classes - 1`` of the rows (the logit columns);
+        required by the :data:`DATA_DRIVEN_METHODS`.
+    groups : array-like or torch.Tensor of shape (n_samples,), optional
+        Integer group codes ``0 .. n_groups - 1`` of the rows
+        (:func:`fairprune_sk.metrics.group_codes` makes them from sensitive features);
+        required by the :data:`DATA_DRIVEN_METHODS`.
+    batch_size : int, default=256
+        Rows per forward pass of the data-driven methods.
 
     Returns
     -------
@@ -117,9 +165,10 @@ def prune_module(
     ------
     ValueError
         On an invalid ``rate``, ``method``, ``keep_dense``, ``min_layer_density`` or
-        ``random_state``; if ``rate`` is below the current (mask) sparsity, since pruned weights
-        cannot be restored; if ``min_layer_density`` makes ``rate`` unreachable; if ``rate > 0``
-        and no layer is left to prune.
+        ``random_state``; for a data-driven method, naming whichever of ``X``, ``y`` and
+        ``groups`` is missing or invalid; if ``rate`` is below the current (mask) sparsity,
+        since pruned weights cannot be restored; if ``min_layer_density`` makes ``rate``
+        unreachable; if ``rate > 0`` and no layer is left to prune.
 
     Warns
     -----
@@ -151,16 +200,11 @@ def prune_module(
     0.8
     """
     rate, min_layer_density = float(rate), float(min_layer_density)
-    structured = method in _STRUCTURED_NORM
-    targets = prunable_tensors(module, keep_dense=keep_dense, structured=structured)
+    data = group_data(X, y, groups, method=method) if method in DATA_DRIVEN_METHODS else None
+    structured = method in _STRUCTURED_NORM or method == "fair_taylor_structured"
+    targets = select_targets(module, rate, method, keep_dense, structured)
     if not targets:
-        if rate == 0.0:
-            return module
-        raise ValueError(
-            f"no prunable layer left in {type(module).__name__} for method={method!r} with "
-            f"keep_dense={keep_dense!r}; prunable layers are "
-            f"{[name for name, _, _ in prunable_tensors(module)]!r}"
-        )
+        return module
 
     if method == "global_magnitude":
         _prune_global(targets, rate, min_layer_density)
@@ -173,29 +217,25 @@ def prune_module(
             return torch.rand(weight.shape, generator=generator).to(weight.device)
 
         _prune_layerwise(targets, rate, min_layer_density, random_scores)
+    elif data is not None:
+        prune_fair(
+            module,
+            targets,
+            rate,
+            min_layer_density,
+            data,
+            structured=structured,
+            order=ORDER_DEFAULT,
+            step_fraction=STEP_FRACTION_DEFAULT,
+            batch_size=int(batch_size),
+            example_inputs=example_inputs,
+        )
     else:
         norms = norms_after(module, example_batch(module, example_inputs))
         _prune_structured(targets, rate, min_layer_density, _STRUCTURED_NORM[method], norms)
 
-    emptied = [name for name, sub, pname in targets if not bool(mask_of(sub, pname).any())]
-    if emptied:
-        warnings.warn(
-            f"Pruning emptied layer(s) {emptied!r}: all their weights are pruned, so their "
-            "outputs no longer depend on their inputs. Keep them dense with "
-            f"keep_dense={emptied!r}, or set min_layer_density > 0 (e.g. 0.01) so that every "
-            "layer keeps some weights.",
-            UserWarning,
-            stacklevel=3,  # this function, validate_params' wrapper, the caller
-        )
+    warn_emptied(targets, stacklevel=3)  # this function, validate_params' wrapper, the caller
     return module
-
-
-def _cumulative_error(rate: float, where: str, already: int, size: int) -> ValueError:
-    return ValueError(
-        f"rate={rate!r} is below the current sparsity {already / size:.4f} of {where} "
-        f"({already} of {size} already pruned); pruning is cumulative and cannot restore "
-        "pruned weights (use a rate >= the current sparsity, or start from an unpruned copy)"
-    )
 
 
 def _prune_global(targets, rate: float, min_layer_density: float) -> None:
@@ -214,16 +254,7 @@ def _prune_global(targets, rate: float, min_layer_density: float) -> None:
             scores[(sub, pname)] = score.view_as(weight)
             total += weight.numel()
             already += int((mask == 0).sum())
-    target = round(rate * total)
-    if target < already:
-        raise _cumulative_error(rate, "the selected layers", already, total)
-    if target > total - protected:
-        raise ValueError(
-            f"min_layer_density={min_layer_density!r} keeps at least {protected} of the "
-            f"{total - already} unpruned weights, so rate={rate!r} ({target} of {total} "
-            f"weights pruned) cannot be reached; the highest reachable rate is "
-            f"{(total - protected) / total:.4f}"
-        )
+    target = global_target(rate, min_layer_density, total, already, protected)
     prune.global_unstructured(
         [(sub, pname) for _, sub, pname in targets],
         pruning_method=prune.L1Unstructured,
@@ -232,56 +263,21 @@ def _prune_global(targets, rate: float, min_layer_density: float) -> None:
     )
 
 
-def _layer_plan(targets, rate, min_layer_density, count) -> list[tuple[nn.Module, str, int]]:
-    """Per layer, how many more entries to prune; raises before anything is modified."""
-    plan = []
-    for layer, sub, pname in targets:
-        size, already = count(sub, pname)
-        target = round(rate * size)
-        if target < already:
-            raise _cumulative_error(rate, f"layer {layer!r}", already, size)
-        if min_layer_density > 0:
-            target = max(already, min(target, size - math.ceil(min_layer_density * size)))
-        plan.append((sub, pname, target - already))
-    return plan
-
-
-def _count_weights(sub: nn.Module, pname: str) -> tuple[int, int]:
-    mask = mask_of(sub, pname)
-    return mask.numel(), int((mask == 0).sum())
-
-
-def _count_units(sub: nn.Module, pname: str) -> tuple[int, int]:
-    mask = mask_of(sub, pname).flatten(1)
-    return mask.shape[0], int((~mask.bool().any(dim=1)).sum())
-
-
 def _prune_layerwise(
     targets, rate: float, min_layer_density: float, score: Callable[[torch.Tensor], torch.Tensor]
 ) -> None:
-    for sub, pname, amount in _layer_plan(targets, rate, min_layer_density, _count_weights):
+    for sub, pname, amount in layer_plan(targets, rate, min_layer_density, count_weights):
         with torch.no_grad():
             importance = score(effective(sub, pname).detach())
         prune.l1_unstructured(sub, pname, amount=int(amount), importance_scores=importance)
 
 
 def _prune_structured(targets, rate: float, min_layer_density: float, norm: int, norms) -> None:
-    plan = _layer_plan(targets, rate, min_layer_density, _count_units)
-    for (layer, _, _), (sub, pname, amount) in zip(targets, plan, strict=True):
+    plan = layer_plan(targets, rate, min_layer_density, count_units)
+    for sub, pname, amount in plan:
         with torch.no_grad():
             importance = effective(sub, pname).detach()
         prune.ln_structured(
             sub, pname, amount=int(amount), n=norm, dim=0, importance_scores=importance
         )
-        alive = sub.weight_mask.flatten(1).bool().any(dim=1)
-        if getattr(sub, "bias", None) is not None:
-            _mask_units(sub, "bias", alive)
-        for bn in norms.get(layer, []):
-            if bn.num_features == alive.numel() and bn.affine:
-                _mask_units(bn, "weight", alive)
-                _mask_units(bn, "bias", alive)
-
-
-def _mask_units(sub: nn.Module, name: str, alive: torch.Tensor) -> None:
-    current = mask_of(sub, name)
-    prune.custom_from_mask(sub, name, mask=alive.to(device=current.device, dtype=current.dtype))
+    kill_dead_units(targets, norms)

@@ -23,7 +23,16 @@ from .._validation import (
     validate_params,
 )
 
-__all__ = ["PRUNING_METHODS", "prunable_tensors", "validate_method", "validate_rate"]
+__all__ = [
+    "DATA_DRIVEN_METHODS",
+    "PRUNING_METHODS",
+    "prunable_tensors",
+    "validate_method",
+    "validate_rate",
+]
+
+#: The methods that rank weights with data: ``prune_module`` needs ``X``, ``y`` and ``groups``.
+DATA_DRIVEN_METHODS: tuple[str, ...] = ("fair_taylor", "fair_taylor_structured")
 
 PRUNING_METHODS: tuple[str, ...] = (
     "global_magnitude",
@@ -31,6 +40,7 @@ PRUNING_METHODS: tuple[str, ...] = (
     "random",
     "structured_l1",
     "structured_l2",
+    *DATA_DRIVEN_METHODS,
 )
 
 PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from fairprune_sk.pruning import (
+    DATA_DRIVEN_METHODS,
     PRUNING_METHODS,
     compact,
     copy_module,
@@ -117,6 +118,16 @@ def zeros_of(net: nn.Module) -> int:
 
 def n_weights(net: nn.Module) -> int:
     return sum(sub.weight.numel() for _, sub, _ in prunable_tensors(net))
+
+
+def data_for(method: str, n_in: int, n_classes: int = 2, n: int = 48) -> dict:
+    """``X, y, groups`` keywords for a data-driven method; none for the others."""
+    if method not in DATA_DRIVEN_METHODS:
+        return {}
+    generator = torch.Generator().manual_seed(0)
+    return {"X": torch.randn(n, n_in, generator=generator),
+            "y": torch.randint(0, n_classes, (n,), generator=generator),
+            "groups": torch.arange(n) % 3}
 
 
 # ----------------------------------------------------------------------------- validation
@@ -301,13 +312,14 @@ def test_pruning_is_cumulative(method):
 @pytest.mark.parametrize("method", PRUNING_METHODS)
 def test_rate_below_current_sparsity_raises(method):
     net = mlp()
-    prune_module(net, 0.6, method, random_state=0)
+    data = data_for(method, 20)
+    prune_module(net, 0.6, method, random_state=0, **data)
     before = {k: v.clone() for k, v in masks(net).items()}
     with pytest.raises(ValueError, match="below the current sparsity .* cumulative"):
-        prune_module(net, 0.3, method, random_state=0)
+        prune_module(net, 0.3, method, random_state=0, **data)
     for name, mask in masks(net).items():  # nothing was changed by the failed call
         assert torch.equal(mask, before[name])
-    prune_module(net, 0.6, method, random_state=0)  # same rate: allowed, no change
+    prune_module(net, 0.6, method, random_state=0, **data)  # same rate: allowed, no change
     for name, mask in masks(net).items():
         assert torch.equal(mask, before[name])
 
@@ -899,7 +911,9 @@ def _modes_and_grads(net: nn.Module):
 
 ENTRY_POINTS = {
     **{
-        f"prune_module[{m}]": (lambda net, m=m: prune_module(net, 0.5, m, random_state=0))
+        f"prune_module[{m}]": (
+            lambda net, m=m: prune_module(net, 0.5, m, random_state=0, **data_for(m, 6))
+        )
         for m in PRUNING_METHODS
     },
     "make_permanent": make_permanent,
