@@ -503,7 +503,8 @@ class FairConstrainedNet(PrunableNetClassifier):
             ``constraint_phase="none"``. Travels inside the dataset, so batches and the
             validation split slice it with X. With a ``Dataset``: an array aligned with its
             items, or the name(s) of fields of its dict items. A ``Dataset``'s labels (when
-            ``y`` is None) and fields are read in one pass over the items before training.
+            ``y`` is None) and fields are read in one pass over the items before training. A
+            data-driven ``pruning_method`` ranks the weights on these rows and groups.
         sample_weight : array-like of shape (n_samples,), optional
             Per-sample loss weights, also used in the group losses (not in the accuracies of
             ``accuracy_gap``).

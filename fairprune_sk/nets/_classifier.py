@@ -42,7 +42,7 @@ from torch.utils.data import (
 
 from .. import pruning
 from .._validation import check_int, check_params, torch_seed
-from ..metrics import encode_labels
+from ..metrics import encode_labels, group_codes
 from ..metrics._stream import is_stream
 from ._callbacks import PruningLog, TerminalPrintLog, index_accuracy
 from ._data import INPUT_KEY, SAMPLE_WEIGHT_KEY
@@ -742,7 +742,16 @@ class PrunableNetClassifier(NeuralNetClassifier):
     def _fit_validated(
         self, X: np.ndarray, y_index: np.ndarray, classes: np.ndarray, **per_sample
     ) -> None:
-        """Dense training, then the pruning schedule; inputs are already validated."""
+        """Dense training, then the pruning schedule; inputs are already validated. A
+        data-driven ``pruning_method`` ranks the weights on the training rows and their groups
+        (``per_sample["group"]``; one group without)."""
+        if (self.pruning_rate > 0 and self.pruning_method in pruning.DATA_DRIVEN_METHODS
+                and isinstance(X, NetStream)):
+            raise ValueError(
+                f"pruning_method={self.pruning_method!r} ranks the weights on in-memory rows: "
+                "fit on arrays, or fit with pruning_rate=0 and call prune(rate, X=, y=) on "
+                "a sample of the rows"
+            )
         self.classes_inferred_ = classes
         self.input_shape_ = self._input_shape(X)
         data = self._training_input(X, **per_sample)
@@ -756,8 +765,11 @@ class PrunableNetClassifier(NeuralNetClassifier):
             super().partial_fit(data, y_index, _routing_method="fit")
             if self.pruning_rate > 0:
                 data = self._fine_tuning_input(data, y_index)
+                prune_data = None
+                if self.pruning_method in pruning.DATA_DRIVEN_METHODS:  # the training rows
+                    prune_data = self._data_for_pruning(X, y_index, per_sample.get("group"))
                 for rate in self._schedule_rates():
-                    self._prune_in_place(rate, self.pruning_method)
+                    self._prune_in_place(rate, self.pruning_method, prune_data)
                     self._train_epochs(data, y_index, self.fine_tune_epochs, phase="fine_tune")
             pruning.detach_pruned_weights(self.module_)
 
@@ -890,10 +902,15 @@ class PrunableNetClassifier(NeuralNetClassifier):
             :func:`fairprune_sk.pruning.prune_module`).
         method : str, optional
             One of :data:`fairprune_sk.pruning.PRUNING_METHODS`; ``pruning_method`` if None.
-        X, y, sensitive_features : optional
-            The data of a data-driven pruning criterion. Every method of
-            :data:`~fairprune_sk.pruning.PRUNING_METHODS` ranks the weights alone, so these
-            must be left out.
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W), optional
+            Rows of a data-driven method (:data:`~fairprune_sk.pruning.DATA_DRIVEN_METHODS`),
+            which ranks the weights by what removing them costs each group; validated as in
+            :meth:`fit` (arrays, not a torch ``Dataset``). The other methods rank the weights
+            alone and take no data.
+        y : array-like of shape (n_samples,), optional
+            Labels of the rows, among ``classes_``; required with ``X``.
+        sensitive_features : array-like, Series or DataFrame, optional
+            Groups of the rows (several columns: intersectional groups); None: one group.
 
         Returns
         -------
@@ -902,31 +919,65 @@ class PrunableNetClassifier(NeuralNetClassifier):
         Raises
         ------
         ValueError
-            For an unknown ``method``; for data given to a method that does not use it; for a
+            For an unknown ``method``; for a data-driven method without ``X`` or ``y`` (the
+            message names what is missing), or data given to a method that takes none; for a
             module without float weights (a quantized one).
         """
         self.check_is_fitted()
         self._validate_own_params()
         method = self.pruning_method if method is None else method
         pruning.validate_method(method, caller_name=f"{type(self).__name__}.prune")
-        given = [name for name, value in (("X", X), ("y", y),
-                                          ("sensitive_features", sensitive_features))
-                 if value is not None]
-        if given:
-            raise ValueError(
-                f"method={method!r} ranks the weights alone and takes no data: leave out "
-                f"{', '.join(given)}"
-            )
         self._check_trainable("prune")
+        data = self._pruning_data(method, X, y, sensitive_features)
         with self._seeded(offset=len(self.history)):
-            self._prune_in_place(rate, method)
+            self._prune_in_place(rate, method, data)
         pruning.detach_pruned_weights(self.module_)
         return self
 
-    def _prune_in_place(self, rate: float, method: str) -> None:
+    def _pruning_data(self, method: str, X: Any, y: Any, sensitive_features: Any) -> dict:
+        """The data keywords of ``prune_module`` for ``method``: none for a method that ranks
+        the weights alone; validated rows, label indices and group codes for a data-driven
+        one."""
+        given = [name for name, value in (("X", X), ("y", y),
+                                          ("sensitive_features", sensitive_features))
+                 if value is not None]
+        if method not in pruning.DATA_DRIVEN_METHODS:
+            if given:
+                raise ValueError(
+                    f"method={method!r} ranks the weights alone and takes no data: leave out "
+                    f"{', '.join(given)}"
+                )
+            return {}
+        missing = [name for name, value in (("X", X), ("y", y)) if value is None]
+        if missing:
+            raise ValueError(
+                f"method={method!r} ranks the weights with data: pass "
+                f"{' and '.join(f'{name}=' for name in missing)} (the rows and their labels; "
+                "sensitive_features= for their groups, one group without it)"
+            )
+        if is_stream(X):
+            raise ValueError(
+                f"method={method!r} ranks the weights on in-memory rows: pass X as an array "
+                "(a sample of a torch Dataset's rows, say), not a Dataset or DataLoader"
+            )
+        X_arr, y_index, _ = self._validate_training_data(X, y, reset=False)
+        groups = None
+        if sensitive_features is not None:
+            groups = group_codes(sensitive_features, len(y_index)).codes
+        return self._data_for_pruning(X_arr, y_index, groups)
+
+    def _data_for_pruning(self, X: np.ndarray, y_index: np.ndarray,
+                          groups: np.ndarray | None) -> dict[str, Any]:
+        """``prune_module``'s ``X``, ``y``, ``groups`` (one group when None), ``batch_size``."""
+        if groups is None:
+            groups = np.zeros(len(y_index), dtype=np.int64)
+        batch_size = self.batch_size if self.batch_size > 0 else len(y_index)
+        return {"X": X, "y": y_index, "groups": np.asarray(groups), "batch_size": batch_size}
+
+    def _prune_in_place(self, rate: float, method: str, data: dict | None = None) -> None:
         """Prune a copy of ``module_`` and swap it in only once pruning succeeded; θ* is the
         module's weights before its first pruning (its ``weight_orig`` where torch prune
-        reparametrised it)."""
+        reparametrised it). ``data``: the data keywords of a data-driven method."""
         module = pruning.copy_module(self.module_)
         pruning.prune_module(
             module,
@@ -935,6 +986,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
             keep_dense=tuple(self.keep_dense),
             min_layer_density=self.min_layer_density,
             random_state=torch_seed(self.random_state, len(self.history)),
+            **(data or {}),
         )
         if getattr(self, "dense_state_dict_", None) is None:
             self.dense_state_dict_ = original_state_dict(self.module_)
@@ -967,6 +1019,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
         X, y : array-like, optional
             Training data of the fine-tuning; required when ``fine_tune_epochs > 0`` (``X`` may
             be a torch ``Dataset`` or ``DataLoader``, with ``y=None`` for the items' labels).
+            A data-driven ``method`` ranks the weights on them too (see :meth:`prune`).
         fine_tune_epochs : int >= 0, default=0
             Epochs of :meth:`fine_tune` after pruning.
         sample_weight : array-like of shape (n_samples,), optional
@@ -990,7 +1043,10 @@ class PrunableNetClassifier(NeuralNetClassifier):
             raise ValueError(
                 f"fine_tune_epochs={epochs} needs the training data: pass X= and y="
             )
-        copy = self._sibling(pruning.copy_module(self.module_)).prune(rate, method)
+        data = {}
+        if (self.pruning_method if method is None else method) in pruning.DATA_DRIVEN_METHODS:
+            data = {"X": X, "y": y, "sensitive_features": fit_params.get("sensitive_features")}
+        copy = self._sibling(pruning.copy_module(self.module_)).prune(rate, method, **data)
         if epochs:
             copy.fine_tune(X, y, epochs, **fit_params)
         return copy
