@@ -12,7 +12,9 @@ and nothing is fine-tuned:
   (first-order, steps of 2 % of the remaining weights);
 - with ``--ablations``: ``fair_taylor_o2`` (``order=2``: the Fisher term added),
   ``fair_taylor_s5`` (steps of 5 %), and ``pooled_taylor`` (the same criterion with every row
-  in one group: what the max over groups adds).
+  in one group: what the max over groups adds);
+- with ``--structured``: ``structured_l2`` against ``fair_taylor_structured`` at the unit rates
+  ``--structured-rates`` (the fraction of output units of every layer but the last).
 
 Every number comes from :class:`~fairprune_sk.ExcessRiskFrame` of the pruned module against
 the dense one, on the test rows (and the training rows apart): max ψ (the largest excess
@@ -77,7 +79,7 @@ def load(dataset: str, seed: int) -> dict[str, Any]:
 
 
 def methods(ablations: bool) -> dict[str, Any]:
-    """``name -> f(module, rate, X, y, groups)`` pruning a module in place."""
+    """``name -> f(module, rate, X, y, groups)`` pruning a module in place (unstructured)."""
     out = {
         "global_magnitude": lambda m, rate, X, y, g: prune_module(m, rate, "global_magnitude"),
         "fair_taylor": lambda m, rate, X, y, g: prune_module(
@@ -91,6 +93,13 @@ def methods(ablations: bool) -> dict[str, Any]:
         out["pooled_taylor"] = lambda m, rate, X, y, g: fair_taylor_prune(
             m, rate, X, y, torch.zeros_like(g))
     return out
+
+
+STRUCTURED = {
+    "structured_l2": lambda m, rate, X, y, g: prune_module(m, rate, "structured_l2"),
+    "fair_taylor_structured": lambda m, rate, X, y, g: prune_module(
+        m, rate, "fair_taylor_structured", X=X, y=y, groups=g),
+}
 
 
 def audit(module, dense, X, y, A, classes) -> dict[str, float]:
@@ -127,30 +136,34 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
             X = torch.as_tensor(data["X"])
             y = torch.as_tensor(np.searchsorted(classes, data["y"]))
             groups = torch.as_tensor(group_codes(data["A"]).codes)
-            for rate in args.rates:
-                for name, prune in methods(args.ablations).items():
-                    module = copy.deepcopy(dense)
-                    start = time.perf_counter()
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", UserWarning)  # emptied layers
-                        prune(module, rate, X, y, groups)
-                    seconds = time.perf_counter() - start
-                    test = audit(module, dense, data["X_test"], data["y_test"], data["A_test"],
-                                 classes)
-                    train = audit(module, dense, data["X"], data["y"], data["A"], classes)
-                    row = {"dataset": dataset, "seed": seed, "rate": rate, "method": name,
-                           "seconds": seconds, **{f"test_{k}": v for k, v in test.items()},
-                           **{f"train_{k}": v for k, v in train.items()}}
-                    if args.ceag:
-                        tuned = ceag(module, classes, data, args.fine_tune_epochs, seed,
-                                     training)
-                        after = audit(tuned, dense, data["X_test"], data["y_test"],
-                                      data["A_test"], classes)
-                        row.update({f"ceag_test_{k}": v for k, v in after.items()})
-                    rows.append(row)
-                    print(f"{dataset} seed {seed} rate {rate} {name:<17} test acc "
-                          f"{test['accuracy']:.4f} max psi {test['max_psi']:.4f} worst "
-                          f"{test['worst_group_accuracy']:.4f} | {seconds:.2f} s", flush=True)
+            runs = [(rate, name, prune) for rate in args.rates
+                    for name, prune in methods(args.ablations).items()]
+            if args.structured:
+                runs += [(rate, name, prune) for rate in args.structured_rates
+                         for name, prune in STRUCTURED.items()]
+            for rate, name, prune in runs:
+                module = copy.deepcopy(dense)
+                start = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # emptied layers
+                    prune(module, rate, X, y, groups)
+                seconds = time.perf_counter() - start
+                test = audit(module, dense, data["X_test"], data["y_test"], data["A_test"],
+                             classes)
+                train = audit(module, dense, data["X"], data["y"], data["A"], classes)
+                row = {"dataset": dataset, "seed": seed, "rate": rate, "method": name,
+                       "seconds": seconds, **{f"test_{k}": v for k, v in test.items()},
+                       **{f"train_{k}": v for k, v in train.items()}}
+                if args.ceag:
+                    tuned = ceag(module, classes, data, args.fine_tune_epochs, seed,
+                                 training)
+                    after = audit(tuned, dense, data["X_test"], data["y_test"],
+                                  data["A_test"], classes)
+                    row.update({f"ceag_test_{k}": v for k, v in after.items()})
+                rows.append(row)
+                print(f"{dataset} seed {seed} rate {rate} {name:<22} test acc "
+                      f"{test['accuracy']:.4f} max psi {test['max_psi']:.4f} worst "
+                      f"{test['worst_group_accuracy']:.4f} | {seconds:.2f} s", flush=True)
     return pd.DataFrame(rows)
 
 
@@ -164,6 +177,9 @@ def mean_ci(values: pd.Series) -> str:
     return f"{mean:.3f} ± {float(high) - mean:.3f}"
 
 
+BASELINES = ("global_magnitude", "structured_l2")
+
+
 def report(results: pd.DataFrame) -> None:
     columns = [c for c in results.columns if c.startswith(("test_", "train_", "ceag_"))]
     columns = [c for c in columns if not c.startswith("train_") or c == "train_max_psi"]
@@ -174,19 +190,31 @@ def report(results: pd.DataFrame) -> None:
         table = block.groupby(["rate", "method"], sort=False)[[*columns, "seconds"]].agg(mean_ci)
         with pd.option_context("display.width", 250, "display.max_columns", 20):
             print(table.to_string())
-        base = block[block["method"] == "global_magnitude"].set_index(["rate", "seed"])
-        print("against global_magnitude (same seed, same dense net)")
+        print("against global_magnitude / structured_l2 (same seed, same dense net)")
         for (rate, method), group in block.groupby(["rate", "method"], sort=False):
-            if method == "global_magnitude":
+            if method in BASELINES:
                 continue
+            baseline = "structured_l2" if method in STRUCTURED else "global_magnitude"
+            base = block[block["method"] == baseline].set_index(["rate", "seed"])
             paired = group.set_index(["rate", "seed"])
             ref = base.loc[paired.index]
             cut = 1 - paired["test_max_psi"].mean() / ref["test_max_psi"].mean()
             gain = paired["test_accuracy"].mean() - ref["test_accuracy"].mean()
             worst = paired["test_worst_group_accuracy"].mean() - \
                 ref["test_worst_group_accuracy"].mean()
-            print(f"  rate {rate} {method:<17} mean test max psi {100 * -cut:+.0f} %, accuracy "
-                  f"{100 * gain:+.2f} points, worst group {100 * worst:+.2f} points")
+            difference = mean_ci(paired["test_max_psi"] - ref["test_max_psi"])
+            print(f"  rate {rate} {method:<22} mean test max psi {100 * -cut:+.0f} % (paired "
+                  f"difference {difference}), accuracy {100 * gain:+.2f} points, worst group "
+                  f"{100 * worst:+.2f} points")
+            if "ceag_test_max_psi" in paired:
+                cut = 1 - paired["ceag_test_max_psi"].mean() / ref["ceag_test_max_psi"].mean()
+                gain = paired["ceag_test_accuracy"].mean() - ref["ceag_test_accuracy"].mean()
+                worst = paired["ceag_test_worst_group_accuracy"].mean() - \
+                    ref["ceag_test_worst_group_accuracy"].mean()
+                difference = mean_ci(paired["ceag_test_max_psi"] - ref["ceag_test_max_psi"])
+                print(f"  {'':>9} {'+ CEAG':<22} mean test max psi {100 * -cut:+.0f} % (paired "
+                      f"difference {difference}), accuracy {100 * gain:+.2f} points, worst group "
+                      f"{100 * worst:+.2f} points")
 
 
 def main() -> None:
@@ -194,9 +222,13 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", choices=sorted(NETS),
                         default=["fashion_mnist", "adult"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--rates", nargs="+", type=float, default=list(DEFAULT_RATES))
+    parser.add_argument("--rates", nargs="*", type=float, default=list(DEFAULT_RATES),
+                        help="unstructured rates (none: only --structured)")
     parser.add_argument("--ablations", action="store_true",
                         help="also order 2, steps of 5 %% and the pooled (one-group) criterion")
+    parser.add_argument("--structured", action="store_true",
+                        help="also structured_l2 against fair_taylor_structured")
+    parser.add_argument("--structured-rates", nargs="+", type=float, default=[0.5, 0.75])
     parser.add_argument("--ceag", action="store_true",
                         help="also fine-tune every pruned module with CEAG")
     parser.add_argument("--fine-tune-epochs", type=int, default=4)

@@ -344,7 +344,7 @@ def group_taylor_saliency(
     y: Any,
     groups: Any,
     *,
-    order: int = 2,
+    order: int = 1,
     keep_dense: Iterable[str] | str = (),
     batch_size: int = 256,
 ) -> dict[str, torch.Tensor]:
@@ -352,12 +352,12 @@ def group_taylor_saliency(
 
     .. math::
 
-        \\widehat{ΔL}_a(j) = -g_{a,j} w_j + \\tfrac12 F_{a,jj} w_j^2,
+        \\widehat{ΔL}_a(j) = -g_{a,j} w_j + [\\texttt{order}=2]\\, \\tfrac12 F_{a,jj} w_j^2,
 
     with :math:`g_a` the gradient of group ``a``'s mean cross-entropy on the logits of
     ``module`` and :math:`F_{a,jj}` its diagonal empirical Fisher (the mean of the per-sample
-    squared gradients), standing for the Hessian diagonal :math:`H_{a,jj}`; with ``order=1``
-    the first term alone. It is computed at the *effective* weights of a pruned module
+    squared gradients), standing for the Hessian diagonal :math:`H_{a,jj}`, in the second
+    term (``order=2`` only). It is computed at the *effective* weights of a pruned module
     (a pruned weight is 0, so its estimate is 0).
 
     Parameters
@@ -372,8 +372,9 @@ def group_taylor_saliency(
     groups : array-like or torch.Tensor of shape (n_samples,)
         Integer group codes ``0 .. n_groups - 1``
         (:func:`fairprune_sk.metrics.group_codes` makes them from sensitive features).
-    order : {1, 2}, default=2
-        Taylor order: 1 for :math:`-g_{a,j} w_j`, 2 adds :math:`\\tfrac12 F_{a,jj} w_j^2`.
+    order : {1, 2}, default=1
+        Taylor order: 1 for :math:`-g_{a,j} w_j`, 2 adds :math:`\\tfrac12 F_{a,jj} w_j^2`
+        (one more matrix product per layer and batch; per-sample gradients for a ``Conv``).
     keep_dense : iterable of str or str, default=()
         Layers left out, as in :func:`prunable_tensors`.
     batch_size : int, default=256
