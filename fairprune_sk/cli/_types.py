@@ -27,13 +27,15 @@ class LazyChoices(Sequence[str]):
     a parser imports nothing heavy: ``LazyChoices("fairprune_sk.pruning", "PRUNING_METHODS")``.
     """
 
-    def __init__(self, module: str, name: str) -> None:
-        self.module, self.name = module, name
+    def __init__(self, module: str, name: str, exclude: str | None = None) -> None:
+        self.module, self.name, self.exclude = module, name, exclude
 
     def _values(self) -> Sequence[str]:
         import importlib
 
-        return getattr(importlib.import_module(self.module), self.name)
+        found = importlib.import_module(self.module)
+        excluded = set(getattr(found, self.exclude)) if self.exclude else set()
+        return [value for value in getattr(found, self.name) if value not in excluded]
 
     def __getitem__(self, index: Any) -> Any:
         return self._values()[index]
