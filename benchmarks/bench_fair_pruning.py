@@ -42,20 +42,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from bench_mitigation import DEFAULT_HIDDEN, DEFAULT_TRAINING, mean_ci
 
 from fairprune_sk import ExcessRiskFrame, PrunableNetClassifier
-from fairprune_sk.benchmark.summary import seed_interval
 from fairprune_sk.metrics import group_codes
 from fairprune_sk.models import MLP
 from fairprune_sk.pruning import fair_taylor_prune, prune_module
 
 DEFAULT_RATES = (0.9, 0.95, 0.99)
-NETS = {
-    "fashion_mnist": {"module__hidden_units": (128, 64), "max_epochs": 8, "batch_size": 128,
-                      "lr": 0.01},
-    "adult": {"module__hidden_units": (64, 64), "max_epochs": 10, "batch_size": 256,
-              "lr": 0.05},
-}
+#: The nets and training of benchmarks/bench_mitigation.py (the same dense nets θ*).
+NETS = {name: {"module__hidden_units": DEFAULT_HIDDEN[name], **DEFAULT_TRAINING[name]}
+        for name in DEFAULT_HIDDEN}
 
 
 def load(dataset: str, seed: int) -> dict[str, Any]:
@@ -165,16 +162,6 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
                       f"{test['accuracy']:.4f} max psi {test['max_psi']:.4f} worst "
                       f"{test['worst_group_accuracy']:.4f} | {seconds:.2f} s", flush=True)
     return pd.DataFrame(rows)
-
-
-def mean_ci(values: pd.Series) -> str:
-    """Mean over seeds ± the half-width of its 95 % t-interval."""
-    values = values.to_numpy(dtype=float)
-    mean = values.mean()
-    if len(values) < 2:
-        return f"{mean:.3f}"
-    _, high = seed_interval(mean, values.std(ddof=1), len(values))
-    return f"{mean:.3f} ± {float(high) - mean:.3f}"
 
 
 BASELINES = ("global_magnitude", "structured_l2")
