@@ -102,6 +102,22 @@ def test_datasets_the_constrained_net_refuses(data):
     assert net.history[-1, "phase"] == "fine_tune"  # a loader that does not shuffle is fine
 
 
+def test_a_dataloader_counts_its_own_batches_for_the_dual_steps(data):
+    # the loader's batch size, not the net's, sets how many batches a run has: the dual steps
+    # every 3 batches and the tail average match the arrays batched the same way
+    X, y, group = data
+    ceag = dict(CEAG, average_tail=0.25, noise_margin=0.0)
+    arrays = make_fair(**ceag, batch_size=16, iterator_train__shuffle=False)
+    arrays.fit(X, y, sensitive_features=group)
+    loader = DataLoader(Items(X, y, group), batch_size=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 38 batches per epoch: no "dual_update is too rare"
+        streamed = make_fair(**ceag, batch_size=64).fit(loader, None, sensitive_features="race")
+    assert streamed.multipliers_.gt(0).any()
+    np.testing.assert_allclose(streamed.multipliers_, arrays.multipliers_, atol=1e-6)
+    np.testing.assert_allclose(streamed.predict_proba(X), arrays.predict_proba(X), atol=1e-5)
+
+
 def test_a_pretrained_module_fine_tunes_under_ceag_against_its_first_prune(data):
     X, y, group = data
     module = trained_module(X, y)

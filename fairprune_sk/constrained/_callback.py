@@ -58,6 +58,20 @@ DUAL_UPDATE_TOO_RARE = (
 )
 
 
+def _batches_per_epoch(net: Any, X: Any, y: Any) -> int:
+    """The training batches of one epoch over ``X``: the length of the net's training iterator
+    (a user's ``DataLoader`` counts its own batches). With skorch's ``train_split`` the rows
+    of the split are not known here, and all rows are counted at ``batch_size``."""
+    if net.train_split is None and X is not None:
+        try:
+            return len(net.get_iterator(net.get_dataset(X, y), training=True))
+        except TypeError:  # an iterator without a length
+            pass
+    n_rows = 0 if y is None else len(y)
+    batch_size = net.batch_size if net.batch_size > 0 else max(n_rows, 1)
+    return int(np.ceil(n_rows / batch_size))
+
+
 class DualAscent(Callback):
     """Dual steps on the multipliers (every epoch or every ``k`` batches) and their record.
 
@@ -79,9 +93,7 @@ class DualAscent(Callback):
         state.start_run(net.replay_size)
         if not net._constraint_active():
             return
-        n_rows = 0 if y is None else len(y)
-        batch_size = net.batch_size if net.batch_size > 0 else max(n_rows, 1)
-        per_epoch = int(np.ceil(n_rows / batch_size))
+        per_epoch = _batches_per_epoch(net, X, y)
         epochs = getattr(net, "_run_epochs_", net.max_epochs)  # else a dense fit
         if net.dual_update_ != "epoch" and epochs * per_epoch < net.dual_update_:
             state.step_every_epoch = True
