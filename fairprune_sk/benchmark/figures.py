@@ -1,14 +1,15 @@
 """Figures of a benchmark sweep (matplotlib, Agg, PNG), carrying the paper's two messages.
 
 - :func:`plot_group_accuracy` (Tran et al. 2022, Fig. 1): the *change* in each group's test
-  accuracy from the dense net against the pruning rate, one panel per method, one line per
-  group (``n`` = test rows in the legend), the overall change dashed, a band for the 95 %
-  t-interval over seeds.
+  accuracy from the dense net at each pruning rate, one panel per method; the rates are evenly
+  spaced categories, and at each rate every group is a point with an error bar for the 95 %
+  t-interval over seeds (``n`` = test rows in the legend), the overall change a black diamond.
 - :func:`plot_method_comparison` (the paper's Fig. 5): test accuracy against disparity, one point
   per method and pruning rate, error bars for the 95 % t-interval over seeds in both directions;
-  left panel ξ (eq. 3), right panel the largest excess accuracy gap ``max_g ψ_g``. Methods
-  without class probabilities (``threshold``) have no ξ: the left panel names them and the right
-  panel shows them.
+  first panel ξ (eq. 3), second the largest excess accuracy gap ``max_g ψ_g``, third the
+  worst-off group's test accuracy against ``max_g ψ_g`` (levelling down shows there). Methods
+  without class probabilities (``threshold``) have no ξ: the first panel names them and the
+  others show them.
 
 Every disparity is measured against the common dense net θ* of the seed (the ★), so methods are
 comparable. At pruning rate 0, ``none`` and the methods whose constraint acts only after pruning
@@ -38,7 +39,8 @@ from ..metrics import FRAME_COLUMNS
 from .methods import DENSE_AT_RATE_0
 from .summary import DEFAULT_CONFIDENCE, seed_interval
 
-__all__ = ["plot_group_accuracy", "plot_method_comparison", "plot_sweep"]
+__all__ = ["COMPARISON_PANELS", "plot_group_accuracy", "plot_method_comparison",
+           "plot_sweep"]
 
 _RUN_KEYS = ("method", "rate", "seed")
 _GROUP_REQUIRED = (*_RUN_KEYS, "group", "count", "accuracy_dense", "accuracy_pruned")
@@ -120,6 +122,8 @@ def _limits(means: Sequence[np.ndarray], lows: Sequence[np.ndarray],
     high = np.nanmax(bounds[1], initial=hi) if np.isfinite(bounds[1]).any() else hi
     low = max(low, lo - span, feasible[0])
     high = min(high, hi + span, feasible[1])
+    if high <= low:  # one value and no interval: a window of ``floor`` around it
+        low, high = max(lo - floor / 2, feasible[0]), min(hi + floor / 2, feasible[1])
     pad = 0.06 * (high - low)
     return low - pad, high + pad
 
@@ -174,11 +178,15 @@ def _reference_note(method: str, table: pd.DataFrame) -> str:
 def plot_group_accuracy(table: pd.DataFrame, path: str | Path, *,
                         methods: Sequence[str] | None = None, title: str | None = None,
                         confidence: float = DEFAULT_CONFIDENCE) -> Path:
-    """Change in each group's test accuracy from the dense net against the pruning rate.
+    """Change in each group's test accuracy from the dense net at each pruning rate.
 
-    The paper's Fig. 1: one panel per method (shared y axis), one line per group with a band
-    for the t-interval over seeds, the overall change as a dashed black line, ``n`` (test rows
-    of the group) in the legend. Below 0 a group lost accuracy to pruning.
+    The paper's Fig. 1: one panel per method (shared y axis). The pruning rates are
+    categories, evenly spaced and labelled with the rate, so that clustered rates (0, 0.95,
+    0.97) get as much room as spread ones and nothing is drawn between two rates that were not
+    run. At each rate every group is a point (the mean over seeds) with an error bar (the
+    t-interval over seeds), the groups side by side in the order of the legend (``n`` = test
+    rows of the group, one colour and marker each), the overall change last, as a black
+    diamond. Below 0 a group lost accuracy to pruning.
 
     Parameters
     ----------
@@ -193,13 +201,24 @@ def plot_group_accuracy(table: pd.DataFrame, path: str | Path, *,
     title : str, optional
         Figure title.
     confidence : float, default=0.95
-        Coverage of the bands.
+        Coverage of the error bars.
 
     Returns
     -------
     Path
         ``path``.
     """
+    return _save(_group_accuracy_figure(table, methods=methods, title=title,
+                                        confidence=confidence), path)
+
+
+#: Share of the distance between two rates that one rate's points spread over.
+_DODGE_SPAN = 0.8
+
+
+def _group_accuracy_figure(table: pd.DataFrame, *, methods: Sequence[str] | None,
+                           title: str | None, confidence: float) -> Figure:
+    """The figure of :func:`plot_group_accuracy`."""
     _check_table(table, _GROUP_REQUIRED)
     methods = list(dict.fromkeys(table["method"])) if methods is None else list(methods)
     unknown = [m for m in methods if m not in set(table["method"])]
@@ -207,48 +226,60 @@ def plot_group_accuracy(table: pd.DataFrame, path: str | Path, *,
         raise ValueError(f"methods {unknown} are not in the table ({sorted(set(table['method']))})")
     sizes = table.groupby("group", sort=False)["count"].mean().sort_values(ascending=False)
     groups = list(sizes.index)
+    rates = sorted(set(table["rate"]))
+    position = {rate: float(k) for k, rate in enumerate(rates)}
     changes = _group_changes(table)
     labels = [f"{group} (n={int(round(sizes.loc[group]))})" for group in groups]
-    columns = min(len(methods), 3)
-    n_columns = _legend_columns([*labels, "all"], max(4.2 * columns, 7.0))
-    figure, axes = _new_figure(len(methods), sharey=True,
+    max_columns = 2 if len(methods) == 4 else 3
+    columns = min(len(methods), max_columns)
+    # room for every group side by side at every rate
+    width = max(4.2, 0.11 * (len(groups) + 1) * len(rates) + 1.6)
+    n_columns = _legend_columns([*labels, "all"], max(width * columns, 7.0))
+    figure, axes = _new_figure(len(methods), width=width, sharey=True, max_columns=max_columns,
                                extra_height=0.22 * math.ceil((len(groups) + 1) / n_columns) + 0.6)
     colors = _colors(len(groups))
+    n_items = len(groups) + 1
+    step = _DODGE_SPAN / n_items
     drawn: tuple[list, list, list] = ([], [], [])
     for ax, method in zip(axes, methods, strict=True):
         part = changes[changes["method"] == method]
         ax.axhline(0.0, color="0.5", linewidth=0.8)
-        for color, group in zip([*colors, "black"], [*groups, None], strict=True):
+        for k, (color, group) in enumerate(zip([*colors, "black"], [*groups, None],
+                                               strict=True)):
             rows = part[part["group"].isna()] if group is None else part[part["group"] == group]
             if rows.empty:
                 continue
             stats = _stats(rows, ["rate"], "change", confidence).sort_index()
+            x = np.array([position[rate] for rate in stats.index]) + (k - (n_items - 1) / 2) * step
             if group is None:
                 label = f"all (n={_total(table)})"
-                style = dict(color="black", linestyle="--", linewidth=1.6, zorder=3)
+                style = dict(color="black", marker="D", markersize=4.5, zorder=4)
             else:
                 label = f"{group} (n={int(round(sizes.loc[group]))})"
-                style = dict(color=color, linewidth=1.3)
-            ax.plot(stats.index, stats["mean"], marker="o", markersize=3, label=label, **style)
+                style = dict(color=color, marker=_MARKERS[k % len(_MARKERS)], markersize=3.5,
+                             zorder=3)
+            ax.errorbar(x, stats["mean"], yerr=_half_widths(stats), linestyle="none",
+                        elinewidth=0.9, capsize=1.5, label=label, **style)
             for store, column in zip(drawn, ("mean", "low", "high"), strict=True):
                 store.append(stats[column].to_numpy())
-            if stats["low"].notna().any():
-                ax.fill_between(stats.index, stats["low"], stats["high"], color=style["color"],
-                                alpha=0.12 if group is None else 0.18, linewidth=0)
+        for boundary in np.arange(len(rates) - 1) + 0.5:
+            ax.axvline(boundary, color="0.85", linewidth=0.8)
+        ax.set_xticks(range(len(rates)), [f"{rate:g}" for rate in rates])
+        ax.set_xlim(-0.5, len(rates) - 0.5)
         ax.set_title(f"{method}\n{_reference_note(method, table)}", fontsize="medium")
-        ax.set_xlabel("pruning rate")
+        ax.set_xlabel("pruning rate (categories)")
         ax.set_ylabel("Δ test accuracy (points)")
         ax.tick_params(labelleft=True)
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, axis="y")
     limits = _limits(*drawn, floor=1.0, feasible=(-100.0, 100.0))
     if limits is not None:
         axes[0].set_ylim(*limits)
     _legend(figure, axes, "test group")
     heading = ("Change in each group's test accuracy from the dense net (below 0: the group "
-               f"lost accuracy)\n{_seeds_note(table, confidence)} (bands)"
+               f"lost accuracy)\n{_seeds_note(table, confidence)} (error bars)"
                f"{CUT_NOTE if _cut(limits, drawn[1], drawn[2]) else ''}")
     figure.suptitle(f"{title}\n{heading}" if title else heading)
-    return _save(figure, path)
+    return figure
 
 
 def _total(table: pd.DataFrame) -> int:
@@ -263,36 +294,70 @@ def _total(table: pd.DataFrame) -> int:
 # Figure 5: accuracy against disparity
 # --------------------------------------------------------------------------------------------
 def _runs(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per run with compare_methods' column names, from results.csv or a run table."""
+    """One row per run with compare_methods' column names, from results.csv or a run table.
+
+    From results.csv without a ``worst_group_accuracy`` column, it is the lowest of the run's
+    group accuracies (``accuracy_pruned``).
+    """
     if "group" in table.columns:
+        worst = None
+        if "worst_group_accuracy" not in table.columns and "accuracy_pruned" in table.columns:
+            worst = (table.groupby(list(_RUN_KEYS), sort=False)["accuracy_pruned"].min()
+                     .rename("worst_group_accuracy"))
         per_group = [c for c in (*FRAME_COLUMNS, "group", "accuracy_own_dense")
                      if c in table.columns]
         table = table.drop_duplicates(list(_RUN_KEYS)).drop(columns=per_group)
         table = table.rename(columns={c: c.removeprefix("overall_") for c in table.columns})
+        if worst is not None:
+            table = table.join(worst, on=list(_RUN_KEYS))
     return table.reset_index(drop=True)
+
+
+def _dense_worst_group_accuracy(table: pd.DataFrame) -> float | None:
+    """Mean over seeds of θ*'s lowest group accuracy (points); None without group rows."""
+    if not {"group", "accuracy_dense"} <= set(table.columns):
+        return None
+    per_group = table.groupby(["seed", "group"], sort=False)["accuracy_dense"].mean()
+    return float(100.0 * per_group.groupby(level="seed").min().mean())
+
+
+#: The panels of :func:`plot_method_comparison`: (x column, x label, y column, y label).
+COMPARISON_PANELS = (
+    ("fairness_violation", "fairness violation ξ = max R(a) − min R(a) (nats)",
+     "accuracy", "test accuracy (%)"),
+    ("max_excess_accuracy_gap", "max excess accuracy gap max ψ_g (points)",
+     "accuracy", "test accuracy (%)"),
+    ("max_excess_accuracy_gap", "max excess accuracy gap max ψ_g (points)",
+     "worst_group_accuracy", "worst-group test accuracy, min_g acc_g (%)"),
+)
 
 
 def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
                            title: str | None = None,
                            confidence: float = DEFAULT_CONFIDENCE) -> Path:
-    """Test accuracy against disparity, one point per method and pruning rate (paper Fig. 5).
+    """Accuracy against disparity, one point per method and pruning rate (paper Fig. 5).
 
-    Left: ξ (eq. 3, nats); right: ``max_g ψ_g`` (points of accuracy). Error bars are the
-    t-interval over seeds in both directions; points of one method are joined in order of the
-    pruning rate, which labels each point. Up and to the left is better. The ★ is the dense
-    net θ* every disparity is measured against; it is also the rate-0 point of ``none``,
-    ``fair_after``, ``ceag`` and ``ceag_heldout``
+    Three panels (:data:`COMPARISON_PANELS`): test accuracy against ξ (eq. 3, nats), test
+    accuracy against ``max_g ψ_g`` (points of accuracy), and the worst-off group's test
+    accuracy ``min_g acc_g`` against ``max_g ψ_g``. The third panel shows levelling down: a
+    method that lowers ψ by taking accuracy from the groups that kept theirs moves left *and
+    down* there. Error bars are the t-interval over seeds in both directions; points of one
+    method are joined in order of the pruning rate, which labels each point. Up and to the
+    left is better. The ★ is the dense net θ* every disparity is measured against (in the
+    third panel at θ*'s worst-group accuracy, drawn when the table has group rows); it is
+    also the rate-0 point of ``none``, ``fair_after``, ``ceag`` and ``ceag_heldout``
     (:data:`~fairprune_sk.benchmark.methods.DENSE_AT_RATE_0`), which are not drawn again.
     Rate-0 points of the other methods are hollow (nothing was pruned; the method's own change
-    to θ*). A method without ξ (``threshold``: no class
-    probabilities) is named in the left panel and drawn in the right one.
+    to θ*). A method without ξ (``threshold``: no class probabilities) is named in the first
+    panel and drawn in the others.
 
     Parameters
     ----------
     table : pandas.DataFrame
         ``results.csv`` (run-level columns ``overall_accuracy``, ``overall_accuracy_dense``,
-        ``fairness_violation``, ``max_excess_accuracy_gap`` repeated on every group row) or
-        :func:`~fairprune_sk.benchmark.runner.compare_methods`' table.
+        ``fairness_violation``, ``max_excess_accuracy_gap``, ``worst_group_accuracy``
+        repeated on every group row; without the last, the lowest ``accuracy_pruned`` of the
+        run's groups) or :func:`~fairprune_sk.benchmark.runner.compare_methods`' table.
     path : str or Path
         PNG file to write.
     title : str, optional
@@ -305,28 +370,38 @@ def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
     Path
         ``path``.
     """
+    return _save(_method_comparison_figure(table, title=title, confidence=confidence), path)
+
+
+def _method_comparison_figure(table: pd.DataFrame, *, title: str | None,
+                              confidence: float) -> Figure:
+    """The figure of :func:`plot_method_comparison`."""
     runs = _runs(table)
-    _check_table(runs, _RUN_REQUIRED)
+    _check_table(runs, (*_RUN_REQUIRED, "worst_group_accuracy"))
     methods = list(dict.fromkeys(runs["method"]))
-    runs = runs.assign(accuracy=100.0 * runs["accuracy"],
-                       accuracy_dense=100.0 * runs["accuracy_dense"],
-                       max_excess_accuracy_gap=100.0 * runs["max_excess_accuracy_gap"])
-    accuracy = _stats(runs, ["method", "rate"], "accuracy", confidence)
-    dense_mean = float(runs.drop_duplicates("seed")["accuracy_dense"].mean())
-    figure, axes = _new_figure(2, width=6.0, height=4.6, sharey=True,
+    runs = runs.assign(**{column: 100.0 * runs[column] for column in
+                          ("accuracy", "accuracy_dense", "max_excess_accuracy_gap",
+                           "worst_group_accuracy")})
+    stars = {"accuracy": float(runs.drop_duplicates("seed")["accuracy_dense"].mean()),
+             "worst_group_accuracy": _dense_worst_group_accuracy(table)}
+    figure, axes = _new_figure(len(COMPARISON_PANELS), width=5.0, height=4.4,
                                extra_height=0.25 * math.ceil((len(methods) + 2) / 4) + 0.5)
+    axes[1].sharey(axes[0])
     colors = _colors(len(methods))
-    panels = (("fairness_violation", "fairness violation ξ = max R(a) − min R(a) (nats)"),
-              ("max_excess_accuracy_gap", "max excess accuracy gap max ψ_g (points)"))
-    y_drawn: tuple[list, list, list] = ([[dense_mean]], [], [])
+    # y values drawn, per y column: the shared accuracy axis gets one set of limits
+    y_drawn: dict[str, tuple[list, list, list]] = {
+        column: ([[star]] if star is not None else [], [], [])
+        for column, star in stars.items()
+    }
     any_hollow = cut = False
-    for ax, (column, label) in zip(axes, panels, strict=True):
+    for ax, (column, label, y_column, y_label) in zip(axes, COMPARISON_PANELS, strict=True):
         disparity = _stats(runs, ["method", "rate"], column, confidence)
+        y_stats = _stats(runs, ["method", "rate"], y_column, confidence)
         x_drawn: tuple[list, list, list] = ([[0.0]], [], [])
         undefined = []
         for index, (color, method) in enumerate(zip(colors, methods, strict=True)):
             x = disparity.loc[method].sort_index()
-            y = accuracy.loc[method].reindex(x.index)
+            y = y_stats.loc[method].reindex(x.index)
             shown = x["mean"].notna() & ~((method in DENSE_AT_RATE_0) & (x.index == 0))
             if not shown.any():
                 if x["mean"].isna().all():
@@ -335,7 +410,7 @@ def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
             x, y = x[shown], y[shown]
             for store, key in zip(x_drawn, ("mean", "low", "high"), strict=True):
                 store.append(x[key].to_numpy())
-            for store, key in zip(y_drawn, ("mean", "low", "high"), strict=True):
+            for store, key in zip(y_drawn[y_column], ("mean", "low", "high"), strict=True):
                 store.append(y[key].to_numpy())
             marker = _MARKERS[index % len(_MARKERS)]
             ax.plot(x["mean"], y["mean"], color=color, linewidth=1.0, alpha=0.6)
@@ -352,15 +427,16 @@ def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
             for rate, xm, ym in zip(x.index, x["mean"], y["mean"], strict=True):
                 ax.annotate(f"{rate:g}", (xm, ym), xytext=(4, 3), textcoords="offset points",
                             fontsize=7, color=color)
-        ax.scatter([0.0], [dense_mean], marker="*", s=160, color="black", zorder=4,
-                   label="dense θ* (rate 0)")
+        if stars[y_column] is not None:
+            ax.scatter([0.0], [stars[y_column]], marker="*", s=160, color="black", zorder=4,
+                       label="dense θ* (rate 0)")
         x_limits = _limits(*x_drawn, floor=0.01 if column == "fairness_violation" else 1.0,
                            feasible=(0.0, np.inf))
         if x_limits is not None:
             ax.set_xlim(*x_limits)
         cut = cut or _cut(x_limits, x_drawn[1], x_drawn[2])
         ax.set_xlabel(label)
-        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylabel(y_label)
         ax.tick_params(labelleft=True)
         ax.grid(alpha=0.3)
         ax.text(0.98, 0.98, "better: up and left", transform=ax.transAxes, ha="right",
@@ -370,10 +446,11 @@ def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
                     f"{', '.join(undefined)}\n→ see max ψ_g on the right",
                     transform=ax.transAxes, ha="right", va="bottom", fontsize="small",
                     color="firebrick")
-    y_limits = _limits(*y_drawn, floor=1.0, feasible=(0.0, 100.0))
-    if y_limits is not None:
-        axes[0].set_ylim(*y_limits)
-    cut = cut or _cut(y_limits, y_drawn[1], y_drawn[2])
+    for y_column, ax in (("accuracy", axes[0]), ("worst_group_accuracy", axes[2])):
+        y_limits = _limits(*y_drawn[y_column], floor=1.0, feasible=(0.0, 100.0))
+        if y_limits is not None:
+            ax.set_ylim(*y_limits)
+        cut = cut or _cut(y_limits, y_drawn[y_column][1], y_drawn[y_column][2])
     handles, labels = _unique_handles(axes)
     from matplotlib.lines import Line2D
 
@@ -382,12 +459,12 @@ def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
                               markeredgecolor="0.3"))
         labels.append("hollow: rate 0, nothing pruned\n(the method's own change to θ*)")
     figure.legend(handles, labels, loc="outside lower center", fontsize="small",
-                  ncols=min(len(labels), 4), title="method")
+                  ncols=min(len(labels), 6), title="method")
     heading = ("Accuracy against disparity, one point per method and pruning rate (label: "
-               "rate)\nagainst the dense θ* of each seed; "
-               f"{_seeds_note(runs, confidence)}{CUT_NOTE if cut else ''}")
+               "rate); right: the worst-off group's accuracy\nagainst the dense θ* of each "
+               f"seed; {_seeds_note(runs, confidence)}{CUT_NOTE if cut else ''}")
     figure.suptitle(f"{title}\n{heading}" if title else heading)
-    return _save(figure, path)
+    return figure
 
 
 def _half_widths(stats: pd.DataFrame) -> np.ndarray | None:
