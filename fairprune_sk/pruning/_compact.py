@@ -16,7 +16,7 @@ from torch import nn
 
 from .._validation import validate_params
 from ._graph import OPTYPE, build_graph, example_batch
-from ._masks import unpruned_copy
+from ._masks import check_not_quantized, unpruned_copy
 from ._select import MODULE, PRUNABLE_TYPES
 
 __all__ = ["compact"]
@@ -78,7 +78,8 @@ def compact(module: nn.Module, example_inputs: torch.Tensor | None = None) -> nn
     Raises
     ------
     ValueError
-        If ``example_inputs`` is needed but cannot be inferred.
+        If ``example_inputs`` is needed but cannot be inferred; if ``module`` is quantized
+        (compact first, then quantize).
     NotImplementedError
         If the forward cannot be traced, or a dead channel is coupled to a layer that compact
         cannot shrink exactly (a grouped convolution, LayerNorm, GroupNorm, Embedding, ...): the
@@ -93,6 +94,7 @@ def compact(module: nn.Module, example_inputs: torch.Tensor | None = None) -> nn
     >>> small[0].out_features, small[2].in_features
     (8, 8)
     """
+    check_not_quantized(module, "compact", "compact")
     small = unpruned_copy(module)
     if not any(isinstance(sub, PRUNABLE_TYPES) for sub in small.modules()):
         return small

@@ -2,8 +2,11 @@
 
 A pruned tensor ``weight`` is reparametrised as ``weight_orig`` + ``weight_mask`` and a forward
 pre-hook (a ``prune.BasePruningMethod``) that recomputes ``weight`` before each forward pass.
-Everything here goes through :func:`pruning_hooks` and :func:`effective`, so the hooks are
-found, and the masked value computed, in one place.
+A :class:`WeightTransform` hook registered after it (the k-bit grid of
+:mod:`fairprune_sk.quantization`) recomputes ``weight`` once more, as a function of the masked
+value. Everything here goes through :func:`pruning_hooks`, :func:`weight_transforms` and
+:func:`effective`, so the hooks are found, and the value the forward pass uses computed, in one
+place.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from .._validation import validate_params
 from ._select import MODULE, prunable_tensors
 
 __all__ = [
+    "WeightTransform",
     "copy_module",
     "detach_pruned_weights",
     "effective_state_dict",
@@ -31,6 +35,82 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- hooks
+class WeightTransform:
+    """A forward pre-hook that sets a pruned tensor to a function of its masked value.
+
+    Registered on a submodule after the torch prune hook of ``tensor_name``, it sets
+    ``module.<tensor_name>`` to ``transform(module, weight_orig * weight_mask)`` before each
+    forward pass, so training updates ``weight_orig`` through it. Its state lives in buffers
+    named ``<tensor_name><suffix>`` (``buffer_suffixes``), so it travels with the module's
+    ``state_dict``. :func:`effective` applies it, :func:`make_permanent` writes its value into
+    a plain weight, and the state dicts of plain names (:func:`effective_state_dict`) leave its
+    buffers out. Subclasses define :meth:`transform`.
+
+    Parameters
+    ----------
+    tensor_name : str
+        The reparametrised tensor (``"weight"``).
+    """
+
+    #: Suffixes of the buffers that hold the transform's state (``("_bits",)``).
+    buffer_suffixes: tuple[str, ...] = ()
+
+    def __init__(self, tensor_name: str) -> None:
+        self.tensor_name = tensor_name
+
+    def transform(self, module: nn.Module, value: torch.Tensor) -> torch.Tensor:
+        """The tensor the forward pass uses, from the masked ``value``."""
+        raise NotImplementedError
+
+    def __call__(self, module: nn.Module, inputs: tuple) -> tuple | None:
+        name = self.tensor_name
+        masked = getattr(module, name + "_mask") * getattr(module, name + "_orig")
+        setattr(module, name, self.transform(module, masked))
+        return None
+
+    def remove(self, module: nn.Module) -> None:
+        """Unregister this hook from ``module`` and delete its buffers (the masked value of
+        ``module.<tensor_name>`` is then recomputed by the prune hook alone)."""
+        for key, hook in list(module._forward_pre_hooks.items()):
+            if hook is self:
+                del module._forward_pre_hooks[key]
+        for suffix in self.buffer_suffixes:
+            delattr(module, self.tensor_name + suffix)
+        with torch.no_grad():
+            setattr(module, self.tensor_name, effective(module, self.tensor_name))
+
+
+def weight_transforms(
+    module: nn.Module,
+) -> Iterator[tuple[str, nn.Module, str, WeightTransform]]:
+    """``(qualified submodule name, submodule, tensor name, hook)`` of every weight transform."""
+    for qualname, sub in module.named_modules():
+        for hook in list(sub._forward_pre_hooks.values()):
+            if isinstance(hook, WeightTransform):
+                yield qualname, sub, hook.tensor_name, hook
+
+
+def check_not_quantized(module: nn.Module, caller: str, action: str) -> None:
+    """Raise a ``ValueError`` if ``module`` has weight transforms: ``caller`` cannot ``action``
+    (e.g. ``"prune"``) weights on a quantization grid, which must come last."""
+    quantized = sorted({qualname for qualname, *_ in weight_transforms(module)})
+    if quantized:
+        raise ValueError(
+            f"{caller} cannot {action} a module whose weights are on a quantization grid "
+            f"(layers {quantized[:3]}): {action} first, then quantize "
+            "(fairprune_sk.quantization.dequantize removes the grid)"
+        )
+
+
+def transform_buffer_keys(module: nn.Module) -> set[str]:
+    """The ``state_dict`` keys of the buffers of every :class:`WeightTransform`."""
+    return {
+        f"{qualname}.{name}{suffix}" if qualname else f"{name}{suffix}"
+        for qualname, _, name, hook in weight_transforms(module)
+        for suffix in hook.buffer_suffixes
+    }
+
+
 def pruning_hooks(
     module: nn.Module,
 ) -> Iterator[tuple[str, nn.Module, str, prune.BasePruningMethod]]:
@@ -42,12 +122,17 @@ def pruning_hooks(
 
 
 def effective(sub: nn.Module, name: str) -> torch.Tensor:
-    """The current masked value of ``sub.<name>`` (recomputed, never the stale attribute)."""
+    """The value of ``sub.<name>`` that the forward pass uses: masked, then transformed by the
+    :class:`WeightTransform` hooks of the tensor (recomputed, never the stale attribute)."""
     mask = getattr(sub, name + "_mask", None)
     orig = getattr(sub, name + "_orig", None)
     if mask is None or orig is None:
         return getattr(sub, name)
-    return mask.to(dtype=orig.dtype) * orig
+    value = mask.to(dtype=orig.dtype) * orig
+    for hook in list(sub._forward_pre_hooks.values()):
+        if isinstance(hook, WeightTransform) and hook.tensor_name == name:
+            value = hook.transform(sub, value)
+    return value
 
 
 def mask_of(sub: nn.Module, name: str) -> torch.Tensor:
@@ -140,7 +225,9 @@ def make_permanent(module: nn.Module) -> nn.Module:
     """Remove every pruning reparametrisation, keeping the masked values, in place.
 
     After this, pruned entries are plain zeros in ordinary parameters (``weight_orig`` and
-    ``weight_mask`` are gone) and training may change them again.
+    ``weight_mask`` are gone) and training may change them again. A tensor on a
+    :class:`WeightTransform` (a quantization grid) keeps its transformed value: the grid's
+    values become plain weights.
 
     Parameters
     ----------
@@ -159,6 +246,11 @@ def make_permanent(module: nn.Module) -> nn.Module:
     >>> is_pruned(make_permanent(net)), round(sparsity(net), 2)
     (False, 0.5)
     """
+    with torch.no_grad():
+        for _, sub, name, hook in list(weight_transforms(module)):
+            value = effective(sub, name)
+            hook.remove(sub)
+            getattr(sub, name + "_orig").copy_(value)
     for _, sub, name, _ in list(pruning_hooks(module)):
         prune.remove(sub, name)
     return module
@@ -235,7 +327,8 @@ def effective_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     """State dict with plain names and the effective (masked) values.
 
     ``"0.weight_orig"`` and ``"0.weight_mask"`` become ``"0.weight"`` holding
-    ``weight_orig * weight_mask``. Every value is cloned, detached and on CPU, so the result
+    ``weight_orig * weight_mask`` (on a quantization grid, the grid's value; the grid's
+    buffers are left out). Every value is cloned, detached and on CPU, so the result
     is a snapshot that loads into an unpruned instance of the same architecture.
 
     Parameters
@@ -256,7 +349,7 @@ def effective_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     >>> _ = nn.Sequential(nn.Linear(4, 2)).load_state_dict(effective_state_dict(net))
     """
     renamed: dict[str, tuple[str, nn.Module, str]] = {}
-    dropped: set[str] = set()
+    dropped: set[str] = transform_buffer_keys(module)
     for qualname, sub, name, _ in pruning_hooks(module):
         prefix = f"{qualname}." if qualname else ""
         renamed[f"{prefix}{name}_orig"] = (f"{prefix}{name}", sub, name)

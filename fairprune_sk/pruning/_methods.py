@@ -34,7 +34,7 @@ from torch.nn.utils import prune
 from .._validation import RANDOM_STATE, torch_generator, validate_params
 from ._fair import ORDER_DEFAULT, STEP_FRACTION_DEFAULT, prune_fair
 from ._graph import example_batch, norms_after
-from ._masks import effective, mask_of
+from ._masks import check_not_quantized, effective, mask_of
 from ._plan import (
     count_units,
     count_weights,
@@ -168,7 +168,8 @@ def prune_module(
         ``random_state``; for a data-driven method, naming whichever of ``X``, ``y`` and
         ``groups`` is missing or invalid; if ``rate`` is below the current (mask) sparsity,
         since pruned weights cannot be restored; if ``min_layer_density`` makes ``rate``
-        unreachable; if ``rate > 0`` and no layer is left to prune.
+        unreachable; if ``rate > 0`` and no layer is left to prune; if ``module`` is quantized
+        (:func:`fairprune_sk.quantization.quantize_module`): prune first, then quantize.
 
     Warns
     -----
@@ -199,6 +200,7 @@ def prune_module(
     >>> round(sparsity(prune_module(net, 0.8)), 3)
     0.8
     """
+    check_not_quantized(module, "prune_module", "prune")
     rate, min_layer_density = float(rate), float(min_layer_density)
     data = group_data(X, y, groups, method=method) if method in DATA_DRIVEN_METHODS else None
     structured = method in _STRUCTURED_NORM or method == "fair_taylor_structured"
