@@ -173,7 +173,9 @@ class GroupDiagnostics:
         ``gradient_norm`` ``‖g_a‖``, ``hessian_max_eig`` ``λ(H_a)``, ``boundary_closeness``
         (mean ``f(1 − f)``), ``input_grad_norm`` (mean ``‖∇_θ f(x)‖``, ``f`` the
         predicted-class probability: the gradient at each input, wrt the parameters). With a
-        dense reference also: ``param_distance`` ``‖θ̂ − θ*‖``, ``bound_gradient_term``
+        dense reference also: ``param_distance`` ``‖θ̂ − θ*‖`` (for a quantized net,
+        ``θ̂`` is the grid's values: the distance is the quantization error, plus pruning's when
+        the net was pruned first), ``bound_gradient_term``
         ``‖g_a‖‖θ̂ − θ*‖``, ``bound_hessian_term`` ``½ λ(H_a) ‖θ̂ − θ*‖²``, ``bound`` (their
         sum, Theorem 1 without the cubic rest) and ``taylor_estimate`` ``g_aᵀΔ + ½ ΔᵀH_aΔ``
         with ``Δ = θ̂ − θ*`` (the second-order Taylor expansion that Theorem 1 bounds, before
@@ -324,7 +326,9 @@ class GroupDiagnostics:
                     ev_star.predict_logits(data.X, batch_size) if dense_state is not None
                     else logits_net
                 )
-                # θ̂ − θ* (None without a reference): the displacement pruning made
+                # θ̂ − θ* (None without a reference): the displacement compression made; for
+                # a quantized net the grid's values minus θ*, i.e. the quantization error
+                # (plus pruning's share when it was pruned first, and fine-tuning's drift)
                 delta = (
                     ev_net.flat_params().to(ev_star.dtype) - ev_star.flat_params()
                     if dense_state is not None else None

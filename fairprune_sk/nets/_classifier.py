@@ -40,10 +40,13 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
-from .. import pruning
-from .._validation import check_int, check_params, torch_seed
+from .. import pruning, quantization
+from .._validation import check_args, check_int, check_params, torch_seed
 from ..metrics import encode_labels, group_codes
 from ..metrics._stream import is_stream
+from ..pruning._masks import check_not_quantized
+from ..quantization._grid import BITS
+from ..quantization._layers import ACTIVATIONS
 from ._callbacks import PruningLog, TerminalPrintLog, index_accuracy
 from ._data import INPUT_KEY, SAMPLE_WEIGHT_KEY
 from ._persistence import match_pruning
@@ -157,7 +160,14 @@ class PrunableNetClassifier(NeuralNetClassifier):
         ``weight_orig`` of a module given with torch prune masks, or from ``reference_module``;
         None while there is none.
     sparsity_ : float
-        Achieved fraction of prunable weights that are zero.
+        Achieved fraction of prunable weights that are zero (on a quantized net, a weight
+        rounded to the grid's zero counts).
+    quantized_bits_ : int or None
+        Width of the weight grid after :meth:`quantize`; None for a float net (for a module
+        given with layers on grids of several widths, the largest).
+    activation_bits_ : int or None
+        Width of the layers' input grid (``quantize(bits, activations=...)``); None when
+        the inputs stay in float.
     phase_ : {"train", "fine_tune"}
         What the epochs being run are: dense training, or fine-tuning with the masks held
         (recorded as ``phase`` in ``history``; "train" between runs).
@@ -313,6 +323,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
         else:
             self.dense_state_dict_ = None
         self.sparsity_ = float(pruning.sparsity(module))
+        self._record_quantization()
         self.phase_ = "train"
         first = _first_layer(module)
         in_features = getattr(first, "in_features", None)
@@ -1051,6 +1062,106 @@ class PrunableNetClassifier(NeuralNetClassifier):
             copy.fine_tune(X, y, epochs, **fit_params)
         return copy
 
+    # ------------------------------------------------------------------------------------------
+    # quantization
+    # ------------------------------------------------------------------------------------------
+    def quantize(
+        self, bits: int, *, activations: bool | int = False, keep_float: tuple[str, ...] = ()
+    ) -> Self:
+        """Put the fitted net's weights on a ``bits``-bit grid in place; keep θ* for the audit.
+
+        Simulated symmetric quantization per output channel
+        (:func:`fairprune_sk.quantization.quantize_module`): the net predicts with grid values,
+        and :meth:`fine_tune` (and :class:`~fairprune_sk.FairConstrainedNet`'s constrained
+        fine-tuning) is quantization-aware, its straight-through estimator updating the float
+        weights while the weights the net uses stay on the grid. θ* (``dense_state_dict_``) is
+        the dense float net: the weights before the first pruning for a pruned net (prune,
+        then quantize), else the weights at this call. Quantizing again replaces the grid
+        (from the float weights, not the rounded ones). The optimizer is re-initialised; on
+        any error the net is left as it was. Prune and compact before quantizing:
+        :meth:`prune` and :meth:`compact` refuse a quantized net.
+
+        Parameters
+        ----------
+        bits : int in [2, 8]
+            Width of the weight grid, recorded as ``quantized_bits_``.
+        activations : bool or int in [2, 8], default=False
+            Also quantize each quantized layer's input (True: with ``bits`` bits; an int:
+            with that many), one scale per sample; recorded as ``activation_bits_``.
+        keep_float : tuple of str, default=()
+            Layers left in float: qualified module names, or ``"first"`` / ``"last"``.
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> from sklearn.datasets import make_classification
+        >>> from fairprune_sk import PrunableNetClassifier
+        >>> from fairprune_sk.models import MLP
+        >>> X, y = make_classification(n_samples=200, n_features=8, random_state=0)
+        >>> net = PrunableNetClassifier(MLP, max_epochs=2, lr=0.05, random_state=0).fit(X, y)
+        >>> net.prune(0.5).quantize(4).quantized_bits_, round(net.sparsity_, 1) >= 0.5
+        (4, True)
+        >>> net.dense_reference().quantized_bits_ is None
+        True
+        """
+        self.check_is_fitted()
+        self._validate_own_params()
+        name = f"{type(self).__name__}.quantize"
+        check_args(
+            {"bits": BITS, "activations": ACTIVATIONS, "keep_float": [tuple, list]},
+            {"bits": bits, "activations": activations, "keep_float": keep_float},
+            name,
+        )
+        self._check_trainable("quantize")
+        module = pruning.copy_module(self.module_)
+        quantization.quantize_module(
+            module, bits, activations=activations, keep_float=tuple(keep_float)
+        )
+        if getattr(self, "dense_state_dict_", None) is None:
+            self.dense_state_dict_ = original_state_dict(self.module_)
+        self.module_ = module
+        self.sparsity_ = float(pruning.sparsity(module))
+        self._record_quantization()
+        self.initialize_optimizer()
+        pruning.detach_pruned_weights(self.module_)
+        return self
+
+    def quantized_copy(
+        self, bits: int, *, activations: bool | int = False, keep_float: tuple[str, ...] = ()
+    ) -> Self:
+        """A quantized copy of this fitted net (:meth:`quantize`); this net is untouched.
+
+        The copy shares no mutable state with this net (as :meth:`pruned_copy`'s); fine-tune
+        it with its own :meth:`fine_tune` (quantization-aware).
+
+        Parameters
+        ----------
+        bits : int in [2, 8]
+        activations : bool or int in [2, 8], default=False
+        keep_float : tuple of str, default=()
+            As for :meth:`quantize`.
+
+        Returns
+        -------
+        PrunableNetClassifier
+        """
+        self.check_is_fitted()
+        return self._sibling(pruning.copy_module(self.module_)).quantize(
+            bits, activations=activations, keep_float=keep_float
+        )
+
+    def _record_quantization(self) -> None:
+        """Set ``quantized_bits_`` and ``activation_bits_`` from the module's grids."""
+        module = self.module_
+        weights = quantization.quantized_bits(module) if isinstance(module, nn.Module) else {}
+        inputs = [bits for bits in quantization.quantized_bits(module, inputs=True).values()
+                  if bits] if weights else []
+        self.quantized_bits_ = max(weights.values()) if weights else None
+        self.activation_bits_ = max(inputs) if inputs else None
+
     def _dense_module(self) -> nn.Module:
         """θ* as a plain module (no pruning hooks) on the net's device, built from
         ``dense_state_dict_`` in the structure of ``reference_module`` or else ``module_``."""
@@ -1066,18 +1177,19 @@ class PrunableNetClassifier(NeuralNetClassifier):
         Raises
         ------
         ValueError
-            If the net was never pruned (it is its own dense reference then).
+            If the net was never pruned or quantized (it is its own dense reference then).
         """
         self.check_is_fitted()
         if getattr(self, "dense_state_dict_", None) is None:
             raise ValueError(
-                f"this {type(self).__name__} was never pruned (or was loaded without "
-                "f_dense_state_dict), so it keeps no dense reference; call prune(rate) first, "
-                "or pass reference= to ExcessRiskFrame"
+                f"this {type(self).__name__} was never pruned or quantized (or was loaded "
+                "without f_dense_state_dict), so it keeps no dense reference; call prune(rate) "
+                "or quantize(bits) first, or pass reference= to ExcessRiskFrame"
             )
         reference = self._sibling(self._dense_module())
         reference.dense_state_dict_ = None
         reference.sparsity_ = float(pruning.sparsity(reference.module_))
+        reference._record_quantization()
         return reference
 
     def compact(self) -> PrunableNetClassifier:
@@ -1093,8 +1205,11 @@ class PrunableNetClassifier(NeuralNetClassifier):
         ------
         NotImplementedError
             If the architecture cannot be compacted (e.g. residual connections).
+        ValueError
+            If the net is quantized: compact, then quantize the compact copy.
         """
         self.check_is_fitted()
+        check_not_quantized(self.module_, f"{type(self).__name__}.compact", "compact")
         pruning.detach_pruned_weights(self.module_)
         compacted = self._sibling(pruning.compact(self.module_))
         if self.reference_module is None:
@@ -1181,8 +1296,8 @@ class PrunableNetClassifier(NeuralNetClassifier):
         state = getattr(self, "dense_state_dict_", None)
         if state is None:
             raise ValueError(
-                f"this {type(self).__name__} was never pruned: it has no dense_state_dict_ "
-                "to save (leave f_dense_state_dict out)"
+                f"this {type(self).__name__} was never pruned or quantized: it has no "
+                "dense_state_dict_ to save (leave f_dense_state_dict out)"
             )
         if use_safetensors:
             from safetensors.torch import save, save_file
@@ -1246,6 +1361,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
         if self.initialized_ and hasattr(self, "module_"):
             pruning.detach_pruned_weights(self.module_)
             self.sparsity_ = float(pruning.sparsity(self.module_))
+            self._record_quantization()
 
     def _match_pruning_hook(self, module: nn.Module, state_dict: Mapping, prefix: str,
                             *args: Any) -> None:

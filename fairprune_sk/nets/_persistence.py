@@ -1,8 +1,8 @@
 """Persistence of a pruned net: skorch's ``save_params`` / ``load_params`` with masks and θ*.
 
 A pruned tensor is saved as torch's reparametrisation (``<name>_orig`` and ``<name>_mask``), so
-the masks travel with the weights; loading installs (or removes) the same pruning on the module
-first. The dense weights θ* travel in their own file (``f_dense_state_dict``). ``pickle`` works
+the masks travel with the weights; a quantized one adds its grid's ``<name>_bits``. Loading
+installs (or removes) the same pruning and grid on the module first. The dense weights θ* travel in their own file (``f_dense_state_dict``). ``pickle`` works
 on the whole estimator (skorch's ``__getstate__``; the pruned weights are detached first).
 """
 
@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from ..pruning._masks import pruning_hooks
+from ..quantization._layers import BITS_SUFFIX, WeightQuantizer, install_quantizer
 
 __all__ = ["match_pruning"]
 
@@ -23,9 +24,16 @@ def match_pruning(module: nn.Module, state_dict: Mapping, prefix: str = "") -> b
 
     A plain tensor ``w`` whose state has ``w_orig`` and ``w_mask`` gets torch's pruning
     reparametrisation with that mask; a pruned tensor whose state has a plain ``w`` loses it.
-    Returns whether anything changed.
+    A tensor whose state has ``w_bits`` gets a quantization grid (its widths are then loaded),
+    and a quantized one whose state has none loses it. Returns whether anything changed.
     """
     changed = False
+    for qualname, sub in list(module.named_modules()):
+        for hook in list(sub._forward_pre_hooks.values()):
+            key = f"{prefix}{qualname}." if qualname else prefix
+            if (isinstance(hook, WeightQuantizer)
+                    and f"{key}{hook.tensor_name}{BITS_SUFFIX}" not in state_dict):
+                hook.remove(sub)
     for qualname, sub, name, _ in list(pruning_hooks(module)):
         key = f"{prefix}{qualname}.{name}" if qualname else f"{prefix}{name}"
         if key in state_dict and f"{key}_orig" not in state_dict:
@@ -41,4 +49,11 @@ def match_pruning(module: nn.Module, state_dict: Mapping, prefix: str = "") -> b
                     sub, name, mask=mask.to(device=parameter.device, dtype=parameter.dtype)
                 )
                 changed = True
+    for qualname, sub in list(module.named_modules()):
+        key = f"{prefix}{qualname}.weight" if qualname else f"{prefix}weight"
+        bits = state_dict.get(f"{key}{BITS_SUFFIX}")  # quantize_module's grids are on weights
+        if bits is not None and not hasattr(sub, f"weight{BITS_SUFFIX}"):
+            weight_bits, input_bits = (int(value) for value in bits.tolist())
+            install_quantizer(sub, "weight", weight_bits, input_bits)
+            changed = True
     return changed

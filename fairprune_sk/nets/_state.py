@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..pruning._masks import pruning_hooks
+from ..pruning._masks import pruning_hooks, transform_buffer_keys
 
 __all__ = ["clone_state", "copy_callbacks", "copy_history", "original_state_dict"]
 
@@ -70,12 +70,15 @@ def original_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     A tensor ``w`` that ``torch.nn.utils.prune`` reparametrised is taken from ``w_orig`` (where
     torch keeps its values, pruned entries included) and ``w_mask`` is left out; every other
     entry is copied as it is. For a module without masks this is a copy of its ``state_dict``.
+    A quantized tensor is also taken from ``w_orig`` (its float values), and the grid's
+    ``w_bits`` buffer is left out.
     """
     pruned = {f"{qualname}.{name}" if qualname else name
               for qualname, _, name, _ in pruning_hooks(module)}
+    grids = transform_buffer_keys(module)
     state = {}
     for key, value in module.state_dict().items():
-        if key.endswith("_mask") and key.removesuffix("_mask") in pruned:
+        if key in grids or key.endswith("_mask") and key.removesuffix("_mask") in pruned:
             continue
         if key.endswith("_orig") and key.removesuffix("_orig") in pruned:
             key = key.removesuffix("_orig")
