@@ -21,7 +21,10 @@ This package measures those factors:
 - :func:`boundary_closeness` – ``f(1 − f)`` per sample (``p_max(1 − p_max)`` for several classes);
 - :func:`output_gradient_norms` – ``‖∇_θ f(x)‖`` per sample, by ``torch.func.vmap(grad)``;
 - :class:`GroupDiagnostics` – all of them per group for a fitted net, next to the measured
-  excess risk and the Theorem 1 bound, with rank correlations and a plot.
+  excess risk and the Theorem 1 bound, with rank correlations and a plot;
+- :func:`plot_factor_scatter` – the paper's Figs. 2-4 as scatter plots of groups × seeds with
+  Spearman's ρ and a bootstrap interval over groups (:func:`factor_correlations`,
+  :func:`spearman_with_interval` give the numbers).
 
 The numerical functions take any ``torch.nn.Module`` that outputs logits. They compute in eval
 mode (dropout off, batch norm on its running statistics), restore the caller's train/eval
@@ -41,7 +44,7 @@ Modules (one concept each; the public names are imported from ``fairprune_sk.dia
 - ``_eigen``: Lanczos and power iteration on a symmetric operator;
 - ``_factors``: the public measuring functions above;
 - ``_group``: :class:`GroupDiagnostics`;
-- ``_plot``: its figure.
+- ``_plot``: its figure and the factor scatter plots.
 """
 
 from ._eigen import EIGEN_METHODS
@@ -54,6 +57,7 @@ from ._factors import (
     top_hessian_eigenvalue,
 )
 from ._group import CORRELATION_FACTORS, GroupDiagnostics
+from ._plot import factor_correlations, plot_factor_scatter, spearman_with_interval
 
 __all__ = [
     "CORRELATION_FACTORS",
@@ -61,8 +65,11 @@ __all__ = [
     "OUTPUTS",
     "GroupDiagnostics",
     "boundary_closeness",
+    "factor_correlations",
     "group_gradient_norms",
     "hessian_vector_product",
     "output_gradient_norms",
+    "plot_factor_scatter",
+    "spearman_with_interval",
     "top_hessian_eigenvalue",
 ]
