@@ -24,7 +24,8 @@ group's accuracy. The script prints, per rate and method, the mean over seeds an
 t-interval (``scipy.stats.t``) on test data, the training numbers apart, the change of mean test
 max ψ against plain, the accuracy cost, the worst seed's accuracy gap to plain (paired by seed)
 and the pruning + fine-tuning wall time, then every group's mean test accuracy beside plain's
-(who pays). ``--from-csv`` reprints the report of saved runs.
+(who pays) and the worst-off group's accuracy paired by seed against plain and Fair Aft, with
+t-intervals. ``--from-csv`` reprints the report of saved runs.
 
 Run (one process, one torch thread)::
 
@@ -39,12 +40,14 @@ import copy
 import time
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
 from fairprune_sk import ExcessRiskFrame
 from fairprune_sk.benchmark.summary import seed_interval
 from fairprune_sk.constrained import FairConstrainedNet
+from fairprune_sk.diagnostics import group_gradient_norms
 from fairprune_sk.models import MLP
 
 METHODS = {
@@ -85,9 +88,17 @@ def load(dataset: str, seed: int, n_train: int) -> tuple[Any, ...]:
             data.y_test, pd.Series(data.groups_test, name="class"))
 
 
-def audit(net: FairConstrainedNet, X: Any, y: Any, A: Any) -> dict[str, float]:
-    """Accuracy, max ψ, ξ and worst-group accuracy of a pruned net against its θ*."""
+def audit(net: FairConstrainedNet, X: Any, y: Any, A: Any, *,
+          gradient_norms: bool = False) -> dict[str, float]:
+    """Accuracy, max ψ, ξ and worst-group accuracy of a pruned net against its θ*; with
+    ``gradient_norms``, also the spread (max − min over groups) of the group gradient norms
+    ``‖g_a‖`` at the fine-tuned weights, the quantity eq. (6) equalises."""
     frame = ExcessRiskFrame(net, X, y, sensitive_features=A)
+    spread = {}
+    if gradient_norms:
+        codes = pd.factorize(pd.Series(A), sort=True)[0]
+        norms = group_gradient_norms(net.module_, X, np.searchsorted(net.classes_, y), codes)
+        spread = {"gradient_norm_spread": float(np.nanmax(norms) - np.nanmin(norms))}
     by_group, overall = frame.by_group, frame.overall
     drop = by_group["accuracy_dense"] - by_group["accuracy_pruned"]
     overall_drop = overall["accuracy_dense"] - overall["accuracy_pruned"]
@@ -98,6 +109,7 @@ def audit(net: FairConstrainedNet, X: Any, y: Any, A: Any) -> dict[str, float]:
         "max_psi": float((drop - overall_drop).max()),
         "xi": float(frame.fairness_violation),
         "worst_group_accuracy": float(by_group["accuracy_pruned"].min()),
+        **spread,
         **groups,
     }
 
@@ -159,7 +171,9 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
                 net.prune(rate)
                 net.partial_fit(X, y, sensitive_features=A)
                 seconds = time.perf_counter() - start
-                test, train = audit(net, X_test, y_test, A_test), audit(net, X, y, A)
+                norms = {"gradient_norms": args.gradient_norms}
+                test = audit(net, X_test, y_test, A_test, **norms)
+                train = audit(net, X, y, A, **norms)
                 row = {"seed": seed, "rate": rate, "method": method, "seconds": seconds,
                        "dense_seconds": dense_seconds,
                        **{f"test_{k}": v for k, v in test.items()},
@@ -176,6 +190,8 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 def report(results: pd.DataFrame) -> None:
     columns = ["test_accuracy", "test_max_psi", "test_xi", "test_worst_group_accuracy",
                "train_accuracy", "train_max_psi", "train_xi", "seconds"]
+    columns += [c for c in ("train_gradient_norm_spread", "test_gradient_norm_spread")
+                if c in results.columns]
     n_seeds = results["seed"].nunique()
     print(f"\nmean ± 95 % t-interval half-width over {n_seeds} seeds")
     table = results.groupby(["rate", "method"], sort=False)[columns].agg(mean_ci)
@@ -198,22 +214,113 @@ def report(results: pd.DataFrame) -> None:
     groups = [c for c in results.columns if c.startswith("test_group_accuracy[")]
     if not groups:
         return
-    print("\nmean test accuracy of every group, and its change against plain (points)")
+    print("\nmean test accuracy of every group, and its change against plain (points; * where "
+          "the paired 95 % t-interval over seeds excludes 0)")
     means = results.groupby(["rate", "method"], sort=False)[groups].mean()
     for rate in means.index.get_level_values("rate").unique():
         base = means.loc[(rate, "plain")]
         for method in means.loc[rate].index:
             row = means.loc[(rate, method)]
             change = 100 * (row - base)
+            separated = {name: paired_difference(results, rate, method, "plain", name)[2]
+                         for name in groups} if method != "plain" else {}
             cells = "  ".join(
                 f"{name[len('test_group_accuracy['):-1]}: {row[name]:.3f}"
-                + ("" if method == "plain" else f" ({change[name]:+.1f})")
+                + ("" if method == "plain"
+                   else f" ({change[name]:+.1f}{'*' if separated[name] else ''})")
                 for name in groups
             )
             loss = "" if method == "plain" else (
                 f" | largest group loss {-change.min():.1f}, mean of losses "
                 f"{-change[change < 0].sum() / len(groups):.2f} points")
             print(f"  rate {rate} {method:<16} {cells}{loss}")
+    report_worst_off(results, means, groups)
+
+
+def paired_difference(results: pd.DataFrame, rate: float, method: str, baseline: str,
+                      column: str) -> tuple[float, float, bool]:
+    """Mean over seeds of ``method − baseline`` in ``column`` (points, paired by seed), the
+    half-width of its 95 % t-interval, and whether that interval excludes 0."""
+    at_rate = results[results["rate"] == rate]
+    ours = at_rate[at_rate["method"] == method].set_index("seed")[column]
+    theirs = at_rate[at_rate["method"] == baseline].set_index("seed")[column]
+    differences = 100 * (ours - theirs.reindex(ours.index)).dropna().to_numpy(dtype=float)
+    mean = float(differences.mean())
+    if len(differences) < 2:
+        return mean, float("nan"), False
+    _, high = seed_interval(mean, differences.std(ddof=1), len(differences))
+    half_width = float(high) - mean
+    return mean, half_width, abs(mean) > half_width
+
+
+def report_worst_off(results: pd.DataFrame, means: pd.DataFrame, groups: list[str]) -> None:
+    """The worst-off group's accuracy, paired by seed against plain and Fair Aft.
+
+    Two readings of "worst-off": the group with the lowest mean test accuracy under plain
+    (one fixed group), and the lowest group accuracy of each run (``test_worst_group_accuracy``,
+    whichever group that is)."""
+    baselines = [name for name in ("plain", "fair_after") if name in set(results["method"])]
+    print("\nworst-off group, paired by seed (points, mean ± 95 % t half-width; * where the "
+          "interval excludes 0)")
+    for rate in means.index.get_level_values("rate").unique():
+        worst = means.loc[(rate, "plain")].idxmin()
+        label = worst[len("test_group_accuracy["):-1]
+        for method in means.loc[rate].index:
+            if method in baselines[:1]:
+                continue
+            cells = []
+            for column, what in ((worst, label), ("test_worst_group_accuracy", "per-run min")):
+                for baseline in baselines:
+                    if baseline == method:
+                        continue
+                    mean, half, separated = paired_difference(results, rate, method, baseline,
+                                                              column)
+                    cells.append(f"{what} vs {baseline} {mean:+.1f} ± {half:.1f}"
+                                 f"{'*' if separated else ' '}")
+            print(f"  rate {rate} {method:<16} " + "   ".join(cells))
+
+
+def plot_trade_off(results: pd.DataFrame, path: str) -> None:
+    """Worst-group test accuracy against test max ψ, one panel per rate, one point per method
+    (mean over seeds, 95 % t-intervals both ways): up and to the left is better on both."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rates = list(dict.fromkeys(results["rate"]))
+    figure = Figure(figsize=(5.2 * len(rates), 4.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, len(rates), squeeze=False)[0]
+    methods = list(dict.fromkeys(results["method"]))
+    colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    for ax, rate in zip(axes, rates, strict=True):
+        for method in methods:
+            rows = results[(results["rate"] == rate) & (results["method"] == method)]
+            if rows.empty:
+                continue
+            points = []
+            for column in ("test_max_psi", "test_worst_group_accuracy"):
+                values = 100 * rows[column].to_numpy(dtype=float)
+                mean = values.mean()
+                half = 0.0
+                if len(values) > 1:
+                    half = float(seed_interval(mean, values.std(ddof=1), len(values))[1]) - mean
+                points.append((mean, half))
+            (x, dx), (y, dy) = points
+            ax.errorbar(x, y, xerr=dx, yerr=dy, fmt="o", color=colors[method], capsize=3,
+                        markersize=6, label=method)
+            ax.annotate(method, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8,
+                        color=colors[method])
+        ax.set_title(f"pruning rate {rate:g}")
+        ax.set_xlabel("test max ψ_g (points of accuracy)")
+        ax.set_ylabel("worst-group test accuracy (%), lowest group of each run")
+        ax.grid(alpha=0.3)
+        ax.text(0.98, 0.98, "better: up and left", transform=ax.transAxes, ha="right",
+                va="top", fontsize="small", color="0.35")
+    n_seeds = results["seed"].nunique()
+    figure.suptitle("Disparity against the worst-off group, after fine-tuning: mean over "
+                    f"{n_seeds} seeds, 95 % t-intervals")
+    figure.savefig(path, dpi=120)
+    print(f"\nwrote {path}")
 
 
 def main() -> None:
@@ -235,17 +342,25 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--gradient-norms", action="store_true",
+                        help="also record the spread (max - min) of the group gradient norms")
+    parser.add_argument("--figure", default=None, metavar="PNG",
+                        help="also draw worst-group accuracy against max psi here")
     parser.add_argument("--csv", default=None, help="also write the per-seed rows here")
     parser.add_argument("--from-csv", nargs="+", default=None, metavar="CSV",
                         help="print the report of earlier --csv files (merged) instead of running")
     args = parser.parse_args()
     if args.from_csv:
         results = pd.concat([pd.read_csv(path) for path in args.from_csv], ignore_index=True)
+        # a method run in several files (plain, beside each file's variants) is reported once
+        results = results.drop_duplicates(["seed", "rate", "method"])
         if args.seeds is not None:
             results = results[results["seed"].isin(args.seeds)]
         if args.rates is not None:
             results = results[results["rate"].isin(args.rates)]
         report(results.sort_values(["rate", "seed"], kind="stable"))
+        if args.figure:
+            plot_trade_off(results, args.figure)
         return
     args.seeds = [0, 1, 2, 3, 4] if args.seeds is None else args.seeds
     torch.set_num_threads(args.threads)
@@ -253,6 +368,8 @@ def main() -> None:
     if args.csv:
         results.to_csv(args.csv, index=False)
     report(results)
+    if args.figure:
+        plot_trade_off(results, args.figure)
 
 
 if __name__ == "__main__":

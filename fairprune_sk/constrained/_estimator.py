@@ -91,7 +91,7 @@ TARGET_DEFAULTS: dict[str, dict[str, Any]] = {
                      "dual_dynamics": "damped", "noise_margin": 1.0, "average_tail": 0.25},
     "gap_and_loss": {"dual_lr": 1.0, "tolerance": 0.0, "dual_update": 20,
                      "dual_dynamics": "damped", "noise_margin": 0.0, "average_tail": 0.25,
-                     "loss_dual_lr": 0.03},
+                     "loss_dual_lr": 0.05},
 }
 for _defaults in TARGET_DEFAULTS.values():  # the paper's targets: no margin, last iterate
     _defaults.setdefault("noise_margin", 0.0)
@@ -184,9 +184,9 @@ class FairConstrainedNet(PrunableNetClassifier):
     loss_dual_lr : float >= 0 or "auto", default="auto"
         For the ψ targets with training duals: the dual step size of one-sided equal-loss
         constraints ``J(θ; D_a) − J(θ; D) ≤ 0`` added to CEAG's ψ_a ≤ ε, with multipliers ν_a
-        of their own; the primal step follows ``(J + Σ_a λ_a J_a + Σ_a ν_a (J_a − J)) /
-        (1 + Σ λ + Σ ν)``. They pull up the groups whose loss is above the average (the
-        worst-off), which CEAG alone may level down. 0 leaves CEAG as it is. "auto": 0.03 for
+        of their own; the primal step follows ``(J + Σ_a λ_a J_a + Σ_a ν_a (J_a − sg[J])) /
+        (1 + Σ λ + Σ ν)``, ``sg`` a stop-gradient. They pull up the groups whose loss is above the average (the
+        worst-off), which CEAG alone may level down. 0 leaves CEAG as it is. "auto": 0.05 for
         ``gap_and_loss``, 0 otherwise.
     **kwargs
         Every :class:`~fairprune_sk.PrunableNetClassifier` and skorch parameter.

@@ -115,7 +115,9 @@ def ceag_lagrangian(
         Divide by ``1 + Σ_a λ_a`` (``+ Σ_a ν_a`` with ``loss_multipliers``).
     loss_multipliers : Tensor of shape (n_groups,), optional
         ν of the one-sided equal-loss constraints ``J_a − J ≤ 0`` (``loss_dual_lr``), which add
-        ``Σ_a ν_a (J_a − J)``.
+        ``Σ_a ν_a (J_a − sg[J])``: as in CEAG's proxy the overall loss is a constant for θ, so
+        the term lowers the losses of the groups above the mean and never raises the others'
+        (with ``J`` inside the gradient it would, by ``−Σ_a ν_a ∇J``).
 
     Returns
     -------
@@ -129,7 +131,7 @@ def ceag_lagrangian(
     normaliser = 1.0 + multipliers.sum()
     if loss_multipliers is not None:
         loss_multipliers = loss_multipliers.to(losses.dtype)
-        gap = torch.where(present, group_mean - loss, 0.0)
+        gap = torch.where(present, group_mean - loss.detach(), 0.0)
         lagrangian = lagrangian + (loss_multipliers * gap).sum()
         normaliser = normaliser + loss_multipliers.sum()
     return lagrangian / normaliser if damped else lagrangian
