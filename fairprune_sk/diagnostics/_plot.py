@@ -377,8 +377,14 @@ def plot_factor_scatter(
     colors = {group: cmap(k % cmap.N) for k, group in enumerate(groups)}
     markers = {s: _SCATTER_MARKERS[k % len(_SCATTER_MARKERS)] for k, s in enumerate(seeds)}
     n_rows, n_cols = len(row_values), len(pairs)
-    legend_rows = int(np.ceil((len(groups) + len(seeds)) / 6))
-    figure = Figure(figsize=(panel_size[0] * n_cols + 0.4,
+    width = panel_size[0] * n_cols + 0.4
+    # as many legend columns as fit: about 0.075 in a character in the small font, plus the
+    # marker and the gap
+    longest = max(len(str(label)) for label in [*groups, f"{seed} {seeds[-1]}"])
+    n_legend_columns = int(max(1, min(6, len(groups) + len(seeds),
+                                      width // (0.075 * longest + 0.6))))
+    legend_rows = int(np.ceil((len(groups) + len(seeds)) / n_legend_columns))
+    figure = Figure(figsize=(width,
                              panel_size[1] * n_rows + 1.0 + 0.25 * legend_rows),
                     layout="constrained")
     FigureCanvasAgg(figure)
@@ -411,7 +417,7 @@ def plot_factor_scatter(
                 for s in seeds]
     legend_labels = [str(g) for g in groups] + [f"{seed} {s}" for s in seeds]
     figure.legend(handles, legend_labels, loc="outside lower center", fontsize="small",
-                  ncols=min(len(legend_labels), 6), title=f"group (colour), {seed} (marker)")
+                  ncols=n_legend_columns, title=f"group (colour), {seed} (marker)")
     method = ("no interval" if n_boot == 0 else
               f"{confidence:.0%} interval: bootstrap over groups ({n_boot} resamples, all seeds "
               "of a drawn group together)")
