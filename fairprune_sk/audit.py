@@ -1,5 +1,6 @@
-"""The audit as a library call: prune copies of a fitted dense net at several rates, build one
-:class:`~fairprune_sk.ExcessRiskFrame` per rate, say in plain words who paid, and draw it.
+"""The audit as a library call: prune copies of a fitted dense net at several rates (or quantize
+them at several bit widths), build one :class:`~fairprune_sk.ExcessRiskFrame` per level, say in
+plain words who paid, and draw it.
 
 ``fairprune audit`` (:mod:`fairprune_sk.cli.audit`) loads the data, trains the net, calls
 :func:`audit_pruning` and prints the result.
@@ -16,12 +17,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.utils._param_validation import HasMethods, Interval, validate_params
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
 
 from .metrics import ExcessRiskFrame
 
-__all__ = ["CI_COLUMNS", "MEANINGS", "OutputsAudit", "PruningAudit", "audit_outputs",
-           "audit_pruning"]
+__all__ = ["CI_COLUMNS", "COMPRESSIONS", "MEANINGS", "OutputsAudit", "PruningAudit",
+           "audit_outputs", "audit_pruning"]
+
+#: What :func:`audit_pruning` does to each copy: prune it at a rate, or quantize it to a width.
+COMPRESSIONS = ("prune", "quantize")
 
 #: Columns of the audit table that get ``_ci_low`` / ``_ci_high`` bootstrap bounds.
 CI_COLUMNS = ("excess_risk", "excess_accuracy_gap", "accuracy_drop")
@@ -181,13 +185,15 @@ class PruningAudit:
     Attributes
     ----------
     table : pandas.DataFrame
-        One row per (rate, group): ``rate``, ``sparsity``, the group column(s), the
+        One row per (rate, group): ``rate`` (``bits`` for a quantization audit), ``sparsity``,
+        the group column(s), the
         :class:`~fairprune_sk.ExcessRiskFrame` columns, ``<column>_ci_low`` /
         ``<column>_ci_high`` for :data:`CI_COLUMNS` (with ``n_boot``), and per rate
         ``fairness_violation`` (ξ, eq. 3), ``max_excess_accuracy_gap`` (both with intervals
         when bootstrapped), ``accuracy_gap`` and ``seconds``.
     frames : dict of float to ExcessRiskFrame
-        The frame of each rate, in the order audited.
+        The frame of each rate (each bit width, an int, for a quantization audit), in the
+        order audited.
     dense_accuracy : float
         The dense net's accuracy on the evaluation rows.
     n_rows : int
@@ -195,6 +201,8 @@ class PruningAudit:
     control : ExcessRiskFrame or None
         The dense net fine-tuned like the pruned ones but not pruned, against the dense net:
         the part of R(a) that the extra training alone makes (None without fine-tuning).
+    compress : {"prune", "quantize"}, default="prune"
+        What each copy went through (:data:`COMPRESSIONS`).
     """
 
     table: pd.DataFrame
@@ -202,19 +210,26 @@ class PruningAudit:
     dense_accuracy: float
     n_rows: int
     control: ExcessRiskFrame | None = None
+    compress: str = "prune"
 
     @property
     def highest_rate(self) -> float:
-        """The highest rate audited."""
-        return max(self.frames)
+        """The harshest compression audited: the highest rate (the fewest bits when
+        quantizing)."""
+        return min(self.frames) if self.compress == "quantize" else max(self.frames)
+
+    def _level(self, level: float) -> str:
+        """``"pruning rate 0.9"`` or ``"3 bits"``."""
+        return f"{level:g} bits" if self.compress == "quantize" else f"pruning rate {level:g}"
 
     def report(self) -> str:
         """The audit in words: one table per rate, the :meth:`verdict` at the highest rate, and
         what the numbers mean (:data:`MEANINGS`)."""
         sections: list[Any] = []
+        key = "bits" if self.compress == "quantize" else "rate"
         for rate, frame in self.frames.items():
-            sparsity = self.table.loc[self.table["rate"] == rate, "sparsity"].iloc[0]
-            sections += ["", f"pruning rate {rate:g} (sparsity {sparsity:.3f}): accuracy "
+            sparsity = self.table.loc[self.table[key] == rate, "sparsity"].iloc[0]
+            sections += ["", f"{self._level(rate)} (sparsity {sparsity:.3f}): accuracy "
                              f"{frame.overall['accuracy_pruned']:.4f} (dense "
                              f"{self.dense_accuracy:.4f}); xi = {_xi_text(frame)}; max psi = "
                              f"{_max_psi_text(frame)}", _frame_table(frame)]
@@ -226,13 +241,15 @@ class PruningAudit:
         also after a Bonferroni adjustment for comparing every group at once)."""
         rate = self.highest_rate
         frame = self.frames[rate]
-        lines = _verdict(frame, f"At pruning rate {rate:g} (the highest audited):", self.n_rows)
+        harshest = "the fewest audited" if self.compress == "quantize" else "the highest audited"
+        lines = _verdict(frame, f"At {self._level(rate)} ({harshest}):", self.n_rows)
         if self.control is not None:
+            what = "quantization" if self.compress == "quantize" else "pruning"
+            done = f"at {rate:g} bits" if self.compress == "quantize" else f"pruned at {rate:g}"
             lines.append(
-                f"  Control: the dense net fine-tuned the same epochs WITHOUT pruning has xi = "
-                f"{_xi_text(self.control)} (pruned at {rate:g}: {_xi_text(frame)}). The part of "
-                "the disparity the control shows comes from the extra training, not from "
-                "pruning.")
+                f"  Control: the dense net fine-tuned the same epochs WITHOUT {what} has xi = "
+                f"{_xi_text(self.control)} ({done}: {_xi_text(frame)}). The part of the "
+                f"disparity the control shows comes from the extra training, not from {what}.")
         return lines
 
     def plot(self, prefix: str | Path) -> list[Path]:
@@ -240,7 +257,8 @@ class PruningAudit:
 
         ``<stem>_groups.png``: R(a) and ψ per group at the highest rate, with intervals.
         ``<stem>_accuracy_change.png``: each group's accuracy change from the dense net against
-        the pruning rate, with interval bands (the paper's Fig. 1).
+        the pruning rate, with interval bands (the paper's Fig. 1); for a quantization audit,
+        against the bits, fewer to the right.
 
         Parameters
         ----------
@@ -261,14 +279,16 @@ class PruningAudit:
         highest = self.highest_rate
         frame = self.frames[highest]
         n_groups = len(frame.by_group)
-        paths = [_plot_groups(frame, f"Who paid for pruning at rate {highest:g}",
+        quantized = self.compress == "quantize"
+        what = "quantization" if quantized else "pruning"
+        paths = [_plot_groups(frame, f"Who paid for {what} at {self._level(highest)}",
                               prefix.with_name(f"{prefix.stem}_groups.png"))]
 
         rates = sorted(self.frames)
         figure, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
         colors = plt.get_cmap("tab10" if n_groups <= 10 else "tab20")(np.arange(n_groups) % 20)
         # the dense net itself (rate 0, no fine-tuning) changes nothing: every line starts at 0
-        anchor = [] if 0.0 in self.frames else [0.0]
+        anchor = [] if 0.0 in self.frames or quantized else [0.0]
         xs = anchor + rates
         zeros = [0.0] * len(anchor)
         for color, group in zip(colors, frame.by_group.index, strict=True):
@@ -284,10 +304,13 @@ class PruningAudit:
         overall = zeros + [-self.frames[r].overall["accuracy_drop"] for r in rates]
         ax.plot(xs, overall, color="black", linestyle="--", linewidth=2, label="overall")
         ax.axhline(0.0, color="gray", linewidth=0.8)
-        ax.set_xlabel("pruning rate")
+        ax.set_xlabel("bits" if quantized else "pruning rate")
+        if quantized:  # fewer bits, harsher compression: to the right, as higher rates are
+            ax.set_xticks(rates)
+            ax.invert_xaxis()
         ax.set_ylabel("accuracy change from the dense net")
         band = " (bands: 95 % bootstrap intervals)" if frame.n_boot is not None else ""
-        ax.set_title(f"Per-group accuracy change with pruning{band}", fontsize=10)
+        ax.set_title(f"Per-group accuracy change with {what}{band}", fontsize=10)
         ax.legend(fontsize=7, loc="lower left", ncol=2 if n_groups > 6 else 1)
         paths.append(prefix.with_name(f"{prefix.stem}_accuracy_change.png"))
         figure.savefig(paths[1], dpi=120)
@@ -326,6 +349,7 @@ def _frame_rows(frame: ExcessRiskFrame) -> pd.DataFrame:
         "n_boot": [Interval(Integral, 1, None, closed="left"), None],
         "control": ["boolean", None],
         "random_state": ["random_state"],
+        "compress": [StrOptions(set(COMPRESSIONS))],
     },
     prefer_skip_nested_validation=True,
 )
@@ -343,14 +367,20 @@ def audit_pruning(
     n_boot: int | None = None,
     control: bool | None = None,
     random_state: Any = None,
+    compress: str = "prune",
 ) -> PruningAudit:
     """Audit a fitted dense net pruned at each rate: per-group R(a), ξ and ψ, with intervals.
+
+    With ``compress="quantize"`` each copy is quantized instead
+    (:meth:`~fairprune_sk.PrunableNetClassifier.quantized_copy`, simulated symmetric weights
+    per output channel) at each bit width given in ``rates``, fine-tuned
+    quantization-aware when ``fine_tune_epochs > 0``; the audit's vocabulary is the same.
 
     Parameters
     ----------
     net : PrunableNetClassifier
         Fitted dense net θ* (or a FairConstrainedNet); it is not modified (each rate prunes a
-        copy).
+        copy; ``quantized_copy`` is needed with ``compress="quantize"``).
     X_train, y_train : array-like
         Fine-tuning data (used when ``fine_tune_epochs > 0`` or by data-driven methods).
     X_test, y_test : array-like
@@ -358,7 +388,8 @@ def audit_pruning(
     sensitive_test : array-like, Series or DataFrame
         Their groups (several columns: intersectional groups).
     rates : sequence of float
-        Distinct pruning rates in [0, 1).
+        Distinct pruning rates in [0, 1); with ``compress="quantize"``, distinct bit widths
+        (ints in [2, 8]).
     method : str, optional
         Pruning method (default: the net's ``pruning_method``).
     fine_tune_epochs : int >= 0, default=0
@@ -370,6 +401,8 @@ def audit_pruning(
         R(a) the extra training alone makes). None: when ``fine_tune_epochs > 0``.
     random_state : None, int or RandomState
         Seed of the resamples.
+    compress : {"prune", "quantize"}, default="prune"
+        Prune each copy at a rate, or quantize it to a bit width.
 
     Returns
     -------
@@ -378,7 +411,8 @@ def audit_pruning(
     Raises
     ------
     ValueError
-        No rate, a rate outside [0, 1), or a rate given twice.
+        No rate, a rate outside [0, 1) (a width outside [2, 8] when quantizing), or a rate
+        given twice.
 
     Examples
     --------
@@ -401,9 +435,17 @@ def audit_pruning(
     >>> audit.verdict()[0]
     'At pruning rate 0.9 (the highest audited):'
     """
+    from ._validation import check_args
     from .pruning import validate_rate
+    from .quantization._grid import BITS
 
-    rates = [validate_rate(rate, "rates") for rate in rates]
+    quantize = compress == "quantize"
+    if quantize:
+        for bits in rates:
+            check_args({"rates": BITS}, {"rates": bits}, "audit_pruning")
+        rates = [int(bits) for bits in rates]
+    else:
+        rates = [validate_rate(rate, "rates") for rate in rates]
     if not rates:
         raise ValueError("rates must hold at least one pruning rate")
     repeated = sorted({rate for rate in rates if rates.count(rate) > 1})
@@ -413,14 +455,19 @@ def audit_pruning(
     tables, frames = [], {}
     for rate in rates:
         start = time.perf_counter()
-        pruned = net.pruned_copy(rate, method, X=X_train, y=y_train,
-                                 fine_tune_epochs=fine_tune_epochs)
+        if quantize:
+            pruned = net.quantized_copy(rate)
+            if fine_tune_epochs:
+                pruned.fine_tune(X_train, y_train, fine_tune_epochs)
+        else:
+            pruned = net.pruned_copy(rate, method, X=X_train, y=y_train,
+                                     fine_tune_epochs=fine_tune_epochs)
         frame = ExcessRiskFrame(pruned, X_test, y_test, sensitive_features=sensitive_test,
                                 n_boot=n_boot, random_state=random_state)
         frames[rate] = frame
         table = _frame_rows(frame)
         table.insert(0, "sparsity", pruned.sparsity_)
-        table.insert(0, "rate", rate)
+        table.insert(0, "bits" if quantize else "rate", rate)
         table["seconds"] = time.perf_counter() - start
         tables.append(table)
     reference = None
@@ -432,7 +479,7 @@ def audit_pruning(
     return PruningAudit(
         table=pd.concat(tables).reset_index(), frames=frames,
         dense_accuracy=float(first.overall["accuracy_dense"]), n_rows=len(np.asarray(y_test)),
-        control=reference)
+        control=reference, compress=compress)
 
 
 @dataclass(frozen=True, eq=False)

@@ -36,6 +36,14 @@ at any other rate.
     fairlearn's ``ThresholdOptimizer(prefit=True, predict_method="predict_proba")`` fitted on
     the training data around the ``none`` model. Binary labels only.
 
+With ``compress="quantize"`` the rate is a weight width in bits: ``none`` is θ* quantized
+(:meth:`~fairprune_sk.PrunableNetClassifier.quantized_copy`) and fine-tuned
+quantization-aware ``fine_tune_epochs`` epochs; the methods whose constraint acts only after
+compression (:data:`QUANTIZABLE_METHODS`: ``ceag``, ``ceag_heldout``, ``gap_and_loss``, ...)
+fine-tune θ*'s quantized copy under their constraint, as a ``FairConstrainedNet`` wrapping θ*'s
+module; ``threshold`` post-processes the ``none`` model. The methods that change θ*
+(``fair_before``, ``fair_both``, ``eg``, ``gridsearch``) have no quantized variant.
+
 The final model's outputs are read off in :mod:`~fairprune_sk.benchmark.outputs`; many methods ×
 rates × seeds run through joblib in :mod:`~fairprune_sk.benchmark.runner`; the summaries over
 seeds are in :mod:`~fairprune_sk.benchmark.summary`.
@@ -65,11 +73,14 @@ from .outputs import (
 
 __all__ = [
     "METHODS",
+    "COMPRESSIONS",
     "DEFAULT_METHODS",
     "DENSE_AT_RATE_0",
+    "QUANTIZABLE_METHODS",
     "SUMMARY_COLUMNS",
     "GROUP_COLUMNS",
     "MethodResult",
+    "check_compression",
     "check_methods",
     "fit_dense_reference",
     "run_method",
@@ -117,6 +128,10 @@ DENSE_AT_RATE_0: tuple[str, ...] = (
     "none",
     *(method for method, fair in FAIR_METHODS.items() if fair["constraint_phase"] == "after"),
 )
+#: What a run does to θ*: prune it at a rate, or quantize it to a width in bits.
+COMPRESSIONS = ("prune", "quantize")
+#: Methods that run with ``compress="quantize"``: those that compress θ* itself.
+QUANTIZABLE_METHODS: tuple[str, ...] = ("threshold", *DENSE_AT_RATE_0)
 BINARY_ONLY = ("eg", "gridsearch", "threshold")
 EG_CONSTRAINTS = ("error_rate_parity", "bounded_group_loss")
 THRESHOLD_CONSTRAINTS = ("demographic_parity", "equalized_odds")
@@ -210,6 +225,50 @@ def check_methods(methods: Sequence[str], y_train: Any) -> list[str]:
             raise ValueError(NON_BINARY_LABELS.format(method=method, n_classes=len(classes),
                                                       classes=classes.tolist()[:10]))
     return methods
+
+
+def check_compression(compress: str, methods: Sequence[str],
+                      rates: Sequence[Any]) -> list[float] | list[int]:
+    """The rates checked for ``compress``: pruning rates in [0, 1), or widths in bits.
+
+    Parameters
+    ----------
+    compress : {"prune", "quantize"}
+    methods : sequence of str
+        With ``"quantize"``, all among :data:`QUANTIZABLE_METHODS`.
+    rates : sequence
+        Pruning rates, or bit widths (ints in [2, 8]) with ``"quantize"``.
+
+    Returns
+    -------
+    list of float or list of int
+
+    Raises
+    ------
+    ValueError
+        Naming the bad value, or a method without a quantized variant.
+
+    Examples
+    --------
+    >>> check_compression("quantize", ["none", "ceag"], [8, 3])
+    [8, 3]
+    """
+    from .._validation import check_args
+    from ..pruning import validate_rate
+    from ..quantization._grid import BITS
+
+    check_choice(compress, "compress", COMPRESSIONS)
+    if compress == "prune":
+        return [validate_rate(rate, "rates") for rate in rates]
+    other = [method for method in methods if method not in QUANTIZABLE_METHODS]
+    if other:
+        raise ValueError(
+            f"method {other[0]!r} changes the dense net while it trains and has no quantized "
+            f"variant; with compress='quantize' use {', '.join(QUANTIZABLE_METHODS)}"
+        )
+    for bits in rates:
+        check_args({"rates": BITS}, {"rates": bits}, "compress='quantize'")
+    return [int(bits) for bits in rates]
 
 
 def default_net_params() -> dict[str, Any]:
@@ -349,6 +408,30 @@ def _prune_dense(dense: PrunableNetClassifier, rate: float, X: Any,
     return dense.pruned_copy(rate, X=X, y=y, fine_tune_epochs=int(dense.fine_tune_epochs))
 
 
+def _quantize_dense(dense: PrunableNetClassifier, bits: int, X: Any,
+                    y: Any) -> PrunableNetClassifier:
+    """θ* quantized to ``bits`` and fine-tuned quantization-aware ``fine_tune_epochs``."""
+    quantized = dense.quantized_copy(int(bits))
+    if dense.fine_tune_epochs:
+        quantized.fine_tune(X, y, int(dense.fine_tune_epochs))
+    return quantized
+
+
+def _quantize_constrained(method: str, params: dict[str, Any], dense: PrunableNetClassifier,
+                          bits: int, train: _Split, y_train: np.ndarray, seed: int) -> Any:
+    """θ*'s module quantized to ``bits``, fine-tuned by a ``FairConstrainedNet`` under the
+    method's constraint (θ* the common dense reference)."""
+    from ..constrained import FairConstrainedNet
+    from ..pruning import unpruned_copy
+
+    own = {key: value for key, value in params.items() if not key.startswith("module__")}
+    own.update(FAIR_METHODS[method], module=unpruned_copy(dense.module_),
+               classes=dense.classes_, random_state=seed)
+    fair = FairConstrainedNet(**own).initialize().quantize(int(bits))
+    return fair.fine_tune(train.X, y_train, int(fair.fine_tune_epochs),
+                          sensitive_features=train.A)
+
+
 def _eg_constraint(name: str, upper_bound: float | None, dense_error: float) -> Any:
     from fairlearn.reductions import BoundedGroupLoss, ErrorRateParity, ZeroOneLoss
 
@@ -382,6 +465,7 @@ def run_method(
     gridsearch_params: Mapping[str, Any] | None = None,
     dense: PrunableNetClassifier | None = None,
     keep_model: bool = True,
+    compress: str = "prune",
 ) -> MethodResult:
     """Train one method at one pruning rate and audit it against the common dense reference.
 
@@ -396,7 +480,8 @@ def run_method(
     A_train, A_test : array-like, Series or DataFrame of shape (n_samples,) or (n_samples, k)
         Sensitive features (several columns: intersectional groups).
     rate : float in [0, 1)
-        Pruning rate of the final model.
+        Pruning rate of the final model; with ``compress="quantize"`` its weight width in
+        bits (an int in [2, 8]).
     seed : int
         ``random_state`` of every net trained (and of θ* when ``dense`` is None).
     net_params : dict, optional
@@ -425,6 +510,8 @@ def run_method(
         trained here if None. Pass it to share one θ* across methods and rates.
     keep_model : bool, default=True
         Keep the fitted final model in the result (False saves memory and pickling).
+    compress : {"prune", "quantize"}, default="prune"
+        Prune θ* at ``rate``, or quantize it to ``rate`` bits (:data:`QUANTIZABLE_METHODS`).
 
     Returns
     -------
@@ -433,16 +520,14 @@ def run_method(
     Raises
     ------
     ValueError
-        For an unknown method or option, reserved keys in ``net_params``, or non-binary labels
-        with ``eg`` / ``gridsearch`` / ``threshold``.
+        For an unknown method or option, reserved keys in ``net_params``, non-binary labels
+        with ``eg`` / ``gridsearch`` / ``threshold``, or a method without a quantized variant.
     """
     method = check_choice(method, "method", METHODS)
+    rate = check_compression(compress, [method], [rate])[0]
     check_choice(eg_constraint, "eg_constraint", EG_CONSTRAINTS)
     check_choice(eg_proba, "eg_proba", EG_PROBA)
     check_choice(threshold_constraint, "threshold_constraint", THRESHOLD_CONSTRAINTS)
-    from ..pruning import validate_rate
-
-    rate = validate_rate(rate, "rate")
     params = _resolve_net_params(net_params)
     mitigator_params = dict((eg_params if method == "eg" else gridsearch_params) or {})
 
@@ -465,6 +550,7 @@ def run_method(
         method, params, train, rate=rate, seed=seed, dense=dense, y_train=y_train,
         eg_constraint=eg_constraint, eg_upper_bound=eg_upper_bound,
         threshold_constraint=threshold_constraint, mitigator_params=mitigator_params,
+        compress=compress,
     )
     seconds = time.perf_counter() - start + (_history_seconds(dense) if reused_dense else 0.0)
 
@@ -499,13 +585,17 @@ def run_method(
 def _train(method: str, params: dict[str, Any], train: _Split, *, rate: float, seed: int,
            dense: PrunableNetClassifier, y_train: np.ndarray, eg_constraint: str,
            eg_upper_bound: float | None, threshold_constraint: str,
-           mitigator_params: dict[str, Any]) -> tuple[Any, bool]:
+           mitigator_params: dict[str, Any], compress: str = "prune") -> tuple[Any, bool]:
     """Fit the method's final model; also say whether it reused θ* (for the wall time)."""
     plain = _plain_params(params)
-    if method in DENSE_AT_RATE_0 and rate == 0:  # nothing pruned: nothing to constrain
+    quantize = compress == "quantize"
+    compressed = _quantize_dense if quantize else _prune_dense
+    if method in DENSE_AT_RATE_0 and rate == 0 and not quantize:  # nothing to constrain
         return dense, True
     if method == "none":
-        return _prune_dense(dense, rate, train.X, y_train), True
+        return compressed(dense, rate, train.X, y_train), True
+    if method in FAIR_METHODS and quantize:
+        return _quantize_constrained(method, params, dense, rate, train, y_train, seed), True
     if method in FAIR_METHODS:
         from ..constrained import FairConstrainedNet
 
@@ -515,7 +605,7 @@ def _train(method: str, params: dict[str, Any], train: _Split, *, rate: float, s
     if method == "threshold":
         from fairlearn.postprocessing import ThresholdOptimizer
 
-        pruned = _prune_dense(dense, rate, train.X, y_train)
+        pruned = compressed(dense, rate, train.X, y_train)
         optimizer = ThresholdOptimizer(estimator=pruned, prefit=True,
                                        predict_method="predict_proba",
                                        constraints=threshold_constraint)

@@ -30,6 +30,7 @@ from .methods import (
     THRESHOLD_CONSTRAINTS,
     MethodResult,
     _resolve_net_params,
+    check_compression,
     check_methods,
     fit_dense_reference,
     run_method,
@@ -193,6 +194,7 @@ def run_methods(
     threads: int | None = None,
     keep_models: bool = False,
     progress: Callable[[MethodResult, int, int], None] | None = None,
+    compress: str = "prune",
     **options: Any,
 ) -> list[MethodResult]:
     """Run every method × rate × seed, sharing one dense reference per seed.
@@ -228,6 +230,9 @@ def run_methods(
         Keep each run's fitted final model in its result.
     progress : callable, optional
         Called as ``progress(result, n_done, n_total)`` in this process as each run finishes.
+    compress : {"prune", "quantize"}, default="prune"
+        Prune θ* at each rate, or quantize it to each width in bits (``rates`` then holds
+        ints in [2, 8]; only the :data:`~fairprune_sk.benchmark.methods.QUANTIZABLE_METHODS`).
     **options
         ``eg_constraint``, ``eg_upper_bound``, ``eg_proba``, ``threshold_constraint``,
         ``eg_params``, ``gridsearch_params``: as for :func:`run_method`.
@@ -257,9 +262,7 @@ def run_methods(
                           ("threshold_constraint", THRESHOLD_CONSTRAINTS)):
         if name in options:  # here, not once per run inside the jobs
             check_choice(options[name], name, choices)
-    from ..pruning import validate_rate
-
-    rates = [validate_rate(r, "rates") for r in rates]
+    rates = check_compression(compress, methods, rates)
     seeds = [int(s) for s in seeds]
     params = _resolve_net_params(net_params)
     if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int)
@@ -276,7 +279,8 @@ def run_methods(
 
     data = dict(X_train=X_train, y_train=y_train, A_train=A_train, X_test=X_test,
                 y_test=y_test, A_test=A_test)
-    run_options = {**options, "net_params": params, "keep_model": keep_models}
+    run_options = {**options, "net_params": params, "keep_model": keep_models,
+                   "compress": compress}
     runs = [(method, rate, seed) for method in methods for rate in rates for seed in seeds]
     failures = []
     for method, rate, seed in runs:

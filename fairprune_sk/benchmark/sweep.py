@@ -131,6 +131,7 @@ def run_sweep(
     stream: TextIO | None = None,
     progress: bool | Callable[[MethodResult, int, int], None] = True,
     config: Mapping[str, Any] | None = None,
+    compress: str = "prune",
     **options: Any,
 ) -> SweepResult:
     """Run every method × rate × seed on one dataset and model; write the table and figures.
@@ -162,6 +163,10 @@ def run_sweep(
         Print one line per finished run; a callable replaces the printer.
     config : dict, optional
         Extra configuration recorded in ``meta.json`` (the CLI passes its arguments).
+    compress : {"prune", "quantize"}, default="prune"
+        Prune θ* at each rate, or quantize it to each width in bits (``rates`` holds the
+        widths; the tables then have a ``bits`` column instead of ``rate``, and the figures,
+        drawn against the pruning rate, are not drawn).
     **options
         ``eg_constraint``, ``eg_upper_bound``, ``eg_proba``, ``threshold_constraint``,
         ``eg_params``, ``gridsearch_params``: as for
@@ -188,7 +193,7 @@ def run_sweep(
             data.X_train, data.y_train, data.groups_train, data.X_test, data.y_test,
             data.groups_test,
             methods=methods, rates=rates, seeds=seeds, net_params=params, n_jobs=n_jobs,
-            threads=threads, progress=printer, **options,
+            threads=threads, progress=printer, compress=compress, **options,
         )
     except RunsFailed as error:
         if not error.results:
@@ -197,6 +202,11 @@ def run_sweep(
     table = results_table(results, dataset=data.name, model=model, sensitive=data.grouping)
     runs = pd.DataFrame([r.summary for r in results], columns=list(SUMMARY_COLUMNS))
     summary = summarize(runs)
+    level = "rate"
+    if compress == "quantize":  # the runs' level is a width in bits: named so in the tables
+        level = "bits"
+        table, runs = (part.rename(columns={"rate": level}) for part in (table, runs))
+        summary = summary.rename_axis(index={"rate": level})
     seconds = time.perf_counter() - start
     files: list[Path] = []
     if out is not None:
@@ -205,7 +215,10 @@ def run_sweep(
         table.to_csv(out / "results.csv", index=False)
         flat_summary(summary).to_csv(out / "summary.csv", index=False)
         files += [out / "results.csv", out / "summary.csv"]
-        if figures and failed is None:
+        if figures and failed is None and compress == "quantize":
+            print("(no figures: the sweep's figures are drawn against the pruning rate)",
+                  file=stream)
+        elif figures and failed is None:
             title = f"{data.name}, {model}, groups by {data.grouping}"
             from .figures import plot_sweep
 
@@ -213,7 +226,9 @@ def run_sweep(
         seconds = time.perf_counter() - start
         meta = {
             "dataset": data.name, "model": model, "sensitive": data.grouping,
-            "methods": list(methods), "rates": [float(r) for r in rates],
+            "methods": list(methods), "compress": compress,
+            **({"bits": [int(r) for r in rates]} if compress == "quantize"
+               else {"rates": [float(r) for r in rates]}),
             "seeds": [int(s) for s in seeds], "n_jobs": n_jobs, "threads": threads,
             "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
             "notes": list(data.notes), "seconds": seconds,

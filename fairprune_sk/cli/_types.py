@@ -98,6 +98,45 @@ def pruning_rate(value: str) -> float:
     return rate
 
 
+#: ``--bits`` when ``--compress quantize`` is given without it.
+DEFAULT_BITS = (8, 4, 3, 2)
+
+
+def quantization_bits(value: str) -> int:
+    """A weight width in bits, an int in [2, 8]."""
+    bits = _parse(int, value, "an integer in [2, 8]")
+    if not 2 <= bits <= 8:
+        raise argparse.ArgumentTypeError(f"a bit width must be an integer in [2, 8]; got {value}")
+    return bits
+
+
+def add_compression_options(group: Any, rates_help: str) -> None:
+    """``--compress {prune,quantize}`` and ``--bits``, beside a ``--rates`` option that
+    defaults to None (see :func:`compression_levels`)."""
+    group.add_argument("--compress", choices=["prune", "quantize"], default="prune",
+                       help="prune each copy of the dense net at --rates (default), or quantize "
+                            "it (simulated symmetric weights per output channel) to --bits")
+    group.add_argument("--bits", nargs="+", type=quantization_bits, action=Distinct,
+                       default=None, metavar="BITS",
+                       help="distinct weight widths in [2, 8] of --compress quantize, in place "
+                            f"of --rates (default: {' '.join(map(str, DEFAULT_BITS))}); "
+                            + rates_help)
+
+
+def compression_levels(command: str, args: argparse.Namespace,
+                       default_rates: Sequence[float]) -> list[float] | list[int]:
+    """The rates (``--compress prune``) or bit widths (``--compress quantize``) to run; a flag
+    of the other compression is one line on stderr and exit status 2, before anything runs."""
+    if args.compress == "quantize":
+        if args.rates is not None:
+            command_error(command, "--rates does not apply to --compress quantize (give the "
+                                   "bit widths with --bits)")
+        return list(DEFAULT_BITS) if args.bits is None else list(args.bits)
+    if args.bits is not None:
+        command_error(command, "--bits needs --compress quantize (pruning takes --rates)")
+    return list(default_rates) if args.rates is None else list(args.rates)
+
+
 def _prove_writable(path: Path, value: str) -> None:
     """Create ``path`` (and the folders it needs) and remove them again; ``ArgumentTypeError``
     naming ``value`` if that fails. An existing file is opened for appending, not truncated."""

@@ -19,8 +19,10 @@ import pandas as pd
 from ._data_options import add_data_options, add_net_options, describe_net, load_data, net_params
 from ._types import (
     Distinct,
+    add_compression_options,
     add_threads_argument,
     command_error,
+    compression_levels,
     input_file,
     int_at_least,
     output_file,
@@ -60,6 +62,7 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
     from ..audit import audit_pruning
     from ..nets import PrunableNetClassifier
 
+    levels = compression_levels("audit", args, ())
     start = time.perf_counter()
     with torch_threads(args.threads):
         data = load_data("audit", args, data_seed=args.seed if args.data_seed is None
@@ -67,7 +70,7 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
         print(data.describe())
         for note in data.notes:
             print(note)
-        rates = data.defaults.rates if args.rates is None else args.rates
+        rates = levels or data.defaults.rates
         params = net_params(args, data, verbose=0 if args.quiet else 1)
         net = PrunableNetClassifier(**params, random_state=args.seed)
         print(f"training the dense {describe_net(params)} for {params['max_epochs']} epochs ...")
@@ -78,15 +81,17 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
                   "every test row: it has learnt nothing to prune; train longer (--epochs) or "
                   "faster (--lr)",
                   file=sys.stderr)
-        print(f"dense test accuracy {np.mean(predicted == data.y_test):.4f}; pruning at "
-              f"{', '.join(f'{r:g}' for r in rates)} ({args.pruning_method}, "
+        doing = (f"quantizing to {', '.join(map(str, rates))} bits (" if args.compress ==
+                 "quantize" else
+                 f"pruning at {', '.join(f'{r:g}' for r in rates)} ({args.pruning_method}, ")
+        print(f"dense test accuracy {np.mean(predicted == data.y_test):.4f}; {doing}"
               f"{args.fine_tune_epochs} fine-tuning epoch(s) each"
-              + (", and a fine-tuned, unpruned control" if args.fine_tune_epochs else "")
+              + (", and a fine-tuned, uncompressed control" if args.fine_tune_epochs else "")
               + f"), {args.n_boot} bootstrap resamples of the test rows ...")
         audit = audit_pruning(
             net, data.X_train, data.y_train, data.X_test, data.y_test, data.groups_test, rates,
             method=args.pruning_method, fine_tune_epochs=args.fine_tune_epochs,
-            n_boot=args.n_boot, random_state=args.seed,
+            n_boot=args.n_boot, random_state=args.seed, compress=args.compress,
         )
     print(audit.report())
     write_results(audit, args.out)
@@ -145,8 +150,9 @@ AUDIT_COMMAND = {
                    "Defaults per dataset: adult (bundled) race x sex groups, rates 0.5 0.9 "
                    "0.98; fashion_mnist classes as groups, 10,000 training images, rates 0.5 "
                    "0.7 0.8; digits and utkface rates 0.5 0.8 0.9; your own table (--csv) "
-                   "0.5 0.8 0.9; no fine-tuning. With --predictions, audit the outputs of a "
-                   "dense and a compressed model computed elsewhere.",
+                   "0.5 0.8 0.9; no fine-tuning. With --compress quantize, quantize the "
+                   "copies to --bits (default 8 4 3 2) instead. With --predictions, audit the "
+                   "outputs of a dense and a compressed model computed elsewhere.",
 }
 
 
@@ -171,6 +177,7 @@ def add_audit_options(audit: argparse.ArgumentParser) -> None:
                         metavar="RATE",
                         help="distinct pruning rates in [0, 1) (default: adult 0.5 0.9 0.98, "
                              "fashion_mnist 0.5 0.7 0.8, digits, utkface and --csv 0.5 0.8 0.9)")
+    add_compression_options(report, "the audit's table has a bits column instead of rate")
     report.add_argument("--n-boot", type=int_at_least(1), default=1000,
                         help="bootstrap resamples of the test rows for the 95 %% intervals "
                              "(default 1000)")

@@ -13,8 +13,10 @@ import pandas as pd
 from ._data_options import add_data_options, add_net_options, describe_net, load_data
 from ._types import (
     Distinct,
+    add_compression_options,
     add_threads_argument,
     command_error,
+    compression_levels,
     int_at_least,
     n_jobs,
     nonnegative_float,
@@ -33,11 +35,16 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
     ones are written and summarised, then one line on stderr names the failed runs (method,
     rate, seed, error; their tracebacks are in ``meta.json``) and the exit status is 1.
     """
-    from ..benchmark.methods import check_methods
+    from ..benchmark.methods import check_compression, check_methods
     from ..benchmark.report import print_summary
     from ..benchmark.runner import RunsFailed
     from ..benchmark.sweep import run_sweep, sweep_net_params
 
+    rates = compression_levels("benchmark", args, DEFAULT_RATES)
+    try:
+        check_compression(args.compress, args.methods, rates)
+    except ValueError as error:
+        command_error("benchmark", f"--methods: {error}")
     start = time.perf_counter()
     # one torch thread per run unless asked (_types.DEFAULT_THREADS): the rows then do not
     # depend on --n-jobs either (float reductions differ between thread counts)
@@ -62,9 +69,10 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
         )
         model = args.model or data.defaults.model
         seeds = list(range(args.seed_start, args.seed_start + args.seeds))
-        n_runs = len(args.methods) * len(args.rates) * len(seeds)
-        print(f"{n_runs} runs: methods {' '.join(args.methods)} x rates "
-              f"{' '.join(f'{r:g}' for r in args.rates)} x seeds {seeds} "
+        n_runs = len(args.methods) * len(rates) * len(seeds)
+        levels = "bits" if args.compress == "quantize" else "rates"
+        print(f"{n_runs} runs: methods {' '.join(args.methods)} x {levels} "
+              f"{' '.join(f'{r:g}' for r in rates)} x seeds {seeds} "
               f"({describe_net(params)}, {params['max_epochs']} epochs + "
               f"{params['fine_tune_epochs']} fine-tuning, {args.pruning_method}); "
               f"n_jobs={args.n_jobs}, torch threads per run {threads}")
@@ -73,11 +81,11 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
         failed = None
         try:
             result = run_sweep(
-                data, model=model, methods=args.methods, rates=args.rates, seeds=seeds,
+                data, model=model, methods=args.methods, rates=rates, seeds=seeds,
                 net_params=params, n_jobs=args.n_jobs, threads=threads, out=args.out,
                 figures=False, eg_constraint=args.eg_constraint,
                 threshold_constraint=args.threshold_constraint, eg_params=eg_params,
-                gridsearch_params=gridsearch_params,
+                gridsearch_params=gridsearch_params, compress=args.compress,
                 config={"command": "fairprune benchmark", "argv": sys.argv[1:]},
             )
         except RunsFailed as error:
@@ -91,7 +99,10 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
     print("\nwrote " + ", ".join(str(f) for f in result.files))
     if failed is not None:
         _failed(failed)
-    if not args.no_figures:
+    if not args.no_figures and args.compress == "quantize":
+        print("(no figures: the sweep's figures are drawn against the pruning rate; the "
+              "tables have the bits)")
+    elif not args.no_figures:
         from ..benchmark.figures import plot_sweep
 
         try:  # the results are already on disk
@@ -136,6 +147,10 @@ def _dual_update(value: str) -> str | int:
     return k
 
 
+#: ``--rates`` when neither it nor ``--compress quantize`` is given.
+DEFAULT_RATES = (0.0, 0.5, 0.9)
+
+
 #: The ``benchmark`` sub-parser's help and description.
 BENCHMARK_COMMAND = {
     "help": "sweep methods x pruning rates x seeds on one dataset and model; write results.csv "
@@ -163,8 +178,10 @@ def add_benchmark_options(bench: argparse.ArgumentParser) -> None:
         momentum=SWEEP_NET_DEFAULTS["momentum"], hidden=list(SWEEP_NET_DEFAULTS["hidden_units"]))
     sweep = bench.add_argument_group("sweep")
     sweep.add_argument("--rates", nargs="+", type=pruning_rate, action=Distinct,
-                       default=[0.0, 0.5, 0.9], metavar="RATE",
+                       default=None, metavar="RATE",
                        help="distinct pruning rates in [0, 1) (default: 0 0.5 0.9)")
+    add_compression_options(sweep, "quantize runs none, threshold and the methods that "
+                                   "constrain only the fine-tuning (ceag, gap_and_loss, ...)")
     sweep.add_argument("--methods", nargs="+", action=Distinct, default=["none", "ceag"],
                        choices=METHODS,
                        help="default: none ceag (ceag: FairConstrainedNet with "

@@ -2,8 +2,9 @@
 
 A pruned tensor is saved as torch's reparametrisation (``<name>_orig`` and ``<name>_mask``), so
 the masks travel with the weights; a quantized one adds its grid's ``<name>_bits``. Loading
-installs (or removes) the same pruning and grid on the module first. The dense weights θ* travel in their own file (``f_dense_state_dict``). ``pickle`` works
-on the whole estimator (skorch's ``__getstate__``; the pruned weights are detached first).
+installs (or removes) the same pruning and grid on the module first. The dense weights θ*
+travel in their own file (``f_dense_state_dict``). ``pickle`` works on the whole estimator
+(skorch's ``__getstate__``; the pruned weights are detached first).
 """
 
 from __future__ import annotations
