@@ -318,7 +318,8 @@ def plot_trade_off(results: pd.DataFrame, path: str) -> None:
                 va="top", fontsize="small", color="0.35")
     n_seeds = results["seed"].nunique()
     figure.suptitle("Disparity against the worst-off group, after fine-tuning: mean over "
-                    f"{n_seeds} seeds, 95 % t-intervals")
+                    f"{n_seeds} seeds, 95 % t-intervals\n(intervals of each method alone; the "
+                    "report prints the paired differences, which are narrower)")
     figure.savefig(path, dpi=120)
     print(f"\nwrote {path}")
 
