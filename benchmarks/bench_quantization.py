@@ -38,7 +38,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from bench_mitigation import DEFAULT_HIDDEN, DEFAULT_TRAINING, METHODS, load, mean_ci
+from bench_mitigation import (
+    DEFAULT_HIDDEN,
+    DEFAULT_TRAINING,
+    METHODS,
+    load,
+    mean_ci,
+    paired_difference,
+)
 from scipy import stats
 from torch import nn
 
@@ -166,16 +173,12 @@ def report_ptq(ptq: pd.DataFrame) -> None:
             print(table.to_string())
 
 
-def paired(rows: pd.DataFrame, base: pd.DataFrame, column: str) -> str:
-    """Mean over seeds of ``rows − base`` in ``column`` (points), ± its 95 % t half-width, * when
-    the interval excludes 0."""
-    diff = 100 * (rows.set_index("seed")[column] - base.set_index("seed")[column])
-    diff = diff.dropna().to_numpy(dtype=float)
-    mean = diff.mean()
-    if len(diff) < 2:
-        return f"{mean:+.1f}"
-    half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
-    return f"{mean:+.1f} ± {half:.1f}{'*' if abs(mean) > half else ''}"
+def paired(runs: pd.DataFrame, bits: int, method: str, baseline: str, column: str) -> str:
+    """``method − baseline`` in ``column`` at ``bits`` (points, paired by seed), ± its 95 % t
+    half-width, * when the interval excludes 0 (``bench_mitigation.paired_difference``)."""
+    mean, half, separated = paired_difference(runs.rename(columns={"bits": "rate"}), bits,
+                                              method, baseline, column)
+    return f"{mean:+.1f}" if np.isnan(half) else f"{mean:+.1f} ± {half:.1f}{'*' * separated}"
 
 
 def report_qat(qat: pd.DataFrame, ptq: pd.DataFrame) -> None:
@@ -184,23 +187,23 @@ def report_qat(qat: pd.DataFrame, ptq: pd.DataFrame) -> None:
     for dataset, part in qat.groupby("dataset", sort=False):
         part = part.dropna(axis=1, how="all")
         print(f"\n{dataset} ({part['seed'].nunique()} seeds)")
+        before = ptq[ptq["dataset"] == dataset].assign(method="ptq")
+        runs = pd.concat([part, before])  # PTQ: the quantized θ* before any fine-tuning
         rows = []
         for (bits, method), at in part.groupby(["bits", "method"], sort=False):
-            plain = part[(part["bits"] == bits) & (part["method"] == "plain")]
             row = {"bits": bits, "method": method}
             for name in ("max_psi", "worst_group_accuracy", "accuracy"):
                 row[f"test {name}"] = mean_ci(at[f"test_{name}"])
             row["train max_psi"] = mean_ci(at["train_max_psi"])
-            if method == "plain":
-                before = ptq[(ptq["dataset"] == dataset) & (ptq["bits"] == bits)]
-                row["max_psi vs PTQ"] = (paired(at, before, "test_max_psi") if len(before)
-                                         else "")
-                row["worst vs plain"] = row["max_psi vs plain"] = row["acc vs plain"] = ""
-            else:
-                row["max_psi vs PTQ"] = ""
-                row["max_psi vs plain"] = paired(at, plain, "test_max_psi")
-                row["worst vs plain"] = paired(at, plain, "test_worst_group_accuracy")
-                row["acc vs plain"] = paired(at, plain, "test_accuracy")
+            row["max_psi vs PTQ"] = row["max_psi vs plain"] = ""
+            row["worst vs plain"] = row["acc vs plain"] = ""
+            if method == "plain" and bits in set(before["bits"]):
+                row["max_psi vs PTQ"] = paired(runs, bits, "plain", "ptq", "test_max_psi")
+            elif method != "plain":
+                row["max_psi vs plain"] = paired(runs, bits, method, "plain", "test_max_psi")
+                row["worst vs plain"] = paired(runs, bits, method, "plain",
+                                               "test_worst_group_accuracy")
+                row["acc vs plain"] = paired(runs, bits, method, "plain", "test_accuracy")
             row["seconds"] = f"{at['seconds'].mean():.1f}"
             rows.append(row)
         with pd.option_context("display.width", 300, "display.max_columns", 30,
