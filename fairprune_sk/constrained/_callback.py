@@ -80,8 +80,8 @@ class DualAscent(Callback):
     state; this callback adds CEAG's accuracy drops to the replay buffer, turns them into the
     violations, updates the multipliers through
     :func:`~fairprune_sk.constrained._dual.dual_step` and records ``constraint_violation``,
-    ``max_violation`` and ``multipliers`` in ``history`` every epoch. Before epoch ``kickin``
-    the multipliers stay at zero. At the end of every epoch it also checks that the weights are
+    ``max_violation`` and ``multipliers`` in ``history`` every epoch. During the first ``kickin``
+    epochs of a run the multipliers take no step. At the end of every epoch it also checks that the weights are
     finite (:class:`~fairprune_sk.constrained.DivergenceError` otherwise).
 
     With ``dual_update=k``, batches are counted across epochs; a run with fewer than ``k``
@@ -90,7 +90,7 @@ class DualAscent(Callback):
 
     def on_train_begin(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
         state = net.dual_state_
-        state.start_run(net.replay_size)
+        state.start_run(net.replay_size, first_epoch=len(net.history))
         if not net._constraint_active():
             return
         per_epoch = _batches_per_epoch(net, X, y)
@@ -185,7 +185,9 @@ class DualAscent(Callback):
         state = net.dual_state_
         violation = self._violation(net)
         state.epoch_violations.append(violation)
-        if len(net.history) > net.kickin:  # the history row of this epoch already exists
+        # the history row of this epoch already exists: it is epoch k of the run when
+        # len(history) - first_epoch == k
+        if len(net.history) - state.first_epoch > net.kickin:
             if net.noise_margin_ and net._ceag_on_training_batches():
                 # the step acts on the lower confidence bound of ψ_a: ψ̂_a − z · SE(ψ̂_a)
                 errors = np.nan_to_num(state.replay.standard_errors(), nan=0.0)

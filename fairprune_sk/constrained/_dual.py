@@ -309,9 +309,11 @@ class DualState:
         state.heldout = heldout
         return state
 
-    def start_run(self, replay_size: int) -> None:
+    def start_run(self, replay_size: int, first_epoch: int = 0) -> None:
         """A training run begins: fresh replay buffer, accumulators, epoch record and best
-        iterate (the multipliers and the PI memory carry on)."""
+        iterate (the multipliers and the PI memory carry on). ``first_epoch`` is the length of
+        the net's history before the run, from which ``kickin`` counts the run's epochs."""
+        self.first_epoch = first_epoch
         self.replay = GroupReplayBuffer(len(self.groups), replay_size)
         self.best_key: tuple | None = None
         self.best_state: dict[str, torch.Tensor] | None = None

@@ -167,7 +167,8 @@ class FairConstrainedNet(PrunableNetClassifier):
         accurate one that meets every constraint, or while none does, the one closest to
         meeting them (Cotter et al. 2019). Ignored without ``constraint_split``.
     kickin : int >= 0, default=0
-        Number of epochs before the first dual update (the multipliers stay 0 until then).
+        Number of epochs of each constrained run (the dense training, or a fine-tuning) before
+        its first dual update; the multipliers keep their values until then (0 at the start).
     noise_margin : float >= 0 or "auto", default="auto"
         For ``accuracy_gap`` with training duals: the dual steps act on the lower confidence
         bound ``ψ̂_a − noise_margin · SE_a`` of every group's replay-buffer estimate (SE: the

@@ -110,6 +110,11 @@ def test_kickin_and_batchwise_dual_update(tabular):
     fair.fit(X, y, sensitive_features=group)
     assert fair.history[1]["multipliers"] == [0.0, 0.0, 0.0]
     assert all(m > 0 for m in fair.history[-1]["multipliers"])
+    # kickin counts the epochs of each run: of the fine-tuning too, not from the dense fit
+    after = make_fair(max_epochs=3, kickin=1, pruning_rate=0.7, fine_tune_epochs=2,
+                      constraint_phase="after").fit(X, y, sensitive_features=group)
+    fine_tune = [row["multipliers"] for row in after.history if row["phase"] == "fine_tune"]
+    assert fine_tune[0] == [0.0, 0.0, 0.0] and any(m > 0 for m in fine_tune[1])
     every_3 = make_fair(max_epochs=2, dual_update=3, constraint_phase="before")
     every_3.fit(X, y, sensitive_features=group)
     epoch = make_fair(max_epochs=2, constraint_phase="before").fit(X, y, sensitive_features=group)
