@@ -85,7 +85,7 @@ def install_quantizer(sub: nn.Module, name: str, bits: int, input_bits: int) -> 
     old = _quantizer_of(sub, name)
     if old is not None:
         old.remove(sub)
-    if not prune.is_pruned(sub) or not hasattr(sub, name + "_orig"):
+    if not hasattr(sub, name + "_orig"):  # no torch prune reparametrisation yet
         prune.identity(sub, name)
     orig = getattr(sub, name + "_orig")
     sub.register_buffer(
