@@ -143,6 +143,27 @@ def _cut(limits: tuple[float, float] | None, lows: Sequence[np.ndarray],
 CUT_NOTE = "; wider intervals are cut at the panel's edge"
 
 
+#: The runs' compression level in the figures: a pruning rate, or a width in bits (quantization).
+#: Widths are drawn from many bits to few, so compression grows to the right as rates do.
+_LEVELS = ("rate", "bits")
+_LEVEL_WORDS = {
+    "rate": {"axis": "pruning rate", "star": "dense θ* (rate 0)", "label": "rate"},
+    "bits": {"axis": "weight bits", "star": "dense θ* (float weights)", "label": "bits"},
+}
+
+
+def _by_rate(table: pd.DataFrame, level: str) -> pd.DataFrame:
+    """``table`` with its level column under the name ``rate``, the figures' key."""
+    if level not in _LEVELS:
+        raise ValueError(f"level must be one of {list(_LEVELS)}, got {level!r}")
+    if level == "bits":
+        if "bits" not in table.columns:
+            raise ValueError("level='bits' needs a 'bits' column (a quantization sweep's "
+                             f"results.csv); the table has {sorted(table.columns)}")
+        return table.rename(columns={"bits": "rate"})
+    return table
+
+
 # --------------------------------------------------------------------------------------------
 # Figure 1: change in group accuracy
 # --------------------------------------------------------------------------------------------
@@ -177,7 +198,7 @@ def _reference_note(method: str, table: pd.DataFrame) -> str:
 
 def plot_group_accuracy(table: pd.DataFrame, path: str | Path, *,
                         methods: Sequence[str] | None = None, title: str | None = None,
-                        confidence: float = DEFAULT_CONFIDENCE) -> Path:
+                        confidence: float = DEFAULT_CONFIDENCE, level: str = "rate") -> Path:
     """Change in each group's test accuracy from the dense net at each pruning rate.
 
     The paper's Fig. 1: one panel per method (shared y axis). The pruning rates are
@@ -202,14 +223,17 @@ def plot_group_accuracy(table: pd.DataFrame, path: str | Path, *,
         Figure title.
     confidence : float, default=0.95
         Coverage of the error bars.
+    level : {"rate", "bits"}, default="rate"
+        The runs' compression level: the ``rate`` column (pruning), or the ``bits`` column of
+        a quantization sweep, drawn from many bits to few.
 
     Returns
     -------
     Path
         ``path``.
     """
-    return _save(_group_accuracy_figure(table, methods=methods, title=title,
-                                        confidence=confidence), path)
+    return _save(_group_accuracy_figure(_by_rate(table, level), methods=methods, title=title,
+                                        confidence=confidence, level=level), path)
 
 
 #: Share of the distance between two rates that one rate's points spread over.
@@ -217,7 +241,8 @@ _DODGE_SPAN = 0.8
 
 
 def _group_accuracy_figure(table: pd.DataFrame, *, methods: Sequence[str] | None,
-                           title: str | None, confidence: float) -> Figure:
+                           title: str | None, confidence: float,
+                           level: str = "rate") -> Figure:
     """The figure of :func:`plot_group_accuracy`."""
     _check_table(table, _GROUP_REQUIRED)
     methods = list(dict.fromkeys(table["method"])) if methods is None else list(methods)
@@ -226,7 +251,7 @@ def _group_accuracy_figure(table: pd.DataFrame, *, methods: Sequence[str] | None
         raise ValueError(f"methods {unknown} are not in the table ({sorted(set(table['method']))})")
     sizes = table.groupby("group", sort=False)["count"].mean().sort_values(ascending=False)
     groups = list(sizes.index)
-    rates = sorted(set(table["rate"]))
+    rates = sorted(set(table["rate"]), reverse=level == "bits")
     position = {rate: float(k) for k, rate in enumerate(rates)}
     changes = _group_changes(table)
     labels = [f"{group} (n={int(round(sizes.loc[group]))})" for group in groups]
@@ -267,7 +292,7 @@ def _group_accuracy_figure(table: pd.DataFrame, *, methods: Sequence[str] | None
         ax.set_xticks(range(len(rates)), [f"{rate:g}" for rate in rates])
         ax.set_xlim(-0.5, len(rates) - 0.5)
         ax.set_title(f"{method}\n{_reference_note(method, table)}", fontsize="medium")
-        ax.set_xlabel("pruning rate (categories)")
+        ax.set_xlabel(f"{_LEVEL_WORDS[level]['axis']} (categories)")
         ax.set_ylabel("Δ test accuracy (points)")
         ax.tick_params(labelleft=True)
         ax.grid(alpha=0.3, axis="y")
@@ -334,7 +359,7 @@ COMPARISON_PANELS = (
 
 def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
                            title: str | None = None,
-                           confidence: float = DEFAULT_CONFIDENCE) -> Path:
+                           confidence: float = DEFAULT_CONFIDENCE, level: str = "rate") -> Path:
     """Accuracy against disparity, one point per method and pruning rate (paper Fig. 5).
 
     Three panels (:data:`COMPARISON_PANELS`): test accuracy against ξ (eq. 3, nats), test
@@ -364,17 +389,22 @@ def plot_method_comparison(table: pd.DataFrame, path: str | Path, *,
         Figure title.
     confidence : float, default=0.95
         Coverage of the error bars.
+    level : {"rate", "bits"}, default="rate"
+        The runs' compression level, which labels and orders each method's points: the
+        ``rate`` column, or the ``bits`` column of a quantization sweep (many bits to few;
+        the ★ is then θ*'s float weights).
 
     Returns
     -------
     Path
         ``path``.
     """
-    return _save(_method_comparison_figure(table, title=title, confidence=confidence), path)
+    return _save(_method_comparison_figure(_by_rate(table, level), title=title,
+                                           confidence=confidence, level=level), path)
 
 
 def _method_comparison_figure(table: pd.DataFrame, *, title: str | None,
-                              confidence: float) -> Figure:
+                              confidence: float, level: str = "rate") -> Figure:
     """The figure of :func:`plot_method_comparison`."""
     runs = _runs(table)
     _check_table(runs, (*_RUN_REQUIRED, "worst_group_accuracy"))
@@ -400,7 +430,7 @@ def _method_comparison_figure(table: pd.DataFrame, *, title: str | None,
         x_drawn: tuple[list, list, list] = ([[0.0]], [], [])
         undefined = []
         for index, (color, method) in enumerate(zip(colors, methods, strict=True)):
-            x = disparity.loc[method].sort_index()
+            x = disparity.loc[method].sort_index(ascending=level == "rate")
             y = y_stats.loc[method].reindex(x.index)
             shown = x["mean"].notna() & ~((method in DENSE_AT_RATE_0) & (x.index == 0))
             if not shown.any():
@@ -429,7 +459,7 @@ def _method_comparison_figure(table: pd.DataFrame, *, title: str | None,
                             fontsize=7, color=color)
         if stars[y_column] is not None:
             ax.scatter([0.0], [stars[y_column]], marker="*", s=160, color="black", zorder=4,
-                       label="dense θ* (rate 0)")
+                       label=_LEVEL_WORDS[level]["star"])
         x_limits = _limits(*x_drawn, floor=0.01 if column == "fairness_violation" else 1.0,
                            feasible=(0.0, np.inf))
         if x_limits is not None:
@@ -460,9 +490,10 @@ def _method_comparison_figure(table: pd.DataFrame, *, title: str | None,
         labels.append("hollow: rate 0, nothing pruned\n(the method's own change to θ*)")
     figure.legend(handles, labels, loc="outside lower center", fontsize="small",
                   ncols=min(len(labels), 6), title="method")
-    heading = ("Accuracy against disparity, one point per method and pruning rate (label: "
-               "rate); right: the worst-off group's accuracy\nagainst the dense θ* of each "
-               f"seed; {_seeds_note(runs, confidence)}{CUT_NOTE if cut else ''}")
+    words = _LEVEL_WORDS[level]
+    heading = (f"Accuracy against disparity, one point per method and {words['axis']} "
+               f"(label: {words['label']}); right: the worst-off group's accuracy\nagainst the "
+               f"dense θ* of each seed; {_seeds_note(runs, confidence)}{CUT_NOTE if cut else ''}")
     figure.suptitle(f"{title}\n{heading}" if title else heading)
     return figure
 
@@ -508,8 +539,10 @@ def _colors(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def plot_sweep(table: pd.DataFrame, out: str | Path, *, title: str | None = None) -> list[Path]:
-    """Both figures of a sweep into the folder ``out``.
+def plot_sweep(table: pd.DataFrame, out: str | Path, *, title: str | None = None,
+               level: str = "rate") -> list[Path]:
+    """Both figures of a sweep into the folder ``out``; ``level`` as in
+    :func:`plot_group_accuracy` ("bits" for a quantization sweep).
 
     Returns
     -------
@@ -518,6 +551,6 @@ def plot_sweep(table: pd.DataFrame, out: str | Path, *, title: str | None = None
     """
     out = Path(out)
     return [
-        plot_group_accuracy(table, out / "group_accuracy.png", title=title),
-        plot_method_comparison(table, out / "methods.png", title=title),
+        plot_group_accuracy(table, out / "group_accuracy.png", title=title, level=level),
+        plot_method_comparison(table, out / "methods.png", title=title, level=level),
     ]

@@ -17,9 +17,10 @@ __all__ = ["PRINTED_SUMMARY", "PRINTED_TRAIN_SUMMARY", "print_summary"]
 class _Progress:
     """One line per finished run: a text bar, the run, its result and the elapsed time."""
 
-    def __init__(self, stream: TextIO, width: int = 20) -> None:
+    def __init__(self, stream: TextIO, width: int = 20, level: str = "rate") -> None:
         self.stream = stream
         self.width = width
+        self.level = level  # "rate", or "bits" for a quantization sweep
         self.start = time.perf_counter()
 
     def __call__(self, result: MethodResult, done: int, total: int) -> None:
@@ -27,8 +28,8 @@ class _Progress:
         bar = "#" * filled + "-" * (self.width - filled)
         s = result.summary
         digits = len(str(total))
-        print(f"[{bar}] {done:>{digits}}/{total} {result.method:<11} rate={result.rate:<5g} "
-              f"seed={result.seed}  acc={s['accuracy']:.4f} "
+        print(f"[{bar}] {done:>{digits}}/{total} {result.method:<11} "
+              f"{self.level}={result.rate:<5g} seed={result.seed}  acc={s['accuracy']:.4f} "
               f"xi={s['fairness_violation']:.4f} max_psi={s['max_excess_accuracy_gap']:.4f}  "
               f"{result.seconds:6.1f} s  "
               f"(elapsed {time.perf_counter() - self.start:.1f} s)",

@@ -165,8 +165,8 @@ def run_sweep(
         Extra configuration recorded in ``meta.json`` (the CLI passes its arguments).
     compress : {"prune", "quantize"}, default="prune"
         Prune θ* at each rate, or quantize it to each width in bits (``rates`` holds the
-        widths; the tables then have a ``bits`` column instead of ``rate``, and the figures,
-        drawn against the pruning rate, are not drawn).
+        widths; the tables then have a ``bits`` column instead of ``rate``, and the figures are
+        drawn against the width, from many bits to few).
     **options
         ``eg_constraint``, ``eg_upper_bound``, ``eg_proba``, ``threshold_constraint``,
         ``eg_params``, ``gridsearch_params``: as for
@@ -186,7 +186,8 @@ def run_sweep(
     stream = sys.stdout if stream is None else stream
     start = time.perf_counter()
     params = sweep_net_params(data, model) if net_params is None else dict(net_params)
-    printer = _Progress(stream) if progress is True else (progress or None)
+    level = "bits" if compress == "quantize" else "rate"
+    printer = _Progress(stream, level=level) if progress is True else (progress or None)
     failed: RunsFailed | None = None
     try:
         results = run_methods(
@@ -202,9 +203,7 @@ def run_sweep(
     table = results_table(results, dataset=data.name, model=model, sensitive=data.grouping)
     runs = pd.DataFrame([r.summary for r in results], columns=list(SUMMARY_COLUMNS))
     summary = summarize(runs)
-    level = "rate"
     if compress == "quantize":  # the runs' level is a width in bits: named so in the tables
-        level = "bits"
         table, runs = (part.rename(columns={"rate": level}) for part in (table, runs))
         summary = summary.rename_axis(index={"rate": level})
     seconds = time.perf_counter() - start
@@ -215,14 +214,11 @@ def run_sweep(
         table.to_csv(out / "results.csv", index=False)
         flat_summary(summary).to_csv(out / "summary.csv", index=False)
         files += [out / "results.csv", out / "summary.csv"]
-        if figures and failed is None and compress == "quantize":
-            print("(no figures: the sweep's figures are drawn against the pruning rate)",
-                  file=stream)
-        elif figures and failed is None:
+        if figures and failed is None:
             title = f"{data.name}, {model}, groups by {data.grouping}"
             from .figures import plot_sweep
 
-            files += plot_sweep(table, out, title=title)
+            files += plot_sweep(table, out, title=title, level=level)
         seconds = time.perf_counter() - start
         meta = {
             "dataset": data.name, "model": model, "sensitive": data.grouping,

@@ -99,15 +99,13 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
     print("\nwrote " + ", ".join(str(f) for f in result.files))
     if failed is not None:
         _failed(failed)
-    if not args.no_figures and args.compress == "quantize":
-        print("(no figures: the sweep's figures are drawn against the pruning rate; the "
-              "tables have the bits)")
-    elif not args.no_figures:
+    if not args.no_figures:
         from ..benchmark.figures import plot_sweep
 
         try:  # the results are already on disk
             figures = plot_sweep(result.table, args.out,
-                                 title=f"{data.name}, {model}, groups by {data.grouping}")
+                                 title=f"{data.name}, {model}, groups by {data.grouping}",
+                                 level="bits" if args.compress == "quantize" else "rate")
             print("wrote " + ", ".join(str(f) for f in figures))
         except Exception as exc:
             print(f"could not draw the figures ({type(exc).__name__}: {exc}); the results are "

@@ -11,9 +11,11 @@ import pytest
 
 from fairprune_sk.benchmark.figures import (
     COMPARISON_PANELS,
+    _by_rate,
     _group_accuracy_figure,
     _method_comparison_figure,
     plot_method_comparison,
+    plot_sweep,
 )
 from fairprune_sk.benchmark.report import print_summary
 from fairprune_sk.benchmark.summary import format_summary, summarize
@@ -110,6 +112,26 @@ def test_group_accuracy_rates_are_evenly_spaced_categories():
     rows = table[(table["rate"] == 0.97) & (table["group"] == "c")]
     assert points["c (n=100)"][1][-1] == pytest.approx(
         100 * (rows["accuracy_pruned"] - rows["accuracy_dense"]).mean())
+
+
+def test_a_quantization_sweep_is_drawn_against_the_width_from_many_bits_to_few(tmp_path):
+    table = _results(rates=(2, 4, 8)).rename(columns={"rate": "bits"})
+    figure = _group_accuracy_figure(_by_rate(table, "bits"), methods=["none"], title=None,
+                                    confidence=0.95, level="bits")
+    (ax,) = [ax for ax in figure.axes if ax.get_visible()]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["8", "4", "2"]
+    assert ax.get_xlabel() == "weight bits (categories)"
+    figure = _method_comparison_figure(_by_rate(table, "bits"), title=None, confidence=0.95,
+                                       level="bits")
+    labels = [t.get_text() for t in figure.axes[1].texts if t.get_text() in ("2", "4", "8")]
+    assert sorted(labels) == ["2", "2", "4", "4", "8", "8"]  # each point labelled by its width
+    assert "dense θ* (float weights)" in figure.axes[2].get_legend_handles_labels()[1]
+    assert [p.name for p in plot_sweep(table, tmp_path, level="bits")] == [
+        "group_accuracy.png", "methods.png"]
+    with pytest.raises(ValueError, match="level='bits' needs a 'bits' column"):
+        plot_sweep(_results(), tmp_path, level="bits")
+    with pytest.raises(ValueError, match="level must be one of"):
+        plot_sweep(table, tmp_path, level="width")
 
 
 def test_group_accuracy_is_readable_with_ten_groups():
