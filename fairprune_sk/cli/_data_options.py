@@ -104,13 +104,14 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
                            "(default: --seed, or 0 for benchmark)")
 
 
-def add_net_options(parser: argparse.ArgumentParser, *, fine_tune_epochs: int,
+def add_net_options(parser: argparse.ArgumentParser, *, fine_tune_epochs: int | None,
                     fine_tune_help: str, momentum: float | None = None,
                     hidden: list[int] | None = None) -> None:
     """``--model``, ``--hidden``, ``--channels``, ``--width``, ``--epochs``, ``--lr``,
     ``--momentum``, ``--batch-size``, ``--fine-tune-epochs``, ``--pruning-method``.
 
-    ``momentum`` and ``hidden`` None: the dataset's default.
+    ``momentum`` and ``hidden`` None: the dataset's default; ``fine_tune_epochs`` None: the
+    command's per-dataset default, resolved after the data are loaded.
     """
     from ..datasets import MODELS
 

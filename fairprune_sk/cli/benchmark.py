@@ -166,13 +166,15 @@ BENCHMARK_COMMAND = {
 def add_benchmark_options(bench: argparse.ArgumentParser) -> None:
     """The options of ``benchmark``; every value is checked at parse time."""
     from ..benchmark.methods import METHODS
-    from ..benchmark.sweep import SWEEP_NET_DEFAULTS
+    from ..benchmark.sweep import SWEEP_FINE_TUNE_EPOCHS, SWEEP_NET_DEFAULTS
 
     add_data_options(bench)
     add_net_options(
-        bench, fine_tune_epochs=SWEEP_NET_DEFAULTS["fine_tune_epochs"],
+        bench, fine_tune_epochs=None,
         fine_tune_help=f"epochs after pruning, masks held (default "
-                       f"{SWEEP_NET_DEFAULTS['fine_tune_epochs']})",
+                       f"{SWEEP_NET_DEFAULTS['fine_tune_epochs']}; fashion_mnist "
+                       f"{SWEEP_FINE_TUNE_EPOCHS['fashion_mnist']}, the budget the "
+                       "mitigations need there)",
         momentum=SWEEP_NET_DEFAULTS["momentum"], hidden=list(SWEEP_NET_DEFAULTS["hidden_units"]))
     sweep = bench.add_argument_group("sweep")
     sweep.add_argument("--rates", nargs="+", type=pruning_rate, action=Distinct,

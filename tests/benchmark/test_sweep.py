@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,7 +12,12 @@ import pytest
 from fairprune_sk.benchmark.figures import plot_group_accuracy, plot_sweep
 from fairprune_sk.benchmark.methods import SUMMARY_COLUMNS
 from fairprune_sk.benchmark.results import RESULT_COLUMNS
-from fairprune_sk.benchmark.sweep import SWEEP_NET_DEFAULTS, run_sweep, sweep_net_params
+from fairprune_sk.benchmark.sweep import (
+    SWEEP_FINE_TUNE_EPOCHS,
+    SWEEP_NET_DEFAULTS,
+    run_sweep,
+    sweep_net_params,
+)
 from fairprune_sk.cli import main
 from fairprune_sk.datasets import load_dataset
 from fairprune_sk.metrics import FRAME_COLUMNS
@@ -280,6 +286,14 @@ def test_sweep_net_params_take_the_dataset_defaults_and_the_sweep_settings(digit
     assert params["fine_tune_epochs"] == 2 and params["dual_lr"] == 0.5
     assert sweep_net_params(digits, "resnet18", width=4)["module__width"] == 4
     assert sweep_net_params(digits)["module__hidden_units"] == (64, 64)
+
+
+def test_fashion_mnist_fine_tunes_for_the_budget_the_mitigations_need(digits):
+    fashion = dataclasses.replace(digits, name="fashion_mnist")  # the name sets the default
+    assert sweep_net_params(fashion)["fine_tune_epochs"] == 4
+    assert SWEEP_FINE_TUNE_EPOCHS == {"fashion_mnist": 4}
+    assert sweep_net_params(fashion, fine_tune_epochs=1)["fine_tune_epochs"] == 1  # given
+    assert sweep_net_params(digits)["fine_tune_epochs"] == SWEEP_NET_DEFAULTS["fine_tune_epochs"]
 
 
 def test_dask_backend(digits, params, tmp_path):
