@@ -32,8 +32,8 @@ CI_COLUMNS = ("excess_risk", "excess_accuracy_gap", "accuracy_drop")
 
 #: What the audit's numbers mean, one line each.
 MEANINGS = (
-    "R(a), excess_risk: the group's cross-entropy after pruning minus before (eq. 2); > 0 means "
-    "pruning cost the group.",
+    "R(a), excess_risk: the group's cross-entropy after compression (pruning or quantization) "
+    "minus before (eq. 2); > 0 means the compression cost the group.",
     "xi, fairness_violation: the largest gap between two groups' R(a) (eq. 3); 0 means every "
     "group paid the same.",
     "psi, excess_accuracy_gap: the group's accuracy drop minus the overall drop (Balancing Act, "
@@ -71,9 +71,10 @@ def _max_psi_text(frame: ExcessRiskFrame) -> str:
     return _with_interval(psi, bounds[0]["excess_accuracy_gap"], bounds[-1]["excess_accuracy_gap"])
 
 
-def _frame_table(frame: ExcessRiskFrame) -> pd.DataFrame:
+def _frame_table(frame: ExcessRiskFrame, compressed: str = "pruned") -> pd.DataFrame:
     """The printed per-group table of a frame, the group that lost most first: counts,
-    accuracies, R(a) and ψ with their intervals, flip rates."""
+    accuracies (``acc <compressed>``: of the compressed model), R(a) and ψ with their
+    intervals, flip rates."""
     ci = frame.by_group_ci if frame.n_boot is not None else None
     rows = []
     for group, row in frame.by_group.sort_values("excess_risk", ascending=False).iterrows():
@@ -86,7 +87,7 @@ def _frame_table(frame: ExcessRiskFrame) -> pd.DataFrame:
             "group": _group_name(group),
             "n": int(row["count"]),
             "acc dense": f"{row['accuracy_dense']:.3f}",
-            "acc pruned": f"{row['accuracy_pruned']:.3f}",
+            f"acc {compressed}": f"{row['accuracy_pruned']:.3f}",
             "R(a) [95% CI]": _with_interval(row["excess_risk"], *bounds["excess_risk"]),
             "psi [95% CI]": _with_interval(row["excess_accuracy_gap"],
                                            *bounds["excess_accuracy_gap"]),
@@ -124,7 +125,7 @@ def _verdict(frame: ExcessRiskFrame, heading: str, n_rows: int,
     n_groups, n_pairs = len(by_group), len(by_group) * (len(by_group) - 1) // 2
     xi = f"xi = {_xi_text(frame)}"
     if len(strict):
-        top = strict.iloc[0]
+        top = strict.to_dict("records")[0]  # iloc would upcast integer group labels to float
         lines.append(
             f"  Significant: YES. {len(strict)} of {n_pairs} pairs of groups are separated "
             f"even by intervals adjusted for comparing {n_groups} groups at once "
@@ -132,7 +133,7 @@ def _verdict(frame: ExcessRiskFrame, heading: str, n_rows: int,
             f"lies entirely above {_group_name(top['lower'])} [up to "
             f"{top['lower_high']:+.3f}]. {xi}.")
     elif len(pairs):
-        top = pairs.iloc[0]
+        top = pairs.to_dict("records")[0]
         lines.append(
             f"  Significant: WEAK. {len(pairs)} of {n_pairs} pairs have non-overlapping 95 % "
             f"intervals (e.g. {_group_name(top['higher'])} [from {top['higher_low']:+.3f}] "
@@ -232,7 +233,8 @@ class PruningAudit:
             sections += ["", f"{self._level(rate)} (sparsity {sparsity:.3f}): accuracy "
                              f"{frame.overall['accuracy_pruned']:.4f} (dense "
                              f"{self.dense_accuracy:.4f}); xi = {_xi_text(frame)}; max psi = "
-                             f"{_max_psi_text(frame)}", _frame_table(frame)]
+                             f"{_max_psi_text(frame)}",
+                         _frame_table(frame, "quantized" if key == "bits" else "pruned")]
         return _report(sections, self.verdict())
 
     def verdict(self) -> list[str]:
@@ -515,7 +517,7 @@ class OutputsAudit:
         head = (f"compressed model: accuracy {overall['accuracy_pruned']:.4f} (dense "
                 f"{overall['accuracy_dense']:.4f}); xi = {_xi_text(self.frame)}; max psi = "
                 f"{_max_psi_text(self.frame)}")
-        return _report(["", head, _frame_table(self.frame)], self.verdict())
+        return _report(["", head, _frame_table(self.frame, "compressed")], self.verdict())
 
     def plot(self, prefix: str | Path) -> list[Path]:
         """``<stem>_groups.png`` beside ``prefix``: R(a) and ψ per group, with intervals.
