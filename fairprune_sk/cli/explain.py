@@ -1,4 +1,5 @@
-"""``fairprune explain``: the paper's per-group factors (Theorem 1) for a pruned net."""
+"""``fairprune explain``: the paper's per-group factors (Theorem 1) for a pruned or quantized
+net."""
 
 from __future__ import annotations
 
@@ -11,11 +12,16 @@ import pandas as pd
 from ._data_options import add_data_options, add_net_options, describe_net, load_data, net_params
 from ._types import (
     add_threads_argument,
+    command_error,
     float_in,
     int_at_least,
     output_file,
+    quantization_bits,
     torch_threads,
 )
+
+#: The pruning rate and the width explained when neither ``--rate`` nor ``--bits`` is given.
+DEFAULT_RATE, DEFAULT_BITS = 0.8, 3
 
 #: Columns printed (the CSV gets all of ``GroupDiagnostics.by_group``): the audit table's
 #: names (``ExcessRiskFrame``), then the factors of Theorem 1.
@@ -26,11 +32,26 @@ EXPLAIN_COLUMNS = [
 ]
 
 
+def _compression(args: argparse.Namespace) -> tuple[float | None, int | None]:
+    """``(rate, None)`` for ``--compress prune``, ``(None, bits)`` for ``quantize``; a flag of
+    the other compression is one line on stderr and exit status 2, before anything runs."""
+    if args.compress == "quantize":
+        if args.rate is not None:
+            command_error("explain", "--rate does not apply to --compress quantize (give the "
+                                     "bit width with --bits)")
+        return None, DEFAULT_BITS if args.bits is None else args.bits
+    if args.bits is not None:
+        command_error("explain", "--bits needs --compress quantize (pruning takes --rate)")
+    return DEFAULT_RATE if args.rate is None else args.rate, None
+
+
 def run_explain(args: argparse.Namespace) -> pd.DataFrame:
-    """Train a net, prune a copy at ``--rate``, print ``GroupDiagnostics.by_group``."""
+    """Train a net, prune a copy at ``--rate`` (or quantize it to ``--bits``), print
+    ``GroupDiagnostics.by_group``."""
     from ..diagnostics import GroupDiagnostics
     from ..nets import PrunableNetClassifier
 
+    rate, bits = _compression(args)
     start = time.perf_counter()
     with torch_threads(args.threads):
         data = load_data("explain", args, data_seed=args.seed if args.data_seed is None
@@ -43,12 +64,19 @@ def run_explain(args: argparse.Namespace) -> pd.DataFrame:
         print(f"training the dense {describe_net(params)} on {len(data.y_train)} {data.name} "
               "rows ...")
         net.fit(data.X_train, data.y_train)
-        pruned = net.pruned_copy(args.rate, args.pruning_method, X=data.X_train, y=data.y_train,
-                                 fine_tune_epochs=args.fine_tune_epochs)
+        if bits is None:
+            pruned = net.pruned_copy(rate, args.pruning_method, X=data.X_train,
+                                     y=data.y_train, fine_tune_epochs=args.fine_tune_epochs)
+            level = f"pruning rate {rate:g} ({args.pruning_method}, "
+        else:  # the Theorem 1 distance ‖θ̂ − θ*‖ is then the quantization error
+            pruned = net.quantized_copy(bits)
+            if args.fine_tune_epochs:
+                pruned.fine_tune(data.X_train, data.y_train, args.fine_tune_epochs)
+            level = f"{bits} bits ("
         X, y, groups = ((data.X_train, data.y_train, data.groups_train) if args.data == "train"
                         else (data.X_test, data.y_test, data.groups_test))
-        print(f"diagnostics at pruning rate {args.rate:g} ({args.pruning_method}, "
-              f"{args.fine_tune_epochs} fine-tuning epochs) on the {args.data} data ...")
+        print(f"diagnostics at {level}{args.fine_tune_epochs} fine-tuning epochs) on the "
+              f"{args.data} data ...")
         diagnostics = GroupDiagnostics(pruned, X, y, sensitive_features=groups,
                                        max_iter=args.max_iter, random_state=args.seed)
     table = diagnostics.by_group
@@ -86,9 +114,10 @@ def run_explain(args: argparse.Namespace) -> pd.DataFrame:
 EXPLAIN_COMMAND = {
     "help": "per-group gradient norms, Hessian eigenvalues, boundary closeness and the "
             "Theorem 1 bound next to the measured R(a)",
-    "description": "Train a dense net, prune a copy at --rate, and measure per group the "
-                   "factors of Theorem 1 (gradient norm, top Hessian eigenvalue, closeness to "
-                   "the decision boundary) next to the measured excess risk R(a).",
+    "description": "Train a dense net, prune a copy at --rate (or quantize it to --bits with "
+                   "--compress quantize), and measure per group the factors of Theorem 1 "
+                   "(gradient norm, top Hessian eigenvalue, closeness to the decision boundary) "
+                   "next to the measured excess risk R(a).",
 }
 
 
@@ -101,7 +130,14 @@ def add_explain_options(explain: argparse.ArgumentParser) -> None:
                        "weights with the dense ones directly)")
     factors = explain.add_argument_group("explain")
     factors.add_argument("--rate", type=float_in(0.0, 1.0, name="a pruning rate"),
-                         default=0.8, help="pruning rate in (0, 1) (default 0.8)")
+                         default=None, help=f"pruning rate in (0, 1) (default {DEFAULT_RATE})")
+    factors.add_argument("--compress", choices=["prune", "quantize"], default="prune",
+                         help="prune the copy at --rate (default), or quantize it (simulated "
+                              "symmetric weights per output channel) to --bits; the bound's "
+                              "‖θ̂ − θ*‖ is then the quantization error")
+    factors.add_argument("--bits", type=quantization_bits, default=None,
+                         help="weight width in [2, 8] of --compress quantize (default "
+                              f"{DEFAULT_BITS})")
     factors.add_argument("--data", choices=["train", "test"], default="train",
                          help="data the factors are measured on (default train)")
     factors.add_argument("--max-iter", type=int_at_least(1), default=100,

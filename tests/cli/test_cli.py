@@ -78,6 +78,22 @@ def test_explain_prints_factors_and_correlations(tmp_path, capsys):
     assert out.with_suffix(".png").stat().st_size > 0
 
 
+def test_explain_a_quantized_net(tmp_path, capsys):
+    out = tmp_path / "explain.csv"
+    main(["explain", "--n-train", "400", "--epochs", "1", "--max-iter", "5", "--compress",
+          "quantize", "--bits", "2", "--sensitive", "sex", "--quiet", "--out", str(out)])
+    assert "diagnostics at 2 bits (0 fine-tuning epochs)" in capsys.readouterr().out
+    table = pd.read_csv(out, index_col=0)
+    # θ̂ is the 2-bit net: its accuracy and R(a) differ from θ*'s
+    assert (table["accuracy_pruned"] != table["accuracy_dense"]).any()
+    assert table["excess_risk"].abs().max() > 0
+    line = _one_line_error(capsys, ["explain", "--bits", "3"])
+    assert line == ("fairprune explain: error: --bits needs --compress quantize (pruning "
+                    "takes --rate)")
+    line = _one_line_error(capsys, ["explain", "--compress", "quantize", "--rate", "0.5"])
+    assert line.startswith("fairprune explain: error: --rate does not apply to --compress quantize")
+
+
 def _one_line_error(capsys, argv, exit_code=2):
     """Run ``main(argv)``; the stderr line of its user error (exactly one line, exit 2)."""
     with pytest.raises(SystemExit) as exit_info:
@@ -192,6 +208,7 @@ def test_audit_utkface_bad_folder_is_one_line(tmp_path, capsys, make):
     [
         (["explain", "--rate", "1.5"], "--rate: a pruning rate must be in (0, 1); got 1.5"),
         (["explain", "--rate", "0"], "--rate: a pruning rate must be in (0, 1); got 0"),
+        (["explain", "--bits", "9"], "--bits: a bit width must be an integer in [2, 8]; got 9"),
         (["explain", "--epochs", "0"], "--epochs: must be an integer >= 1; got 0"),
         (["explain", "--max-iter", "-1"], "--max-iter: must be an integer >= 1; got -1"),
         (["explain", "--n-train", "1"], "--n-train: must be an integer >= 2; got 1"),
