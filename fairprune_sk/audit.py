@@ -352,6 +352,7 @@ def _frame_rows(frame: ExcessRiskFrame) -> pd.DataFrame:
         "control": ["boolean", None],
         "random_state": ["random_state"],
         "compress": [StrOptions(set(COMPRESSIONS))],
+        "sensitive_train": ["array-like", None],
     },
     prefer_skip_nested_validation=True,
 )
@@ -370,6 +371,7 @@ def audit_pruning(
     control: bool | None = None,
     random_state: Any = None,
     compress: str = "prune",
+    sensitive_train: Any = None,
 ) -> PruningAudit:
     """Audit a fitted dense net pruned at each rate: per-group R(a), ξ and ψ, with intervals.
 
@@ -405,6 +407,10 @@ def audit_pruning(
         Seed of the resamples.
     compress : {"prune", "quantize"}, default="prune"
         Prune each copy at a rate, or quantize it to a bit width.
+    sensitive_train : array-like, Series or DataFrame, optional
+        Groups of the training rows, by which a data-driven ``method``
+        (:data:`~fairprune_sk.pruning.DATA_DRIVEN_METHODS`) ranks the weights (None: one
+        group).
 
     Returns
     -------
@@ -463,7 +469,8 @@ def audit_pruning(
                 pruned.fine_tune(X_train, y_train, fine_tune_epochs)
         else:
             pruned = net.pruned_copy(rate, method, X=X_train, y=y_train,
-                                     fine_tune_epochs=fine_tune_epochs)
+                                     fine_tune_epochs=fine_tune_epochs,
+                                     sensitive_features=sensitive_train)
         frame = ExcessRiskFrame(pruned, X_test, y_test, sensitive_features=sensitive_test,
                                 n_boot=n_boot, random_state=random_state)
         frames[rate] = frame

@@ -194,8 +194,10 @@ NON_BINARY_LABELS = (
 )
 
 
-def check_methods(methods: Sequence[str], y_train: Any) -> list[str]:
-    """The methods, checked to be known and to run on labels like ``y_train``.
+def check_methods(methods: Sequence[str], y_train: Any,
+                  pruning_method: str | None = None) -> list[str]:
+    """The methods, checked to be known and to run on labels like ``y_train`` (and with
+    ``pruning_method``).
 
     Parameters
     ----------
@@ -203,6 +205,10 @@ def check_methods(methods: Sequence[str], y_train: Any) -> list[str]:
         Among :data:`METHODS`.
     y_train : array-like of shape (n_samples,)
         Training labels (``eg``, ``gridsearch`` and ``threshold`` need two classes).
+    pruning_method : str, optional
+        The nets' pruning method: a data-driven one
+        (:data:`~fairprune_sk.pruning.DATA_DRIVEN_METHODS`) ranks the weights by the training
+        groups, which fairlearn's reductions (``eg``, ``gridsearch``) do not pass to the net.
 
     Returns
     -------
@@ -211,7 +217,8 @@ def check_methods(methods: Sequence[str], y_train: Any) -> list[str]:
     Raises
     ------
     ValueError
-        An unknown method, or one that cannot run on these labels (the message names it).
+        An unknown method, or one that cannot run on these labels or with this pruning
+        method (the message names it).
 
     Examples
     --------
@@ -224,6 +231,7 @@ def check_methods(methods: Sequence[str], y_train: Any) -> list[str]:
         if method in BINARY_ONLY and len(classes) != 2:
             raise ValueError(NON_BINARY_LABELS.format(method=method, n_classes=len(classes),
                                                       classes=classes.tolist()[:10]))
+        _check_pruning_method(method, {"pruning_method": pruning_method})
     return methods
 
 
@@ -397,7 +405,7 @@ def fit_dense_reference(
 
 
 def _prune_dense(dense: PrunableNetClassifier, rate: float, X: Any,
-                 y: Any) -> PrunableNetClassifier:
+                 y: Any, A: Any = None) -> PrunableNetClassifier:
     """θ* pruned at ``rate`` and fine-tuned ``fine_tune_epochs``; at rate 0 θ* itself.
 
     Nothing is modified at rate 0, so θ* is shared rather than copied; above it,
@@ -405,7 +413,8 @@ def _prune_dense(dense: PrunableNetClassifier, rate: float, X: Any,
     """
     if rate == 0:
         return dense
-    return dense.pruned_copy(rate, X=X, y=y, fine_tune_epochs=int(dense.fine_tune_epochs))
+    return dense.pruned_copy(rate, X=X, y=y, fine_tune_epochs=int(dense.fine_tune_epochs),
+                             sensitive_features=A)  # the groups of a data-driven method
 
 
 def _quantize_dense(dense: PrunableNetClassifier, bits: int, X: Any,
@@ -534,7 +543,7 @@ def run_method(
     y_train = np.asarray(y_train).ravel()
     y_test = np.asarray(y_test).ravel()
     classes = np.unique(y_train)
-    check_methods([method], y_train)
+    check_methods([method], y_train, params.get("pruning_method"))
     if dense is None:
         dense = fit_dense_reference(X_train, y_train, seed=seed, net_params=params)
     elif not np.array_equal(np.asarray(dense.classes_), classes):
@@ -582,6 +591,21 @@ def run_method(
     )
 
 
+def _check_pruning_method(method: str, params: Mapping[str, Any]) -> None:
+    """Refuse a data-driven ``pruning_method`` for fairlearn's reductions, whose ``fit`` calls
+    pass the estimator no groups (the criterion would see one pooled group)."""
+    from ..pruning import DATA_DRIVEN_METHODS
+
+    pruning_method = params.get("pruning_method")
+    if method in ("eg", "gridsearch") and pruning_method in DATA_DRIVEN_METHODS:
+        raise ValueError(
+            f"method={method!r} cannot prune with pruning_method={pruning_method!r}: fairlearn's "
+            "reductions fit the net without the groups that criterion ranks the weights by; "
+            "use a pruning_method that takes no data (global_magnitude, ...) with eg and "
+            "gridsearch"
+        )
+
+
 def _train(method: str, params: dict[str, Any], train: _Split, *, rate: float, seed: int,
            dense: PrunableNetClassifier, y_train: np.ndarray, eg_constraint: str,
            eg_upper_bound: float | None, threshold_constraint: str,
@@ -592,8 +616,9 @@ def _train(method: str, params: dict[str, Any], train: _Split, *, rate: float, s
     compressed = _quantize_dense if quantize else _prune_dense
     if method in DENSE_AT_RATE_0 and rate == 0 and not quantize:  # nothing to constrain
         return dense, True
+    groups = {} if quantize else {"A": train.A}
     if method == "none":
-        return compressed(dense, rate, train.X, y_train), True
+        return compressed(dense, rate, train.X, y_train, **groups), True
     if method in FAIR_METHODS and quantize:
         return _quantize_constrained(method, params, dense, rate, train, y_train, seed), True
     if method in FAIR_METHODS:
@@ -605,7 +630,7 @@ def _train(method: str, params: dict[str, Any], train: _Split, *, rate: float, s
     if method == "threshold":
         from fairlearn.postprocessing import ThresholdOptimizer
 
-        pruned = compressed(dense, rate, train.X, y_train)
+        pruned = compressed(dense, rate, train.X, y_train, **groups)
         optimizer = ThresholdOptimizer(estimator=pruned, prefit=True,
                                        predict_method="predict_proba",
                                        constraints=threshold_constraint)

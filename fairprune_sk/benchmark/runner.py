@@ -270,7 +270,7 @@ def run_methods(
         raise ValueError(f"n_jobs must be a non-zero int (-1: all cores) or None; got {n_jobs!r}")
     if threads is None and n_jobs != 1:
         threads = 1
-    check_methods(methods, y_train)
+    check_methods(methods, y_train, params.get("pruning_method"))
 
     from joblib import delayed
 

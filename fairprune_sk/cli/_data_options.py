@@ -146,9 +146,8 @@ def add_net_options(parser: argparse.ArgumentParser, *, fine_tune_epochs: int | 
                      help=fine_tune_help)
     net.add_argument("--pruning-method", "--method", dest="pruning_method",
                      default="global_magnitude", metavar="METHOD",
-                     # the data-driven criteria need training groups, which the CLI does not pass
-                     choices=LazyChoices("fairprune_sk.pruning", "PRUNING_METHODS",
-                                         exclude="DATA_DRIVEN_METHODS"),
+                     # the data-driven criteria rank the weights on the training rows and groups
+                     choices=LazyChoices("fairprune_sk.pruning", "PRUNING_METHODS"),
                      help="how weights are chosen for pruning: %(choices)s (default "
                           "%(default)s)")
 

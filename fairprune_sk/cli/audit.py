@@ -92,6 +92,7 @@ def run_audit(args: argparse.Namespace) -> pd.DataFrame:
             net, data.X_train, data.y_train, data.X_test, data.y_test, data.groups_test, rates,
             method=args.pruning_method, fine_tune_epochs=args.fine_tune_epochs,
             n_boot=args.n_boot, random_state=args.seed, compress=args.compress,
+            sensitive_train=data.groups_train,
         )
     print(audit.report())
     write_results(audit, args.out)

@@ -53,7 +53,7 @@ def run_benchmark(args: argparse.Namespace) -> pd.DataFrame:
         data = load_data("benchmark", args, data_seed=0 if args.data_seed is None
                          else args.data_seed)
         try:
-            check_methods(args.methods, data.y_train)
+            check_methods(args.methods, data.y_train, args.pruning_method)
         except ValueError as error:
             command_error("benchmark", f"--methods: {error}")
         print(data.describe())

@@ -66,7 +66,8 @@ def run_explain(args: argparse.Namespace) -> pd.DataFrame:
         net.fit(data.X_train, data.y_train)
         if bits is None:
             pruned = net.pruned_copy(rate, args.pruning_method, X=data.X_train,
-                                     y=data.y_train, fine_tune_epochs=args.fine_tune_epochs)
+                                     y=data.y_train, fine_tune_epochs=args.fine_tune_epochs,
+                                     sensitive_features=data.groups_train)
             level = f"pruning rate {rate:g} ({args.pruning_method}, "
         else:  # the Theorem 1 distance ‖θ̂ − θ*‖ is then the quantization error
             pruned = net.quantized_copy(bits)

@@ -80,9 +80,10 @@ class DualAscent(Callback):
     state; this callback adds CEAG's accuracy drops to the replay buffer, turns them into the
     violations, updates the multipliers through
     :func:`~fairprune_sk.constrained._dual.dual_step` and records ``constraint_violation``,
-    ``max_violation`` and ``multipliers`` in ``history`` every epoch. During the first ``kickin``
-    epochs of a run the multipliers take no step. At the end of every epoch it also checks that the weights are
-    finite (:class:`~fairprune_sk.constrained.DivergenceError` otherwise).
+    ``max_violation`` and ``multipliers`` in ``history`` every epoch. During the first
+    ``kickin`` epochs of a run the multipliers take no step. At the end of every epoch it also
+    checks that the weights are finite (:class:`~fairprune_sk.constrained.DivergenceError`
+    otherwise).
 
     With ``dual_update=k``, batches are counted across epochs; a run with fewer than ``k``
     batches in all steps at the end of every epoch instead, with a warning.

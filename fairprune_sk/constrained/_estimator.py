@@ -135,8 +135,9 @@ class FairConstrainedNet(PrunableNetClassifier):
         fine-tuning (see the module docstring). ``gap_and_loss`` (the recommended mitigation)
         is CEAG plus one-sided equal-loss constraints ``J(θ; D_a) − J(θ; D) ≤ 0`` with
         multipliers of their own (``loss_dual_lr``), which lift the worst-off groups that CEAG
-        alone levels down (docs/mitigation.md). ``gradient_norm`` is the paper's eq. (6) without its Hessian
-        term: ``|‖∇J(θ; B_a)‖ − ‖∇J(θ; B)‖| ≤ ε`` on every batch, by double backward. The
+        alone levels down (docs/mitigation.md). ``gradient_norm`` is the paper's eq. (6)
+        without its Hessian term: ``|‖∇J(θ; B_a)‖ − ‖∇J(θ; B)‖| ≤ ε`` on every batch, by
+        double backward. The
         excess and ψ targets apply to fine-tuning only; dense training (``before``/``both``)
         constrains group losses.
     tolerance : float >= 0 or "auto", default="auto"
@@ -186,9 +187,9 @@ class FairConstrainedNet(PrunableNetClassifier):
         For the ψ targets with training duals: the dual step size of one-sided equal-loss
         constraints ``J(θ; D_a) − J(θ; D) ≤ 0`` added to CEAG's ψ_a ≤ ε, with multipliers ν_a
         of their own; the primal step follows ``(J + Σ_a λ_a J_a + Σ_a ν_a (J_a − sg[J])) /
-        (1 + Σ λ + Σ ν)``, ``sg`` a stop-gradient. They pull up the groups whose loss is above the average (the
-        worst-off), which CEAG alone may level down. 0 leaves CEAG as it is. "auto": 0.05 for
-        ``gap_and_loss``, 0 otherwise.
+        (1 + Σ λ + Σ ν)``, ``sg`` a stop-gradient. They pull up the groups whose loss is above
+        the average (the worst-off), which CEAG alone may level down. 0 leaves CEAG as it is.
+        "auto": 0.05 for ``gap_and_loss``, 0 otherwise.
     **kwargs
         Every :class:`~fairprune_sk.PrunableNetClassifier` and skorch parameter.
 

@@ -1014,6 +1014,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
         y: Any = None,
         fine_tune_epochs: int = 0,
         sample_weight: Any = None,
+        sensitive_features: Any = None,
     ) -> Self:
         """A pruned (and optionally fine-tuned) copy of this fitted net; this net is untouched.
 
@@ -1035,19 +1036,25 @@ class PrunableNetClassifier(NeuralNetClassifier):
             Epochs of :meth:`fine_tune` after pruning.
         sample_weight : array-like of shape (n_samples,), optional
             Weights of the fine-tuning loss.
+        sensitive_features : array-like, Series or DataFrame, optional
+            Groups of the rows ``X``, for a data-driven ``method`` only (see :meth:`prune`;
+            None: one group).
 
         Returns
         -------
         PrunableNetClassifier
         """
         return self._pruned_copy(
-            rate, method, X, y, fine_tune_epochs, {"sample_weight": sample_weight}
+            rate, method, X, y, fine_tune_epochs, {"sample_weight": sample_weight},
+            groups=sensitive_features,
         )
 
     def _pruned_copy(
-        self, rate: float, method: str | None, X: Any, y: Any, epochs: Any, fit_params: dict
+        self, rate: float, method: str | None, X: Any, y: Any, epochs: Any, fit_params: dict,
+        groups: Any = None,
     ) -> Self:
-        """:meth:`pruned_copy`; ``fit_params`` are the keywords of this class's ``fine_tune``."""
+        """:meth:`pruned_copy`; ``fit_params`` are the keywords of this class's ``fine_tune``,
+        ``groups`` the rows' groups of a data-driven method (else those of ``fit_params``)."""
         self.check_is_fitted()
         epochs = check_int(epochs, "fine_tune_epochs", 0)
         if epochs and (X is None or (y is None and not is_stream(X))):
@@ -1056,7 +1063,9 @@ class PrunableNetClassifier(NeuralNetClassifier):
             )
         data = {}
         if (self.pruning_method if method is None else method) in pruning.DATA_DRIVEN_METHODS:
-            data = {"X": X, "y": y, "sensitive_features": fit_params.get("sensitive_features")}
+            if groups is None:
+                groups = fit_params.get("sensitive_features")
+            data = {"X": X, "y": y, "sensitive_features": groups}
         copy = self._sibling(pruning.copy_module(self.module_)).prune(rate, method, **data)
         if epochs:
             copy.fine_tune(X, y, epochs, **fit_params)

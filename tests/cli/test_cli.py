@@ -10,7 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fairprune_sk.audit import audit_pruning
 from fairprune_sk.cli import build_parser, main
+from fairprune_sk.datasets import load_dataset
+from fairprune_sk.models import MLP
+from fairprune_sk.nets import PrunableNetClassifier
 
 AUDIT_SMALL = ["audit", "--n-train", "600", "--epochs", "1", "--fine-tune-epochs", "0",
                "--n-boot", "50", "--quiet"]
@@ -76,6 +80,30 @@ def test_explain_prints_factors_and_correlations(tmp_path, capsys):
     table = pd.read_csv(out, index_col=0)
     assert {"gradient_norm", "hessian_max_eig", "bound", "excess_risk"} <= set(table.columns)
     assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_audit_prunes_with_a_data_driven_criterion_on_the_training_groups(tmp_path):
+    # fair_taylor ranks the weights by each training group's Taylor loss increase: the audit
+    # passes the groups, so the result differs from ranking one pooled group
+    out = tmp_path / "audit.csv"
+    main(AUDIT_SMALL + ["--rates", "0.9", "--pruning-method", "fair_taylor", "--out", str(out)])
+    cli = pd.read_csv(out)
+    data = load_dataset("adult", n_train=600, random_state=0)
+    net = PrunableNetClassifier(MLP, module__hidden_units=(16,), max_epochs=1, lr=0.05,
+                                random_state=0, verbose=0).fit(data.X_train, data.y_train)
+    runs = {name: audit_pruning(net, data.X_train, data.y_train, data.X_test, data.y_test,
+                                data.groups_test, [0.9], method="fair_taylor",
+                                sensitive_train=groups).table
+            for name, groups in (("groups", data.groups_train), ("pooled", None))}
+    assert not np.allclose(runs["groups"]["excess_risk"], runs["pooled"]["excess_risk"])
+    assert {"rate", "excess_risk"} <= set(cli.columns) and (cli["rate"] == 0.9).all()
+
+
+def test_reductions_refuse_a_data_driven_pruning_method(capsys):
+    line = _one_line_error(capsys, ["benchmark", "--n-train", "300", "--methods", "none", "eg",
+                                    "--pruning-method", "fair_taylor"])
+    assert line.startswith("fairprune benchmark: error: --methods: method='eg' cannot prune "
+                           "with pruning_method='fair_taylor'")
 
 
 def test_explain_a_quantized_net(tmp_path, capsys):
