@@ -331,7 +331,7 @@ def load_fashion_mnist(
 #: The note of every dataset whose groups are its classes.
 CLASS_GROUPS_NOTE = (
     "note: the groups of {name} are its CLASSES (one group per class label), not demographic "
-    "groups; they show how pruning treats (rare) classes, not people"
+    "groups; they show how compression treats (rare) classes, not people"
 )
 
 
