@@ -124,7 +124,9 @@ class FairConstrainedNet(PrunableNetClassifier):
     constraint_phase : {"before", "after", "both", "none"}, default="after"
         When the constraint is enforced: during dense training (the paper's *Fair Bf*), during
         fine-tuning of the pruned net (*Fair Aft*), both (*Fair Both*), or never. With
-        ``pruning_rate=0`` any phase but "none" constrains the dense training.
+        ``pruning_rate=0`` and no ``quantization_bits`` any phase but "none" constrains the
+        dense training; with ``quantization_bits`` "after" constrains the quantization-aware
+        fine-tuning.
     constraint_target : {"group_loss", "excess_risk", "accuracy_gap", "gap_and_loss", \
             "gradient_norm"}, default="group_loss"
         ``group_loss`` constrains group losses, ``|J(θ; D_a) − J(θ; D)| ≤ ε`` (the paper's eq. 8
@@ -332,7 +334,8 @@ class FairConstrainedNet(PrunableNetClassifier):
         if self.constraint_phase == "none":
             return False
         if phase == "train":
-            return self.constraint_phase in ("before", "both") or self.pruning_rate == 0
+            return self.constraint_phase in ("before", "both") or (
+                self.pruning_rate == 0 and self.quantization_bits is None)
         return self.constraint_phase in ("after", "both")
 
     def _targets_accuracy_gap(self) -> bool:

@@ -127,7 +127,12 @@ class PrunableNetClassifier(NeuralNetClassifier):
     pruning_steps : int, default=3
         Number of steps of the iterative schedule.
     fine_tune_epochs : int, default=0
-        Epochs of training with the masks held after each pruning step in ``fit``.
+        Epochs of training with the masks held after each pruning step in ``fit``, and after
+        quantizing (``quantization_bits``).
+    quantization_bits : int in [2, 8] or None, default=None
+        ``fit`` then puts the weights on a symmetric ``quantization_bits``-bit grid per output
+        channel (:meth:`quantize`, after any pruning) and fine-tunes ``fine_tune_epochs``
+        quantization-aware; θ* stays the dense float net. None: no quantization.
     keep_dense : tuple of str, default=()
         Layers never pruned: qualified module names, or ``"first"`` / ``"last"``.
     min_layer_density : float in [0, 1], default=0.0
@@ -203,6 +208,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
         "min_layer_density": [Interval(Real, 0.0, 1.0, closed="both")],
         "random_state": ["random_state"],
         "reference_module": [nn.Module, None],
+        "quantization_bits": [Interval(Integral, 2, 8, closed="both"), None],
     }
 
     def __init__(
@@ -220,6 +226,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
         min_layer_density: float = 0.0,
         random_state: Any = None,
         reference_module: nn.Module | None = None,
+        quantization_bits: int | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("iterator_train__shuffle", True)  # SGD on shuffled batches
@@ -234,6 +241,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
         self.min_layer_density = min_layer_density
         self.random_state = random_state
         self.reference_module = reference_module
+        self.quantization_bits = quantization_bits
 
     def __setattr__(self, name: str, value: Any) -> None:
         # a parameter skorch must not take for a component it trains: skorch registers every
@@ -712,7 +720,8 @@ class PrunableNetClassifier(NeuralNetClassifier):
     # fit / partial_fit
     # ------------------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Self:
-        """Train the dense net; if ``pruning_rate > 0``, prune and fine-tune it.
+        """Train the dense net; if ``pruning_rate > 0``, prune and fine-tune it; with
+        ``quantization_bits``, then quantize it and fine-tune it quantization-aware.
 
         Parameters
         ----------
@@ -774,14 +783,18 @@ class PrunableNetClassifier(NeuralNetClassifier):
             self.sparsity_ = float(pruning.sparsity(self.module_))
             self.phase_ = "train"
             super().partial_fit(data, y_index, _routing_method="fit")
-            if self.pruning_rate > 0:
+            if self.pruning_rate > 0 or self.quantization_bits is not None:
                 data = self._fine_tuning_input(data, y_index)
+            if self.pruning_rate > 0:
                 prune_data = None
                 if self.pruning_method in pruning.DATA_DRIVEN_METHODS:  # the training rows
                     prune_data = self._data_for_pruning(X, y_index, per_sample.get("group"))
                 for rate in self._schedule_rates():
                     self._prune_in_place(rate, self.pruning_method, prune_data)
                     self._train_epochs(data, y_index, self.fine_tune_epochs, phase="fine_tune")
+            if self.quantization_bits is not None:
+                self._quantize_in_place(int(self.quantization_bits))
+                self._train_epochs(data, y_index, self.fine_tune_epochs, phase="fine_tune")
             pruning.detach_pruned_weights(self.module_)
 
     def _fine_tuning_input(self, data: Any, y_index: np.ndarray) -> Any:
@@ -1125,18 +1138,23 @@ class PrunableNetClassifier(NeuralNetClassifier):
             name,
         )
         self._check_trainable("quantize")
+        self._quantize_in_place(bits, activations=activations, keep_float=tuple(keep_float))
+        pruning.detach_pruned_weights(self.module_)
+        return self
+
+    def _quantize_in_place(self, bits: int, *, activations: bool | int = False,
+                           keep_float: tuple[str, ...] = ()) -> None:
+        """Quantize a copy of ``module_`` and swap it in only once that succeeded; θ* is the
+        module's weights before its first pruning or quantization."""
         module = pruning.copy_module(self.module_)
-        quantization.quantize_module(
-            module, bits, activations=activations, keep_float=tuple(keep_float)
-        )
+        quantization.quantize_module(module, bits, activations=activations,
+                                     keep_float=keep_float)
         if getattr(self, "dense_state_dict_", None) is None:
             self.dense_state_dict_ = original_state_dict(self.module_)
         self.module_ = module
         self.sparsity_ = float(pruning.sparsity(module))
         self._record_quantization()
         self.initialize_optimizer()
-        pruning.detach_pruned_weights(self.module_)
-        return self
 
     def quantized_copy(
         self, bits: int, *, activations: bool | int = False, keep_float: tuple[str, ...] = ()

@@ -190,3 +190,35 @@ def test_constrained_fine_tuning_of_a_quantized_net(tabular, target):
     assert not np.allclose(fair.predict_proba(X), plain.predict_proba(X))
     copy_ = fair.quantized_copy(3).fine_tune(X, y, 1, sensitive_features=group)
     assert copy_.quantized_bits_ == 3 and fair.quantized_bits_ == 2
+
+
+def test_fit_with_quantization_bits_trains_quantizes_and_fine_tunes_on_the_grid(tabular):
+    X, y, _ = tabular
+    one_call = make_net(quantization_bits=3, fine_tune_epochs=2).fit(X, y)
+    dense = make_net().fit(X, y)
+    assert one_call.quantized_bits_ == 3 and _max_distinct_per_channel(one_call) <= 2**3
+    # θ*: the dense float net, trained exactly as without quantization_bits
+    assert _same_state(one_call.dense_state_dict_, effective_state_dict(dense.module_))
+    assert [row["phase"] for row in one_call.history].count("fine_tune") == 2
+    quantized_only = dense.quantized_copy(3)  # the grid without the fine-tuning
+    assert not np.allclose(one_call.predict_proba(X), quantized_only.predict_proba(X))
+    assert clone(one_call).get_params()["quantization_bits"] == 3
+    with pytest.raises(ValueError, match="'quantization_bits' parameter"):
+        make_net(quantization_bits=9).fit(X, y)
+
+
+@pytest.mark.filterwarnings("ignore:dual_update=20 is more than")
+def test_fair_net_with_quantization_bits_constrains_the_quantization_aware_fine_tuning(
+        tabular):
+    X, y, group = tabular
+    fair = make_fair(constraint_target="gap_and_loss", dual_lr="auto", quantization_bits=2,
+                     fine_tune_epochs=3, max_epochs=3).fit(X, y, sensitive_features=group)
+    phases = [(row["phase"], row["constraint_violation"]) for row in fair.history]
+    assert all(v is None for p, v in phases if p == "train")  # dense θ*: unconstrained
+    assert all(v is not None for p, v in phases if p == "fine_tune")
+    assert fair.quantized_bits_ == 2 and np.any(fair.multipliers_.to_numpy() > 0)
+    plain = make_fair(constraint_phase="none", quantization_bits=2, fine_tune_epochs=3,
+                      max_epochs=3).fit(X, y, sensitive_features=group)
+    np.testing.assert_allclose(fair.dense_reference().predict_proba(X),
+                               plain.dense_reference().predict_proba(X))  # the same θ*
+    assert not np.allclose(fair.predict_proba(X), plain.predict_proba(X))
