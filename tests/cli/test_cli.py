@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_errors import one_line_error
 
 from fairprune_sk.audit import audit_pruning
 from fairprune_sk.cli import build_parser, main
@@ -100,7 +101,7 @@ def test_audit_prunes_with_a_data_driven_criterion_on_the_training_groups(tmp_pa
 
 
 def test_reductions_refuse_a_data_driven_pruning_method(capsys):
-    line = _one_line_error(capsys, ["benchmark", "--n-train", "300", "--methods", "none", "eg",
+    line = one_line_error(capsys, ["benchmark", "--n-train", "300", "--methods", "none", "eg",
                                     "--pruning-method", "fair_taylor"])
     assert line.startswith("fairprune benchmark: error: --methods: method='eg' cannot prune "
                            "with pruning_method='fair_taylor'")
@@ -115,26 +116,15 @@ def test_explain_a_quantized_net(tmp_path, capsys):
     # θ̂ is the 2-bit net: its accuracy and R(a) differ from θ*'s
     assert (table["accuracy_pruned"] != table["accuracy_dense"]).any()
     assert table["excess_risk"].abs().max() > 0
-    line = _one_line_error(capsys, ["explain", "--bits", "3"])
+    line = one_line_error(capsys, ["explain", "--bits", "3"])
     assert line == ("fairprune explain: error: --bits needs --compress quantize (pruning "
                     "takes --rate)")
-    line = _one_line_error(capsys, ["explain", "--compress", "quantize", "--rate", "0.5"])
+    line = one_line_error(capsys, ["explain", "--compress", "quantize", "--rate", "0.5"])
     assert line.startswith("fairprune explain: error: --rate does not apply to --compress quantize")
 
 
-def _one_line_error(capsys, argv, exit_code=2):
-    """Run ``main(argv)``; the stderr line of its user error (exactly one line, exit 2)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == exit_code
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    [line] = err.splitlines()
-    return line
-
-
 def test_bad_arguments_are_rejected(capsys):
-    line = _one_line_error(capsys, ["audit", "--rates", "1.5"])
+    line = one_line_error(capsys, ["audit", "--rates", "1.5"])
     assert line == ("fairprune audit: error: argument --rates: a pruning rate must be in [0, 1); "
                     "got 1.5")
 
@@ -167,14 +157,14 @@ def test_bad_arguments_are_rejected(capsys):
     ],
 )
 def test_audit_user_errors_are_one_line_at_parse_time(argv, message, capsys):
-    line = _one_line_error(capsys, argv)
+    line = one_line_error(capsys, argv)
     assert line.startswith("fairprune audit: error: argument ") and message in line
 
 
 def test_audit_out_under_a_regular_file_fails_before_training(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    line = _one_line_error(capsys, ["audit", "--out", str(blocker / "audit.csv")])
+    line = one_line_error(capsys, ["audit", "--out", str(blocker / "audit.csv")])
     assert line.startswith("fairprune audit: error: argument --out: cannot create the folder")
     assert "is a file" in line
 
@@ -185,7 +175,7 @@ def test_audit_out_under_a_regular_file_fails_before_training(tmp_path, capsys):
                                           ("benchmark", "/proc/results")])
 def test_out_that_cannot_be_created_fails_at_parse_time(command, out, capsys):
     # /proc is a folder that os.access calls writable for root, yet no file can be made there
-    line = _one_line_error(capsys, [command, "--out", out])
+    line = one_line_error(capsys, [command, "--out", out])
     assert line.startswith(f"fairprune {command}: error: argument --out: cannot write '{out}'")
 
 
@@ -267,7 +257,7 @@ def test_audit_utkface_bad_folder_is_one_line(tmp_path, capsys, make):
     ],
 )
 def test_explain_and_benchmark_user_errors_at_parse_time(argv, message, capsys):
-    line = _one_line_error(capsys, argv)
+    line = one_line_error(capsys, argv)
     assert line.startswith(f"fairprune {argv[0]}: error: argument ") and message in line
 
 
@@ -276,7 +266,7 @@ def test_benchmark_out_must_be_a_writable_folder(tmp_path, capsys):
     blocker.write_text("x")
     for out, message in ((blocker, "is a file; give a folder"),
                          (blocker / "results", "is a file")):
-        line = _one_line_error(capsys, ["benchmark", "--out", str(out)])
+        line = one_line_error(capsys, ["benchmark", "--out", str(out)])
         assert line.startswith("fairprune benchmark: error: argument --out: ")
         assert message in line
     missing = tmp_path / "new" / "results"  # made later, when the results are written
@@ -320,7 +310,7 @@ def no_loading(monkeypatch):
 )
 def test_data_options_fail_in_one_line_before_loading(command, argv, message, capsys,
                                                       no_loading):
-    line = _one_line_error(capsys, [command, *argv])
+    line = one_line_error(capsys, [command, *argv])
     assert line.startswith(f"fairprune {command}: error: {message}")
 
 
@@ -357,7 +347,7 @@ def test_benchmark_method_that_cannot_run_on_the_data_fails_before_training(
         raise AssertionError("a net was trained")
 
     monkeypatch.setattr(PrunableNetClassifier, "fit", no_fit)
-    line = _one_line_error(capsys, ["benchmark", "--dataset", "digits", "--methods", "none",
+    line = one_line_error(capsys, ["benchmark", "--dataset", "digits", "--methods", "none",
                                     method, "--out", str(tmp_path / "bench")])
     assert line.startswith(f"fairprune benchmark: error: --methods: method {method!r} wraps a "
                            "fairlearn binary-classification mitigator and needs exactly two "

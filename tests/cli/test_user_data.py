@@ -11,6 +11,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
+from cli_errors import one_line_error
 
 from fairprune_sk.cli import main
 from fairprune_sk.datasets import load_adult
@@ -27,16 +28,6 @@ def adult_csv(tmp_path_factory):
     path = tmp_path_factory.mktemp("user") / "people.csv"
     table.to_csv(path, index=False)
     return path
-
-
-def _one_line_error(capsys, argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    [line] = err.splitlines()
-    return line
 
 
 @pytest.fixture
@@ -127,18 +118,18 @@ def test_explain_and_benchmark_take_csv(adult_csv, tmp_path, capsys):
 )
 def test_csv_errors_are_one_line_naming_the_column_before_training(
         command, extra, message, adult_csv, capsys, no_training):
-    line = _one_line_error(capsys, [command, "--csv", str(adult_csv), *extra])
+    line = one_line_error(capsys, [command, "--csv", str(adult_csv), *extra])
     assert line.startswith(f"fairprune {command}: error: {message}")
 
 
 def test_csv_flags_checked_at_parse_time(tmp_path, capsys):
-    line = _one_line_error(capsys, ["audit", "--csv", str(tmp_path / "none.csv")])
+    line = one_line_error(capsys, ["audit", "--csv", str(tmp_path / "none.csv")])
     assert line.endswith("argument --csv: '" + str(tmp_path / "none.csv") + "' does not exist")
-    line = _one_line_error(capsys, ["audit", "--csv", "table.xlsx"])
+    line = one_line_error(capsys, ["audit", "--csv", "table.xlsx"])
     assert line.endswith("argument --csv: must end in .csv or .parquet or .pq; got 'table.xlsx'")
-    line = _one_line_error(capsys, ["audit", "--test-size", "1"])
+    line = one_line_error(capsys, ["audit", "--test-size", "1"])
     assert "argument --test-size: a fraction must be in (0, 1); got 1" in line
-    line = _one_line_error(capsys, ["audit", "--test-size", "0.3"])
+    line = one_line_error(capsys, ["audit", "--test-size", "0.3"])
     assert line == "fairprune audit: error: --test-size applies to --csv only"
 
 
@@ -200,7 +191,7 @@ def test_audit_predictions_equals_a_brute_force_computation(tmp_path, capsys):
 )
 def test_audit_predictions_errors(argv, message, tmp_path, capsys):
     _write_predictions(tmp_path / "outputs.csv")
-    line = _one_line_error(capsys, ["audit", "--predictions", str(tmp_path / "outputs.csv"),
+    line = one_line_error(capsys, ["audit", "--predictions", str(tmp_path / "outputs.csv"),
                                     *argv])
     assert line.startswith(f"fairprune audit: error: {message}")
 
@@ -209,7 +200,7 @@ def test_audit_predictions_that_are_not_probabilities(tmp_path, capsys):
     table = _write_predictions(tmp_path / "outputs.csv")
     table["proba_compressed_0"] += 0.5  # rows no longer sum to 1
     table.to_csv(tmp_path / "outputs.csv", index=False)
-    line = _one_line_error(capsys, ["audit", "--predictions", str(tmp_path / "outputs.csv"),
+    line = one_line_error(capsys, ["audit", "--predictions", str(tmp_path / "outputs.csv"),
                                     "--sensitive", "group"])
     assert line.startswith(f"fairprune audit: error: --predictions {tmp_path / 'outputs.csv'}: ")
 

@@ -8,21 +8,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from cli_errors import one_line_error
 
 from fairprune_sk.cli import main
 from fairprune_sk.datasets import load_adult
 
 QUICK = ["--epochs", "2", "--quiet", "--n-boot", "30"]
-
-
-def _one_line_error(capsys, argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    [line] = err.splitlines()
-    return line
 
 
 def test_audit_quantizes_at_each_width_and_labels_bits(tmp_path, capsys):
@@ -90,4 +81,4 @@ def test_benchmark_quantizes_and_writes_bits(tmp_path, capsys):
     ],
 )
 def test_compression_flags_fail_in_one_line_before_training(argv, message, capsys):
-    assert _one_line_error(capsys, argv).startswith(message)
+    assert one_line_error(capsys, argv).startswith(message)
