@@ -127,14 +127,21 @@ def parse_value(text: str) -> Any:
     return text
 
 
-def mean_ci(values: pd.Series) -> str:
-    """Mean over seeds ± the half-width of its 95 % t-interval (the benchmark's seed_interval)."""
-    values = values.to_numpy(dtype=float)
-    mean = values.mean()
+def mean_half_width(values: Any) -> tuple[float, float]:
+    """Mean over seeds and the half-width of its 95 % t-interval (the benchmark's
+    seed_interval); NaN half-width for a single seed."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
     if len(values) < 2:
-        return f"{mean:.3f}"
+        return mean, float("nan")
     _, high = seed_interval(mean, values.std(ddof=1), len(values))
-    return f"{mean:.3f} ± {float(high) - mean:.3f}"
+    return mean, float(high) - mean
+
+
+def mean_ci(values: pd.Series) -> str:
+    """Mean over seeds ± the half-width of its 95 % t-interval, as text."""
+    mean, half = mean_half_width(values)
+    return f"{mean:.3f}" if np.isnan(half) else f"{mean:.3f} ± {half:.3f}"
 
 
 def run(args: argparse.Namespace) -> pd.DataFrame:
@@ -244,13 +251,8 @@ def paired_difference(results: pd.DataFrame, rate: float, method: str, baseline:
     at_rate = results[results["rate"] == rate]
     ours = at_rate[at_rate["method"] == method].set_index("seed")[column]
     theirs = at_rate[at_rate["method"] == baseline].set_index("seed")[column]
-    differences = 100 * (ours - theirs.reindex(ours.index)).dropna().to_numpy(dtype=float)
-    mean = float(differences.mean())
-    if len(differences) < 2:
-        return mean, float("nan"), False
-    _, high = seed_interval(mean, differences.std(ddof=1), len(differences))
-    half_width = float(high) - mean
-    return mean, half_width, abs(mean) > half_width
+    mean, half_width = mean_half_width(100 * (ours - theirs.reindex(ours.index)).dropna())
+    return mean, half_width, bool(abs(mean) > half_width)  # False when NaN (one seed)
 
 
 def report_worst_off(results: pd.DataFrame, means: pd.DataFrame, groups: list[str]) -> None:
@@ -297,15 +299,8 @@ def plot_trade_off(results: pd.DataFrame, path: str) -> None:
             rows = results[(results["rate"] == rate) & (results["method"] == method)]
             if rows.empty:
                 continue
-            points = []
-            for column in ("test_max_psi", "test_worst_group_accuracy"):
-                values = 100 * rows[column].to_numpy(dtype=float)
-                mean = values.mean()
-                half = 0.0
-                if len(values) > 1:
-                    half = float(seed_interval(mean, values.std(ddof=1), len(values))[1]) - mean
-                points.append((mean, half))
-            (x, dx), (y, dy) = points
+            (x, dx), (y, dy) = (np.nan_to_num(mean_half_width(100 * rows[column]))
+                                for column in ("test_max_psi", "test_worst_group_accuracy"))
             ax.errorbar(x, y, xerr=dx, yerr=dy, fmt="o", color=colors[method], capsize=3,
                         markersize=6, label=method)
             ax.annotate(method, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8,

@@ -143,9 +143,9 @@ def _cut(limits: tuple[float, float] | None, lows: Sequence[np.ndarray],
 CUT_NOTE = "; wider intervals are cut at the panel's edge"
 
 
-#: The runs' compression level in the figures: a pruning rate, or a width in bits (quantization).
-#: Widths are drawn from many bits to few, so compression grows to the right as rates do.
-_LEVELS = ("rate", "bits")
+#: The runs' compression level in the figures, a pruning rate or a width in bits (quantization),
+#: and its words. Widths are drawn from many bits to few, so compression grows to the right as
+#: rates do.
 _LEVEL_WORDS = {
     "rate": {"axis": "pruning rate", "star": "dense θ* (rate 0)", "label": "rate"},
     "bits": {"axis": "weight bits", "star": "dense θ* (float weights)", "label": "bits"},
@@ -154,8 +154,8 @@ _LEVEL_WORDS = {
 
 def _by_rate(table: pd.DataFrame, level: str) -> pd.DataFrame:
     """``table`` with its level column under the name ``rate``, the figures' key."""
-    if level not in _LEVELS:
-        raise ValueError(f"level must be one of {list(_LEVELS)}, got {level!r}")
+    if level not in _LEVEL_WORDS:
+        raise ValueError(f"level must be one of {list(_LEVEL_WORDS)}, got {level!r}")
     if level == "bits":
         if "bits" not in table.columns:
             raise ValueError("level='bits' needs a 'bits' column (a quantization sweep's "

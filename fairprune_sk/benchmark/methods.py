@@ -231,7 +231,7 @@ def check_methods(methods: Sequence[str], y_train: Any,
         if method in BINARY_ONLY and len(classes) != 2:
             raise ValueError(NON_BINARY_LABELS.format(method=method, n_classes=len(classes),
                                                       classes=classes.tolist()[:10]))
-        _check_pruning_method(method, {"pruning_method": pruning_method})
+        _check_pruning_method(method, pruning_method)
     return methods
 
 
@@ -591,12 +591,11 @@ def run_method(
     )
 
 
-def _check_pruning_method(method: str, params: Mapping[str, Any]) -> None:
+def _check_pruning_method(method: str, pruning_method: str | None) -> None:
     """Refuse a data-driven ``pruning_method`` for fairlearn's reductions, whose ``fit`` calls
     pass the estimator no groups (the criterion would see one pooled group)."""
     from ..pruning import DATA_DRIVEN_METHODS
 
-    pruning_method = params.get("pruning_method")
     if method in ("eg", "gridsearch") and pruning_method in DATA_DRIVEN_METHODS:
         raise ValueError(
             f"method={method!r} cannot prune with pruning_method={pruning_method!r}: fairlearn's "
