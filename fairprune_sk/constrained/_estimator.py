@@ -621,6 +621,7 @@ class FairConstrainedNet(PrunableNetClassifier):
             y,
             fine_tune_epochs,
             {"sensitive_features": sensitive_features, "sample_weight": sample_weight},
+            groups=sensitive_features,
         )
 
     def _continue_constrained(

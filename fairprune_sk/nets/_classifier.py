@@ -1067,7 +1067,7 @@ class PrunableNetClassifier(NeuralNetClassifier):
         groups: Any = None,
     ) -> Self:
         """:meth:`pruned_copy`; ``fit_params`` are the keywords of this class's ``fine_tune``,
-        ``groups`` the rows' groups of a data-driven method (else those of ``fit_params``)."""
+        ``groups`` the rows' groups of a data-driven method."""
         self.check_is_fitted()
         epochs = check_int(epochs, "fine_tune_epochs", 0)
         if epochs and (X is None or (y is None and not is_stream(X))):
@@ -1076,8 +1076,6 @@ class PrunableNetClassifier(NeuralNetClassifier):
             )
         data = {}
         if (self.pruning_method if method is None else method) in pruning.DATA_DRIVEN_METHODS:
-            if groups is None:
-                groups = fit_params.get("sensitive_features")
             data = {"X": X, "y": y, "sensitive_features": groups}
         copy = self._sibling(pruning.copy_module(self.module_)).prune(rate, method, **data)
         if epochs:
